@@ -1,0 +1,363 @@
+"""Validate a config repository and build the model renderers consume.
+
+    load_repo(path)  ->  RepoConfig      (raises ConfigError with every problem)
+
+Validation runs in layers, and reports everything it finds, not only the
+first problem:
+
+1. YAML syntax (with line and column), duplicate keys;
+2. `swapyard.yaml` against its schema; projects select instances by name;
+3. each `apps.config`, with the repo-wide and project defaults merged under
+   it, against the cerberus schema; catalog settings against the catalog
+   entry's own schema;
+4. cross-checks inside an instance (app and service names, custom vs
+   catalog fields, shipped files exist, backup and DNS completeness, volume
+   label length) and across a project (one domain and path, one instance).
+
+A problem in a value that came from a defaults file is reported against that
+file. Nothing here touches the network or the secret store.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+import zoneinfo
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cerberus
+from croniter import croniter
+
+from . import build
+from .apps_config import APPS_CONFIG, REPO_CONFIG
+from .catalog import CATALOG
+from .errors import ConfigError, Problem
+from .model import Project, RepoConfig
+from .yamlfile import YamlDocument, field_path, parse_yaml
+
+APPS_FILE = "apps.config"
+REPO_FILE = "swapyard.yaml"
+MAX_SHIPPED_BYTES = 16 * 1024 * 1024
+
+_SIZE = re.compile(r"([1-9][0-9]*)([MGT])")
+_SIZE_FACTORS = {"M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_IMAGE = re.compile(
+    r"(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[a-f0-9]{64}))?"
+)
+
+
+def parse_size(text: str) -> int | None:
+    """`10G` -> bytes (binary units); None when it is not a size."""
+    match = _SIZE.fullmatch(text)
+    return int(match[1]) * _SIZE_FACTORS[match[2]] if match else None
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+class ConfigValidator(cerberus.Validator):
+    """cerberus with swapyard's checks; each custom error says what is expected."""
+
+    def _check_with_image(self, field: str, value: str) -> None:
+        match = _IMAGE.fullmatch(value)
+        if not match:
+            self._error(field, f"found {value!r}; expected an image reference such as name:1.2.3")
+        elif not match["tag"] and not match["digest"]:
+            self._error(field, f"found {value!r} without a tag; expected e.g. {value}:1.2.3 "
+                        "(an untagged image changes under you)")
+        elif match["tag"] == "latest" and not match["digest"]:
+            self._error(field, f"found {value!r}; expected a pinned tag, not 'latest'")
+
+    def _check_with_size(self, field: str, value: str) -> None:
+        size = parse_size(value)
+        if size is None or size < 64 * _SIZE_FACTORS["M"]:
+            self._error(field, f"found {value!r}; expected a size such as 512M, 10G or 1T "
+                        "(at least 64M)")
+
+    def _check_with_cron(self, field: str, value: str) -> None:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            self._error(field, f"found {value!r}; expected a 5-field cron expression "
+                        "(minute hour day month weekday), e.g. '0 3 * * *'")
+
+    def _check_with_timezone(self, field: str, value: str) -> None:
+        if value not in _timezones():
+            self._error(field, f"found {value!r}; expected an IANA timezone, e.g. Europe/Berlin")
+
+    def _normalize_coerce_to_env_string(self, value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """`over` on top of `base`: mappings merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = deep_merge(base[key], value) if key in base else value
+        return out
+    return copy.deepcopy(over)
+
+
+def _selects(patterns: list[str], name: str) -> bool:
+    chosen = False
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            if fnmatch.fnmatchcase(name, pattern[1:]):
+                chosen = False
+        elif fnmatch.fnmatchcase(name, pattern):
+            chosen = True
+    return chosen
+
+
+class _Source:
+    """Where a merged value came from: the instance file, or a defaults block."""
+
+    def __init__(self, layers: list[tuple[str, YamlDocument, tuple[Any, ...]]]):
+        self.layers = layers  # highest precedence first: (filename, doc, path prefix)
+
+    def within(self, *path: Any) -> _Source:
+        """The same layers, for a sub-document at `path` (e.g. one app's settings)."""
+        return _Source([(f, d, (*p, *path)) for f, d, p in self.layers])
+
+    def locate(self, path: tuple[Any, ...]) -> tuple[str, int | None, tuple[Any, ...]]:
+        """(file, line, path in that file) of the layer that set `path`."""
+        for filename, doc, prefix in self.layers:
+            if doc.has((*prefix, *path)):
+                return filename, doc.line((*prefix, *path)), (*prefix, *path)
+        filename, doc, prefix = self.layers[0]
+        return filename, doc.line((*prefix, *path)), (*prefix, *path)
+
+
+def _validate_against(
+    schema: dict[str, Any], data: Any, source: _Source
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    from .messages import problems_from  # late: messages imports the schema constants
+
+    validator = ConfigValidator(schema)
+    if validator.validate(data):
+        return validator.document, []
+    problems = []
+    for problem in problems_from(validator._errors, schema, "", YamlDocument({}, {})):
+        where, line, path = source.locate(_parse_field(problem.field))
+        problems.append(Problem(where, line, field_path(path), problem.message))
+    return None, problems
+
+
+def _parse_field(text: str) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", text):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
+
+
+class RepoLoader:
+    """Reads one config repository; `load()` returns the model or raises ConfigError."""
+
+    def __init__(self, root: Path, only: str | None = None):
+        self.root = root
+        self.only = only
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def load(self) -> RepoConfig:
+        repo_doc, repo_data = self._repo_file()
+        projects = self._projects(repo_data)
+        instances = []
+        for name, doc in self._instance_files():
+            chosen = [p for p in projects if _selects(list(p.instances), name)]
+            if not chosen:
+                self.warnings.append(f"instances/{name}: not selected by any project; not deployed")
+                chosen_layers = [(None, {})]
+            else:
+                chosen_layers = [(p, repo_data.get("projects", {}).get(p.name) or {}) for p in chosen]
+            for project, project_data in chosen_layers:
+                instance = self._instance(name, doc, project, project_data, repo_doc, repo_data)
+                if instance is not None and project is not None:
+                    instances.append(instance)
+        self.problems.extend(build.cross_project_checks(instances))
+        if self.problems:
+            raise ConfigError(self.problems)
+        return RepoConfig(
+            root=str(self.root),
+            projects=tuple(projects),
+            instances=tuple(sorted(instances, key=lambda i: (i.project, i.name))),
+            warnings=tuple(self.warnings),
+        )
+
+    def _read(self, path: Path) -> YamlDocument | None:
+        rel = path.relative_to(self.root).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            self.problems.append(Problem(rel, None, "", "is not UTF-8 text"))
+            return None
+        try:
+            return parse_yaml(text, rel)
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def _repo_file(self) -> tuple[YamlDocument, dict[str, Any]]:
+        path = self.root / REPO_FILE
+        empty = YamlDocument({}, {})
+        if not path.is_file():
+            return empty, {}
+        doc = self._read(path)
+        if doc is None:
+            return empty, {}
+        if doc.data is None:
+            return empty, {}
+        validator = ConfigValidator(REPO_CONFIG)
+        if not validator.validate(doc.data, normalize=False) or not isinstance(doc.data, dict):
+            from .messages import problems_from
+
+            self.problems.extend(problems_from(validator._errors, REPO_CONFIG, REPO_FILE, doc))
+            return empty, {}
+        return doc, doc.data
+
+    def _projects(self, repo_data: dict[str, Any]) -> list[Project]:
+        declared = repo_data.get("projects") or {"production": {"branches": ["main"]}}
+        projects = []
+        claimed: dict[str, str] = {}
+        for name in sorted(declared):
+            spec = declared[name]
+            for branch in spec["branches"]:
+                if branch in claimed:
+                    self.problems.append(Problem(
+                        REPO_FILE, None, f"projects.{name}.branches",
+                        f"branch {branch!r} already deploys to project {claimed[branch]!r}; "
+                        "expected each branch in one project",
+                    ))
+                claimed[branch] = name
+            projects.append(Project(name, tuple(spec["branches"]),
+                                    tuple(spec.get("instances") or ["*"])))
+        return projects
+
+    def _instance_files(self) -> Iterator[tuple[str, YamlDocument]]:
+        base = self.root / "instances"
+        if not base.is_dir():
+            self.problems.append(Problem(
+                ".", None, "", f"no instances/ directory; expected instances/<name>/{APPS_FILE}"))
+            return
+        names = sorted(p.name for p in base.iterdir() if p.is_dir())
+        if self.only is not None:
+            names = [n for n in names if n == self.only]
+        for name in names:
+            path = base / name / APPS_FILE
+            if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name):
+                self.problems.append(Problem(
+                    f"instances/{name}", None, "",
+                    "instance directory name: expected lowercase letters, digits and '-', "
+                    "starting with a letter, at most 40"))
+                continue
+            if not path.is_file():
+                self.problems.append(Problem(f"instances/{name}", None, "",
+                                             f"{APPS_FILE} is missing"))
+                continue
+            doc = self._read(path)
+            if doc is None:
+                continue
+            if not isinstance(doc.data, dict):
+                self.problems.append(Problem(
+                    f"instances/{name}/{APPS_FILE}", 1, "",
+                    f"expected a mapping with at least `apps:`; found {type(doc.data).__name__}"))
+                continue
+            yield name, doc
+
+    def _instance(
+        self,
+        name: str,
+        doc: YamlDocument,
+        project: Project | None,
+        project_data: dict[str, Any],
+        repo_doc: YamlDocument,
+        repo_data: dict[str, Any],
+    ) -> Any:
+        filename = f"instances/{name}/{APPS_FILE}"
+        layers: list[tuple[str, YamlDocument, tuple[Any, ...]]] = [(filename, doc, ())]
+        merged: Any = {}
+        for defaults, prefix in (
+            (repo_data.get("defaults") or {}, ("defaults",)),
+            (project_data.get("defaults") or {} if project else {},
+             ("projects", project.name if project else "", "defaults")),
+        ):
+            clean = {k: v for k, v in defaults.items() if v is not None}
+            merged = deep_merge(merged, clean)
+            layers.insert(1, (REPO_FILE, repo_doc, prefix))
+        merged = deep_merge(merged, doc.data)
+        source = _Source(layers)
+        config, problems = _validate_against(APPS_CONFIG, merged, source)
+        # Catalog settings are checked even when the rest failed, to report all at once.
+        problems.extend(self._catalog_settings(config or merged, source))
+        if config is None or problems:
+            self.problems.extend(problems)
+            return None
+        files = self._shipped_files(name)
+        instance_problems = build.instance_checks(config, files, source)
+        if instance_problems:
+            self.problems.extend(instance_problems)
+            return None
+        return build.instance(project.name if project else "", name, filename, config, files)
+
+    def _catalog_settings(self, config: dict[str, Any], source: _Source) -> list[Problem]:
+        problems = []
+        apps = config.get("apps") if isinstance(config, dict) else None
+        for index, app in enumerate(apps if isinstance(apps, list) else []):
+            if not isinstance(app, dict) or not isinstance(app.get("catalog"), str):
+                continue
+            entry = CATALOG.get(app["catalog"])
+            if entry is None:
+                continue
+            raw = app.get("settings", {})
+            settings, found = _validate_against(
+                entry.settings, raw if raw is not None else {}, source.within("apps", index, "settings")
+            )
+            if settings is None:
+                problems.extend(found)
+            else:
+                app["settings"] = settings
+        return problems
+
+    def _shipped_files(self, name: str) -> dict[str, bytes]:
+        base = self.root / "instances" / name / "files"
+        files: dict[str, bytes] = {}
+        if not base.is_dir():
+            return files
+        total = 0
+        for path in sorted(base.rglob("*")):
+            rel = PurePosixPath(path.relative_to(base).as_posix())
+            where = f"instances/{name}/files/{rel}"
+            if path.is_symlink():
+                self.problems.append(Problem(where, None, "", "is a symbolic link; expected a "
+                                             "regular file (links could point outside the repo)"))
+            elif path.is_file():
+                files[str(rel)] = data = path.read_bytes()
+                total += len(data)
+        if total > MAX_SHIPPED_BYTES:
+            self.problems.append(Problem(
+                f"instances/{name}/files", None, "",
+                f"holds {total} bytes; expected at most {MAX_SHIPPED_BYTES} (ship large data "
+                "through the data volume or an image)"))
+        return files
+
+
+def find_root(path: Path) -> tuple[Path, str | None]:
+    """A repo root, or an instance directory -> (its repo root, its name)."""
+    path = path.resolve()
+    if (path / APPS_FILE).is_file() and path.parent.name == "instances":
+        return path.parent.parent, path.name
+    return path, None
+
+
+def load_repo(path: str | Path) -> RepoConfig:
+    """Validate the repository (or one instance directory) at `path` and build its model."""
+    root, only = find_root(Path(path))
+    if not root.is_dir():
+        raise ConfigError([Problem(str(path), None, "", "no such directory")])
+    return RepoLoader(root, only).load()
