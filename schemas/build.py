@@ -8,7 +8,7 @@ into `model.Instance`, expanding catalog apps into services.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from .catalog import CATALOG
@@ -40,8 +40,8 @@ class Locator(Protocol):
 def _at(source: Locator, path: tuple[Any, ...], message: str) -> Problem:
     from .yamlfile import field_path
 
-    filename, line, _ = source.locate(path)
-    return Problem(filename, line, field_path(path), message)
+    filename, line, located = source.locate(path)
+    return Problem(filename, line, field_path(located), message)
 
 
 def service_names(index: int, app: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
@@ -222,6 +222,31 @@ def _dns_checks(dns: dict[str, Any], source: Locator) -> list[Problem]:
             ("key_secret", "secret:NAME"),
         )
         if not dns.get(key)
+    ]
+
+
+def _secret_refs(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _secret_refs(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_refs(item, (*path, index))
+    elif (ref := SecretRef.parse(value)) is not None:
+        yield path, ref.name
+
+
+def secret_checks(config: dict[str, Any], known: Collection[str], source: Locator) -> list[Problem]:
+    """Every `secret:NAME` names a secret the store holds."""
+    return [
+        _at(
+            source,
+            path,
+            f"secret {name!r} is not in the secret store; expected one of the "
+            f"stored names, or add it (swapyard never reads secrets from git)",
+        )
+        for path, name in _secret_refs(config, ())
+        if name not in known
     ]
 
 

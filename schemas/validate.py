@@ -24,7 +24,7 @@ import copy
 import fnmatch
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -166,9 +166,12 @@ def _parse_field(text: str) -> tuple[Any, ...]:
 class RepoLoader:
     """Reads one config repository; `load()` returns the model or raises ConfigError."""
 
-    def __init__(self, root: Path, only: str | None = None):
+    def __init__(
+        self, root: Path, only: str | None = None, known_secrets: Collection[str] | None = None
+    ):
         self.root = root
         self.only = only
+        self.known_secrets = known_secrets
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
 
@@ -331,6 +334,8 @@ class RepoLoader:
             return None
         files = self._shipped_files(name)
         instance_problems = build.instance_checks(config, files, source)
+        if self.known_secrets is not None:
+            instance_problems += build.secret_checks(config, self.known_secrets, source)
         if instance_problems:
             self.problems.extend(instance_problems)
             return None
@@ -400,9 +405,13 @@ def find_root(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
-def load_repo(path: str | Path) -> RepoConfig:
-    """Validate the repository (or one instance directory) at `path` and build its model."""
+def load_repo(path: str | Path, known_secrets: Collection[str] | None = None) -> RepoConfig:
+    """Validate the repository (or one instance directory) at `path` and build its model.
+
+    With `known_secrets` (the names the secret store holds), every `secret:NAME`
+    reference must name one of them.
+    """
     root, only = find_root(Path(path))
     if not root.is_dir():
         raise ConfigError([Problem(str(path), None, "", "no such directory")])
-    return RepoLoader(root, only).load()
+    return RepoLoader(root, only, known_secrets).load()

@@ -28,8 +28,11 @@ EXIT_CHANGES = 3
 EXIT_INTERNAL = 70
 
 
-def _load(path: str) -> RepoConfig:
-    repo = load_repo(path)
+def _load(path: str, secrets_dir: str | None = None) -> RepoConfig:
+    known = None
+    if secrets_dir is not None:
+        known = sorted(p.name for p in Path(secrets_dir).iterdir() if p.is_file())
+    repo = load_repo(path, known_secrets=known)
     for warning in repo.warnings:
         click.echo(f"warning: {warning}", err=True)
     return repo
@@ -60,9 +63,15 @@ def main() -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False), default=".")
-def validate(path: str) -> None:
+@click.option(
+    "--secrets-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="The secret store (one file per secret, named after it): check that every "
+    "secret:NAME exists. Only names are read.",
+)
+def validate(path: str, secrets_dir: str | None) -> None:
     """Validate a config repository, or one instance directory."""
-    repo = _load(path)
+    repo = _load(path, secrets_dir)
     projects = sorted({i.project for i in repo.instances})
     click.echo(
         f"ok: {len(repo.instances)} instance(s) in {len(projects)} project(s)"

@@ -178,3 +178,45 @@ def test_helpers() -> None:
     assert parse_size("10G") == 10 << 30 and parse_size("512M") == 512 << 20
     assert parse_size("10GB") is None and parse_size("0G") is None
     assert deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}}) == {"a": {"b": 1, "c": [2]}}
+
+
+def test_secret_references_must_exist_in_the_store(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "swapyard.yaml": """\
+            defaults:
+              backup: {enabled: true, repository: /srv/b, password: secret:restic}
+            """,
+            "instances/a/apps.config": SITE.format(domain="a.example.org")
+            + "    secrets: {TOKEN: secret:api_token}\n",
+        },
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_repo(tmp_path, known_secrets=["api_token"])
+    assert [(p.file, p.line, p.field) for p in caught.value.problems] == [
+        ("swapyard.yaml", 2, "defaults.backup.password")
+    ]
+    assert load_repo(tmp_path, known_secrets=["api_token", "restic"]).instances
+    assert load_repo(tmp_path).instances  # without a store, names are not checked
+
+
+def test_cli_checks_secrets_against_a_store_directory(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    write(
+        tmp_path,
+        {
+            "instances/a/apps.config": SITE.format(domain="a.example.org")
+            + "    secrets: {TOKEN: secret:api_token}\n"
+        },
+    )
+    store = tmp_path / "store"
+    store.mkdir()
+    result = run_cli("validate", str(tmp_path), "--secrets-dir", str(store))
+    assert (
+        result.returncode == 1 and "secret 'api_token' is not in the secret store" in result.stderr
+    )
+    (store / "api_token").write_text("s3cr3t")
+    result = run_cli("validate", str(tmp_path), "--secrets-dir", str(store))
+    assert result.returncode == 0, result.stderr
