@@ -50,7 +50,7 @@ def service_names(index: int, app: dict[str, Any]) -> list[tuple[tuple[Any, ...]
     if app.get("catalog"):
         built = CATALOG[app["catalog"]].build(name, tuple(app["domains"]), app["settings"])
         return [(("apps", index, "name"), s.name) for s in built.services]
-    names = [(("apps", index, "name"), name)]
+    names: list[tuple[tuple[Any, ...], str]] = [(("apps", index, "name"), name)]
     for j, extra in enumerate(app.get("services") or []):
         names.append((("apps", index, "services", j, "name"), f"{name}-{extra['name']}"))
     return names

@@ -63,7 +63,7 @@ def _rule_definition(schema: dict[str, Any], schema_path: tuple[Any, ...]) -> di
 
 def _type_words(constraint: Any) -> str:
     kinds = constraint if isinstance(constraint, list) else [constraint]
-    return " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+    return " or ".join(str(_TYPE_WORDS.get(k, k)) for k in kinds)
 
 
 def _message(error: Any, schema: dict[str, Any], allowed_fields: list[str]) -> str:

@@ -36,7 +36,7 @@ from . import build
 from .apps_config import APPS_CONFIG, REPO_CONFIG
 from .catalog import CATALOG
 from .errors import ConfigError, Problem
-from .model import Project, RepoConfig
+from .model import Instance, Project, RepoConfig
 from .yamlfile import YamlDocument, field_path, parse_yaml
 
 APPS_FILE = "apps.config"
@@ -168,12 +168,12 @@ class RepoLoader:
     def load(self) -> RepoConfig:
         repo_doc, repo_data = self._repo_file()
         projects = self._projects(repo_data)
-        instances = []
+        instances: list[Instance] = []
         for name, doc in self._instance_files():
             chosen = [p for p in projects if _selects(list(p.instances), name)]
             if not chosen:
                 self.warnings.append(f"instances/{name}: not selected by any project; not deployed")
-                chosen_layers = [(None, {})]
+                chosen_layers: list[tuple[Project | None, dict[str, Any]]] = [(None, {})]
             else:
                 chosen_layers = [(p, repo_data.get("projects", {}).get(p.name) or {}) for p in chosen]
             for project, project_data in chosen_layers:
