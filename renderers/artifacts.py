@@ -32,6 +32,10 @@ class RenderOptions:
     image_map: Mapping[str, str] = field(default_factory=dict)  # upstream image -> local image
     https: bool | None = None  # overrides instance.https when set (local use)
     data_device: str | None = None  # block device of the data volume; default by-label
+    # False when the volume is attached after first boot (the new side of a swap):
+    # Ignition then leaves the volume alone and only the mount unit mounts it.
+    volume_at_boot: bool = True
+    compose_sysext_sha256: str | None = None  # hex; overrides the pinned sysext hash
 
 
 @dataclass(frozen=True)
@@ -81,4 +85,6 @@ class ArtifactSet:
             target = directory / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+        (directory / MANIFEST).write_text(
+            json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n"
+        )
