@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from schemas.model import Healthcheck, Instance, Service
 
-from . import layout
+from . import layout, yamlout
 from .artifacts import RenderOptions
 from .secrets import text
 
@@ -68,12 +66,9 @@ def project_name(instance: Instance) -> str:
     return f"{instance.project}-{instance.name}"
 
 
-def dump_yaml(document: Any) -> bytes:
-    """Deterministic YAML: sorted keys, block style, no line wrapping."""
-    out = yaml.safe_dump(
-        document, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 30
-    )
-    return out.encode()
+def dump_yaml(document: dict[str, Any]) -> bytes:
+    """Deterministic YAML: sorted keys, block style, no line wrapping (see renderers.yamlout)."""
+    return yamlout.dump(document).encode()
 
 
 def env_file(pairs: Any) -> bytes:

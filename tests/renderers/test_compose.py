@@ -201,3 +201,13 @@ def test_env_file_values_round_trip_through_compose(value: str, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)["services"]["a"]["environment"]["VALUE"]
     assert got.replace("$$", "$") == value
+
+
+def test_values_yaml_might_type_stay_strings_for_compose(tmp_path: Path) -> None:
+    values = ("0o17", "0x1F", "1e3", "1_000", "yes", "on", "null", "~", "", "080", "1.0")
+    instance = _custom(tuple((f"V{i}", v) for i, v in enumerate(values)), ("true", "1"))
+    result = _config(render_instance(instance), tmp_path, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    echo = json.loads(result.stdout)["services"]["echo"]
+    assert echo["environment"] == {f"V{i}": v for i, v in enumerate(values)}
+    assert echo["command"] == ["true", "1"]
