@@ -78,7 +78,9 @@ def healthcheck() -> Schema:
                 schema={"type": "string"},
             ),
             "interval": field("integer", "Seconds between checks.", min=1, default=30),
-            "timeout": field("integer", "Seconds before a check counts as failed.", min=1, default=10),
+            "timeout": field(
+                "integer", "Seconds before a check counts as failed.", min=1, default=10
+            ),
             "retries": field("integer", "Failures in a row before unhealthy.", min=1, default=3),
             "start_period": field(
                 "integer", "Seconds of grace after start.", min=0, default=30

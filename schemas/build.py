@@ -56,7 +56,9 @@ def service_names(index: int, app: dict[str, Any]) -> list[tuple[tuple[Any, ...]
     return names
 
 
-def instance_checks(config: dict[str, Any], files: dict[str, bytes], source: Locator) -> list[Problem]:
+def instance_checks(
+    config: dict[str, Any], files: dict[str, bytes], source: Locator
+) -> list[Problem]:
     """Problems a per-field schema cannot see, inside one instance."""
     problems: list[Problem] = []
     seen_apps: dict[str, int] = {}

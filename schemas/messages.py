@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cerberus import errors as E  # noqa: N812
+from cerberus import errors as E
 
 from .apps_config import ABS_PATH, ENV_NAME, HOSTNAME, NAME, REL_PATH, SECRET_REF
 from .errors import Problem
@@ -87,7 +87,8 @@ def _message(error: Any, schema: dict[str, Any], allowed_fields: list[str]) -> s
                 "(put the value in the secret store, never in git)"
             )
         words = meta.get("expected") or _REGEX_WORDS.get(error.constraint)
-        return f"found {_describe(value)}; expected {words or 'a value matching ' + error.constraint}"
+        words = words or "a value matching " + error.constraint
+        return f"found {_describe(value)}; expected {words}"
     if code == E.UNALLOWED_VALUE.code:
         return f"found {_describe(value)}; expected one of: {', '.join(map(str, error.constraint))}"
     if code == E.MIN_VALUE.code:

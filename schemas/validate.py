@@ -175,7 +175,8 @@ class RepoLoader:
                 self.warnings.append(f"instances/{name}: not selected by any project; not deployed")
                 chosen_layers: list[tuple[Project | None, dict[str, Any]]] = [(None, {})]
             else:
-                chosen_layers = [(p, repo_data.get("projects", {}).get(p.name) or {}) for p in chosen]
+                layers = repo_data.get("projects", {})
+                chosen_layers = [(p, layers.get(p.name) or {}) for p in chosen]
             for project, project_data in chosen_layers:
                 instance = self._instance(name, doc, project, project_data, repo_doc, repo_data)
                 if instance is not None and project is not None:
@@ -316,7 +317,9 @@ class RepoLoader:
                 continue
             raw = app.get("settings", {})
             settings, found = _validate_against(
-                entry.settings, raw if raw is not None else {}, source.within("apps", index, "settings")
+                entry.settings,
+                raw if raw is not None else {},
+                source.within("apps", index, "settings"),
             )
             if settings is None:
                 problems.extend(found)

@@ -76,17 +76,19 @@ def parse_yaml(text: str, filename: str) -> YamlDocument:
     """Parse one YAML document; raise ConfigError with line and column on bad syntax."""
     try:
         node = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         column = f"column {mark.column + 1}: " if mark else ""
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ConfigError([Problem(filename, line, "", f"{column}invalid YAML: {problem}")]) from None
+        message = f"{column}invalid YAML: {problem}"
+        raise ConfigError([Problem(filename, line, "", message)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(filename, None, "", f"invalid YAML: {exc}")]) from None
     except RecursionError:
-        raise ConfigError([Problem(filename, None, "", "invalid YAML: nested too deeply")]) from None
+        message = "invalid YAML: nested too deeply"
+        raise ConfigError([Problem(filename, None, "", message)]) from None
     lines: dict[Path, int] = {}
     if node is not None:
         _lines(node, (), lines)
