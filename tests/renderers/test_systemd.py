@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from renderers import render_instance
 from schemas.model import Instance
 
@@ -42,3 +48,23 @@ def test_no_unit_enables_a_login(instance: Instance) -> None:
     for text in _units(instance).values():
         for word in ("sshd", "getty", "authorized_keys", "passwd"):
             assert word not in text
+
+
+def test_systemd_analyze_verify_accepts_them(instance: Instance, tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is missing; apt-get install systemd")
+    paths = []
+    for name, text in _units(instance).items():
+        (tmp_path / name).write_text(text)
+        paths.append(f"./{name}")
+    result = subprocess.run(
+        [tool, "verify", "--man=no", *paths],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr  # e.g. "Unknown key ... ignoring" is only a warning
