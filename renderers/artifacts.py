@@ -20,6 +20,7 @@ MANIFEST = "manifest.json"
 
 
 def sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -47,6 +48,7 @@ class ArtifactSet:
     outside: Mapping[str, Any] = field(default_factory=dict)  # dns/backup settings, redacted
 
     def __getitem__(self, name: str) -> bytes:
+        """The bytes of one artifact; KeyError when there is none by that name."""
         for path, data in self.files:
             if path == name:
                 return data
@@ -54,18 +56,22 @@ class ArtifactSet:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Artifact names, in order."""
         return tuple(path for path, _ in self.files)
 
     @property
     def digests(self) -> dict[str, str]:
+        """Artifact name -> hex sha256 of its bytes."""
         return {path: sha256(data) for path, data in self.files}
 
     @property
     def digest(self) -> str:
+        """`sha256:<hex>` over the sorted (name, digest) pairs: changes with any byte."""
         lines = "".join(f"{path}\0{d}\n" for path, d in sorted(self.digests.items()))
         return "sha256:" + sha256(lines.encode())
 
     def manifest(self) -> dict[str, Any]:
+        """Digests plus the outside settings: what `swapyard plan` compares."""
         return {
             "instance": self.instance,
             "digest": self.digest,
