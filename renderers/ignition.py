@@ -39,6 +39,7 @@ SYSEXT_BASE_URL = "https://extensions.flatcar.org/extensions"
 
 FILE_MODE = 0o644
 SECRET_MODE = 0o600
+SECRET_DIR_MODE = 0o700
 MASKED_UNITS = ("sshd.service", "sshd.socket")
 
 
@@ -96,7 +97,7 @@ def render_ignition(
     """ignition.json from the other artifacts (artifact name -> bytes) and the units.
 
     `files` are placed under /opt/swapyard at their artifact names;
-    `secrets/*` get mode 0600, everything else 0644.
+    `secrets/*` get mode 0600 in a 0700 directory, everything else 0644.
     """
     entries = [
         _file(
@@ -116,6 +117,8 @@ def render_ignition(
         "files": sorted(entries, key=lambda e: e["path"]),
         "links": _links(instance, sysext["path"]),
     }
+    if any(name.startswith("secrets/") for name in files):
+        storage["directories"] = [{"path": f"{layout.ROOT}/secrets", "mode": SECRET_DIR_MODE}]
     if options.volume_at_boot:
         volume = instance.volume
         storage["filesystems"] = [

@@ -46,6 +46,9 @@ def test_carries_every_artifact_under_opt_swapyard(instance: Instance) -> None:
         entry = files[f"/opt/swapyard/{name}"]
         assert decode_data_url(entry["contents"]["source"]) == artifacts[name]
         assert entry["mode"] == (0o600 if name.startswith("secrets/") else 0o644)
+    directories = json.loads(artifacts["ignition.json"])["storage"].get("directories", [])
+    if any(name.startswith("secrets/") for name in artifacts.names):
+        assert directories == [{"path": "/opt/swapyard/secrets", "mode": 0o700}]
 
 
 def test_units_are_enabled_with_their_contents(instance: Instance) -> None:
