@@ -48,8 +48,12 @@ def _config(artifacts: ArtifactSet, tmp_path: Path, *args: str) -> subprocess.Co
     )
 
 
-def test_docker_compose_accepts_it(instance: Instance, tmp_path: Path) -> None:
-    options = RenderOptions(mode="resolved", secrets=fake_secrets(instance).get)
+@pytest.mark.parametrize("mode", ["redacted", "resolved"])
+def test_docker_compose_accepts_it(instance: Instance, mode: str, tmp_path: Path) -> None:
+    if mode == "resolved":
+        options = RenderOptions(mode="resolved", secrets=fake_secrets(instance).get)
+    else:
+        options = RenderOptions()
     result = _config(render_instance(instance, options), tmp_path, "-q")
     assert result.returncode == 0, result.stderr
 
