@@ -1,0 +1,127 @@
+"""Cached bare mirrors of config repositories, driven through GitPython.
+
+One bare repository per forge repository under the cache directory. `fetch`
+does nothing when the commit is already there and otherwise fetches the
+branches and tags (only new objects travel), then the exact commit if it is
+still missing. A file lock serializes git writes to one mirror across threads
+and processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import re
+import tarfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+from .errors import GitError
+
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+def _safe_name(repository: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", repository)[:80]
+    return f"{readable}-{hashlib.sha256(repository.encode()).hexdigest()[:8]}.git"
+
+
+class Mirror:
+    def __init__(self, path: Path, repository: str):
+        self.path = path
+        self.repository = repository
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with _thread_locks_guard:
+            lock = _thread_locks.setdefault(str(self.path), threading.Lock())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with lock, open(self.path.with_suffix(".lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _git(self) -> git.Git:
+        g = git.Git(str(self.path))
+        g.update_environment(**_GIT_ENV)
+        return g
+
+    def has_commit(self, sha: str) -> bool:
+        if not self.path.exists():
+            return False
+        try:
+            self._git().cat_file("-e", f"{sha}^{{commit}}")
+        except git.GitCommandError:
+            return False
+        return True
+
+    def fetch(self, url: str, sha: str) -> bool:
+        """Make `sha` present; returns whether anything was fetched."""
+        if self.has_commit(sha):
+            return False
+        with self._locked():
+            if self.has_commit(sha):
+                return False
+            if not (self.path / "HEAD").exists():
+                git.Repo.init(str(self.path), bare=True)
+            g = self._git()
+            try:
+                g.fetch("--no-tags", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+            except git.GitCommandError as exc:
+                raise GitError(
+                    f"{self.repository}: cannot fetch from {url}: {exc.stderr.strip()}; "
+                    "check the clone URL (or the repositories setting) and credentials"
+                ) from None
+            if not self.has_commit(sha):
+                try:
+                    g.fetch(url, sha)
+                except git.GitCommandError:
+                    pass
+            if not self.has_commit(sha):
+                raise GitError(
+                    f"{self.repository}: commit {sha} not found at {url} "
+                    "(deleted by a later force-push?)"
+                )
+        return True
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self._git().merge_base("--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def changed_paths(self, before: str, after: str) -> list[str]:
+        """Paths that differ between two commits (both sides of a rename)."""
+        out = self._git().diff("--name-only", "--no-renames", "-z", before, after)
+        return [p for p in out.split("\0") if p]
+
+    def export(self, sha: str, dest: Path) -> Path:
+        """Write the tree of `sha` to `dest` (a fresh directory)."""
+        stream = io.BytesIO()
+        try:
+            self._git().archive("--format=tar", sha, output_stream=stream)
+        except git.GitCommandError as exc:
+            raise GitError(f"{self.repository}: cannot export {sha}: {exc.stderr.strip()}") from None
+        stream.seek(0)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=stream) as tar:
+            tar.extractall(dest, filter="data")
+        return dest
+
+
+class MirrorCache:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def mirror(self, repository: str) -> Mirror:
+        return Mirror(self.root / _safe_name(repository), repository)
