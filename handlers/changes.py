@@ -44,6 +44,7 @@ def diff_push(mirror: Mirror, before: str | None, after: str) -> Change:
         return Change(
             True,
             frozenset(),
-            f"force-push: {before[:8]} is not an ancestor of {after[:8]}; every instance is evaluated",
+            f"force-push: {before[:8]} is not an ancestor of {after[:8]}; "
+            "every instance is evaluated",
         )
     return from_paths(mirror.changed_paths(before, after))

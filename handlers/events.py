@@ -67,7 +67,9 @@ def _repo_fields(payload: Mapping[str, Any]) -> dict[str, str | None]:
     project = payload.get("project") or {}
     return {
         "repository": repo.get("full_name") or project.get("path_with_namespace"),
-        "clone_url": repo.get("clone_url") or project.get("git_http_url") or repo.get("git_http_url"),
+        "clone_url": repo.get("clone_url")
+        or project.get("git_http_url")
+        or repo.get("git_http_url"),
     }
 
 
@@ -75,7 +77,9 @@ def _push(payload: Mapping[str, Any]) -> Classified:
     ref = str(payload.get("ref") or "")
     before = str(payload.get("before") or ZERO_SHA)
     after = str(payload.get("after") or ZERO_SHA)
-    event = Classified(QUEUED, "push", None, ref=ref, before=before, after=after, **_repo_fields(payload))
+    event = Classified(
+        QUEUED, "push", None, ref=ref, before=before, after=after, **_repo_fields(payload)
+    )
     if not event.repository:
         return replace(event, status=IGNORED, reason="push without a repository name")
     if ref.startswith("refs/tags/"):
@@ -122,9 +126,13 @@ def _pull_request(payload: Mapping[str, Any]) -> Classified:
         **_repo_fields(payload),
     )
     if action not in ("opened", "synchronize", "synchronized", "reopened"):
-        return replace(event, status=IGNORED, reason=f"pull request #{number} {action}: nothing to plan")
+        return replace(
+            event, status=IGNORED, reason=f"pull request #{number} {action}: nothing to plan"
+        )
     if not event.after or not event.repository:
-        return replace(event, status=IGNORED, reason="pull request without head commit or repository")
+        return replace(
+            event, status=IGNORED, reason="pull request without head commit or repository"
+        )
     return event
 
 
@@ -144,5 +152,7 @@ def _merge_request(payload: Mapping[str, Any]) -> Classified:
         **_repo_fields(payload),
     )
     if action not in ("open", "reopen", "update") or not last or not event.repository:
-        return replace(event, status=IGNORED, reason=f"merge request !{iid} {action}: nothing to plan")
+        return replace(
+            event, status=IGNORED, reason=f"merge request !{iid} {action}: nothing to plan"
+        )
     return event

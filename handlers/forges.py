@@ -70,7 +70,9 @@ class Forge:
                 raise SignatureError(
                     f"{header} does not match HMAC-SHA256 of the body with the webhook secret"
                 )
-        raise SignatureError(f"missing signature header ({' or '.join(h for h, _ in self.hmac_headers)})")
+        raise SignatureError(
+            f"missing signature header ({' or '.join(h for h, _ in self.hmac_headers)})"
+        )
 
 
 FORGES: dict[str, Forge] = {
@@ -109,8 +111,9 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not JSON ({exc}); configure the webhook with content type "
-                           "application/json") from None
+        raise PayloadError(
+            f"body is not JSON ({exc}); configure the webhook with content type application/json"
+        ) from None
     if not isinstance(data, dict):
         raise PayloadError("body is JSON but not an object")
     return data

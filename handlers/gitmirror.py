@@ -16,7 +16,7 @@ import re
 import tarfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import git
@@ -82,10 +82,8 @@ class Mirror:
                     "check the clone URL (or the repositories setting) and credentials"
                 ) from None
             if not self.has_commit(sha):
-                try:
+                with suppress(git.GitCommandError):
                     g.fetch(url, sha)
-                except git.GitCommandError:
-                    pass
             if not self.has_commit(sha):
                 raise GitError(
                     f"{self.repository}: commit {sha} not found at {url} "
@@ -111,7 +109,9 @@ class Mirror:
         try:
             self._git().archive("--format=tar", sha, output_stream=stream)
         except git.GitCommandError as exc:
-            raise GitError(f"{self.repository}: cannot export {sha}: {exc.stderr.strip()}") from None
+            raise GitError(
+                f"{self.repository}: cannot export {sha}: {exc.stderr.strip()}"
+            ) from None
         stream.seek(0)
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=stream) as tar:

@@ -113,8 +113,9 @@ class Pipeline:
         except Exception as exc:  # one instance's bug must not stop the batch
             outcome.state = "error"
             outcome.summary = f"internal error: {type(exc).__name__}: {exc}"
-            outcome.steps.append(StepRecord("crash", "error", time.time(), time.time(),
-                                            traceback.format_exc()))
+            outcome.steps.append(
+                StepRecord("crash", "error", time.time(), time.time(), traceback.format_exc())
+            )
         return outcome
 
     def _step(self, outcome: Outcome, name: str, fn: Callable[[], Any]) -> Any:
@@ -180,7 +181,9 @@ class Pipeline:
                 lines.append(f"{instance.key}: {exc}")
                 continue
             lines.append(f"{instance.key}: {digest}")
-        outcome.steps.append(StepRecord("render", "done", time.time(), time.time(), "\n".join(lines)))
+        outcome.steps.append(
+            StepRecord("render", "done", time.time(), time.time(), "\n".join(lines))
+        )
         keys = ", ".join(i.key for i in chosen) or "no instance"
         outcome.summary = f"plan only: {len(chosen)} instance(s) valid ({keys})"
         if outcome.state == "failure":

@@ -35,29 +35,53 @@ def _require_token() -> ResponseReturnValue | None:
 
 def event_json(e: Event) -> dict[str, Any]:
     return {
-        "id": e.id, "forge": e.forge, "event": e.event_name, "kind": e.kind,
-        "delivery": e.delivery_id, "status": e.status, "reason": e.reason,
-        "repository": e.repository, "ref": e.ref, "before": e.before, "after": e.after,
-        "received_at": iso(e.received_at), "processed_at": iso(e.processed_at),
+        "id": e.id,
+        "forge": e.forge,
+        "event": e.event_name,
+        "kind": e.kind,
+        "delivery": e.delivery_id,
+        "status": e.status,
+        "reason": e.reason,
+        "repository": e.repository,
+        "ref": e.ref,
+        "before": e.before,
+        "after": e.after,
+        "received_at": iso(e.received_at),
+        "processed_at": iso(e.processed_at),
         "attempts": e.attempts,
     }
 
 
 def deployment_json(d: Deployment, full: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": d.id, "event": d.event_id, "project": d.project, "instance": d.instance,
-        "context": d.context, "mode": d.mode, "sha": d.sha, "status": d.status,
-        "action": d.action, "summary": d.summary, "digest": d.digest,
-        "created_at": iso(d.created_at), "started_at": iso(d.started_at),
+        "id": d.id,
+        "event": d.event_id,
+        "project": d.project,
+        "instance": d.instance,
+        "context": d.context,
+        "mode": d.mode,
+        "sha": d.sha,
+        "status": d.status,
+        "action": d.action,
+        "summary": d.summary,
+        "digest": d.digest,
+        "created_at": iso(d.created_at),
+        "started_at": iso(d.started_at),
         "finished_at": iso(d.finished_at),
         "seconds": round(d.finished_at - d.started_at, 3)
-        if d.finished_at is not None and d.started_at is not None else None,
+        if d.finished_at is not None and d.started_at is not None
+        else None,
     }
     if full:
         out["log"] = d.log
         out["steps"] = [
-            {"name": s.name, "status": s.status, "started_at": iso(s.started_at),
-             "finished_at": iso(s.finished_at), "log": s.log}
+            {
+                "name": s.name,
+                "status": s.status,
+                "started_at": iso(s.started_at),
+                "finished_at": iso(s.finished_at),
+                "log": s.log,
+            }
             for s in d.steps
         ]
     return out
@@ -85,7 +109,9 @@ def event(event_id: int) -> ResponseReturnValue:
         e = session.get(Event, event_id)
         if e is None:
             return jsonify({"error": f"no event {event_id}"}), 404
-        return jsonify({**event_json(e), "deployments": [deployment_json(d) for d in e.deployments]})
+        return jsonify(
+            {**event_json(e), "deployments": [deployment_json(d) for d in e.deployments]}
+        )
 
 
 @bp.get("/deployments")
@@ -115,8 +141,16 @@ def instances() -> ResponseReturnValue:
         ).all()
         out: dict[str, dict[str, Any]] = {}
         for d in rows:
-            entry = out.setdefault(d.key, {"key": d.key, "project": d.project,
-                                           "instance": d.instance, "current": None, "latest": None})
+            entry = out.setdefault(
+                d.key,
+                {
+                    "key": d.key,
+                    "project": d.project,
+                    "instance": d.instance,
+                    "current": None,
+                    "latest": None,
+                },
+            )
             entry["latest"] = deployment_json(d)
             if d.status == "success":
                 entry["current"] = {"sha": d.sha, "deployment": d.id, "digest": d.digest}
@@ -133,24 +167,49 @@ def metrics() -> ResponseReturnValue:
     with get_db().session() as session:
         by_event = session.execute(select(Event.status, func.count()).group_by(Event.status)).all()
         by_dep = session.execute(
-            select(Deployment.status, func.count(),
-                   func.sum(Deployment.finished_at - Deployment.started_at))
-            .group_by(Deployment.status)
+            select(
+                Deployment.status,
+                func.count(),
+                func.sum(Deployment.finished_at - Deployment.started_at),
+            ).group_by(Deployment.status)
         ).all()
-        queued = session.scalar(select(func.count()).where(Event.status.in_(("queued", "processing"))))
+        queued = session.scalar(
+            select(func.count()).where(Event.status.in_(("queued", "processing")))
+        )
         waiting = session.scalar(select(func.count()).where(Deployment.status == "waiting"))
         outbox = session.scalar(
-            select(func.count()).where(StatusOutbox.sent_at.is_(None), StatusOutbox.given_up.is_(False))
+            select(func.count()).where(
+                StatusOutbox.sent_at.is_(None), StatusOutbox.given_up.is_(False)
+            )
         )
-    family("swapyard_events_total", "counter", "Webhook events stored, by outcome.",
-           [(f'{{status="{s}"}}', n) for s, n in by_event])
-    family("swapyard_deployments_total", "counter", "Deployments, by status.",
-           [(f'{{status="{s}"}}', n) for s, n, _ in by_dep])
-    family("swapyard_deployment_seconds_sum", "counter", "Total run time of finished deployments.",
-           [(f'{{status="{s}"}}', t or 0.0) for s, _, t in by_dep])
-    family("swapyard_queue_depth", "gauge", "Work waiting in the database.",
-           [('{queue="events"}', queued or 0), ('{queue="deployments"}', waiting or 0),
-            ('{queue="statuses"}', outbox or 0)])
+    family(
+        "swapyard_events_total",
+        "counter",
+        "Webhook events stored, by outcome.",
+        [(f'{{status="{s}"}}', n) for s, n in by_event],
+    )
+    family(
+        "swapyard_deployments_total",
+        "counter",
+        "Deployments, by status.",
+        [(f'{{status="{s}"}}', n) for s, n, _ in by_dep],
+    )
+    family(
+        "swapyard_deployment_seconds_sum",
+        "counter",
+        "Total run time of finished deployments.",
+        [(f'{{status="{s}"}}', t or 0.0) for s, _, t in by_dep],
+    )
+    family(
+        "swapyard_queue_depth",
+        "gauge",
+        "Work waiting in the database.",
+        [
+            ('{queue="events"}', queued or 0),
+            ('{queue="deployments"}', waiting or 0),
+            ('{queue="statuses"}', outbox or 0),
+        ],
+    )
     return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4"}
 
 

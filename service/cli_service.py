@@ -39,7 +39,10 @@ def _exit_on_sigterm(stop: threading.Event) -> None:
 
 
 config_option = click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), default=None,
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
     help="YAML service config (default: $SWAPYARD_CONFIG).",
 )
 
@@ -64,8 +67,14 @@ def serve(config_file: str | None, host: str, port: int, workers: int | None, th
     click.echo(f"swapyard: serving on http://{host}:{port} with {app.config['WORKERS']} worker(s)")
     sys.stdout.flush()
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="swapyard",
-                       clear_untrusted_proxy_headers=True)
+        waitress.serve(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="swapyard",
+            clear_untrusted_proxy_headers=True,
+        )
     finally:
         worker.stop()
 
@@ -109,7 +118,9 @@ def history(config_file: str | None, instance: str | None, limit: int) -> None:
     with get_db(app).session() as session:
         for d in session.scalars(query):
             when = datetime.fromtimestamp(d.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            click.echo(f"{d.id:>5} {when} {d.key:<30} {d.sha[:12]} {d.status:<10} {d.summary or ''}")
+            click.echo(
+                f"{d.id:>5} {when} {d.key:<30} {d.sha[:12]} {d.status:<10} {d.summary or ''}"
+            )
 
 
 def register(group: click.Group) -> None:

@@ -37,12 +37,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATA_DIR", "./swapyard-data", "Directory for the SQLite database and git mirrors."),
     Setting("DATABASE_URL", None, "SQLAlchemy URL; default SQLite (WAL) in DATA_DIR."),
     Setting("WEBHOOK_SECRET", None, "Shared secret of the forge webhooks.", secret=True),
-    Setting("ALLOW_UNSIGNED", False, "Accept unsigned webhooks when no secret is set (tests only)."),
+    Setting(
+        "ALLOW_UNSIGNED", False, "Accept unsigned webhooks when no secret is set (tests only)."
+    ),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024, "Largest webhook body accepted; larger gets 413."),
     Setting("PUBLIC_URL", "http://127.0.0.1:8080", "Base URL of this service, used in links."),
-    Setting("API_TOKEN", None, "Bearer token for /api/*; without one the API is closed.", secret=True),
+    Setting(
+        "API_TOKEN", None, "Bearer token for /api/*; without one the API is closed.", secret=True
+    ),
     Setting("WORKERS", 4, "Worker threads in `swapyard serve`/`worker` (0: web only)."),
-    Setting("LEASE_SECONDS", 60, "How long a claimed event or instance stays locked without renewal."),
+    Setting(
+        "LEASE_SECONDS", 60, "How long a claimed event or instance stays locked without renewal."
+    ),
     Setting("POLL_SECONDS", 0.5, "How often an idle worker looks for new work."),
     Setting("REPOSITORIES", {}, "Map of repository full name to clone URL (overrides payload)."),
     Setting("GITHUB_API_URL", "https://api.github.com", "GitHub (Enterprise) REST API base URL."),
@@ -112,7 +118,9 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as exc:
-        raise ServiceConfigError(f"{path}: cannot read the service config ({exc.strerror})") from None
+        raise ServiceConfigError(
+            f"{path}: cannot read the service config ({exc.strerror})"
+        ) from None
     except yaml.YAMLError as exc:
         raise ServiceConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -123,7 +131,7 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
 def load_settings(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Defaults, then the YAML file (`SWAPYARD_CONFIG` or `config_file`), then env, then overrides."""
+    """Defaults, then the YAML file (`SWAPYARD_CONFIG`/`config_file`), env, then overrides."""
     environ = os.environ if environ is None else environ
     overrides = dict(overrides or {})
     values = dict(DEFAULTS)

@@ -104,7 +104,10 @@ class StatusSender:
                 lease = now + 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
                 won = session.execute(
                     update(StatusOutbox)
-                    .where(StatusOutbox.id == row.id, StatusOutbox.next_attempt_at == row.next_attempt_at)
+                    .where(
+                        StatusOutbox.id == row.id,
+                        StatusOutbox.next_attempt_at == row.next_attempt_at,
+                    )
                     .values(next_attempt_at=lease)
                 ).rowcount
                 if won:
@@ -128,7 +131,9 @@ class StatusSender:
                 if permanent or current.attempts >= int(self.settings["STATUS_MAX_ATTEMPTS"]):
                     current.given_up = True
                 else:
-                    delay = float(self.settings["STATUS_BACKOFF_SECONDS"]) * 2 ** (current.attempts - 1)
+                    delay = float(self.settings["STATUS_BACKOFF_SECONDS"]) * 2 ** (
+                        current.attempts - 1
+                    )
                     current.next_attempt_at = time.time() + min(
                         delay, float(self.settings["STATUS_BACKOFF_MAX_SECONDS"])
                     )

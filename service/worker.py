@@ -57,11 +57,14 @@ class Worker:
     def claim_event(self) -> Event | None:
         now = time.time()
         claimable = or_(
-            (Event.status == "queued") & or_(Event.lease_expires.is_(None), Event.lease_expires < now),
+            (Event.status == "queued")
+            & or_(Event.lease_expires.is_(None), Event.lease_expires < now),
             (Event.status == "processing") & (Event.lease_expires < now),
         )
         with self.db.session() as session:
-            ids = session.scalars(select(Event.id).where(claimable).order_by(Event.id).limit(5)).all()
+            ids = session.scalars(
+                select(Event.id).where(claimable).order_by(Event.id).limit(5)
+            ).all()
             for event_id in ids:
                 won = session.execute(
                     update(Event)
@@ -92,7 +95,9 @@ class Worker:
                 change = Change(True, frozenset(), "pull request: every instance is evaluated")
             with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
                 tree = mirror.export(event.after, Path(tmp) / "tree")
-                branch = event.ref[len("refs/heads/") :] if event.kind == "push" and event.ref else None
+                branch = (
+                    event.ref[len("refs/heads/") :] if event.kind == "push" and event.ref else None
+                )
                 chosen = targets(tree, branch, change)
         except GitError as exc:
             self._retry_or_fail(event, str(exc))
@@ -117,7 +122,9 @@ class Worker:
                 current.lease_expires = time.time() + min(2.0**current.attempts, 60.0)
 
     def _create_deployments(self, session: Session, event: Event, chosen: Targets) -> None:
-        existing = set(session.scalars(select(Deployment.key).where(Deployment.event_id == event.id)))
+        existing = set(
+            session.scalars(select(Deployment.key).where(Deployment.event_id == event.id))
+        )
         event.status, event.reason = "dispatched", chosen.note
         if chosen.problem or chosen.project is None:
             if chosen.project is None and not chosen.problem:
@@ -127,7 +134,13 @@ class Worker:
                 rows = []
         else:
             rows = [
-                (f"{chosen.project}/{n}", chosen.project, n, f"swapyard/{chosen.project}/{n}", "deploy")
+                (
+                    f"{chosen.project}/{n}",
+                    chosen.project,
+                    n,
+                    f"swapyard/{chosen.project}/{n}",
+                    "deploy",
+                )
                 for n in chosen.names
             ]
         now = time.time()
@@ -135,21 +148,41 @@ class Worker:
             if key in existing:
                 continue
             dep = Deployment(
-                event_id=event.id, key=key, project=project, instance=name, context=context,
-                mode=mode, sha=event.after, status="waiting", log="", created_at=now,
+                event_id=event.id,
+                key=key,
+                project=project,
+                instance=name,
+                context=context,
+                mode=mode,
+                sha=event.after,
+                status="waiting",
+                log="",
+                created_at=now,
             )
             if chosen.problem:
                 dep.status, dep.summary, dep.finished_at = "failure", chosen.problem, now
             session.add(dep)
             session.flush()
-            self._status(session, event, dep, dep.status if chosen.problem else "pending",
-                         chosen.problem or f"queued: {chosen.note}")
+            self._status(
+                session,
+                event,
+                dep,
+                dep.status if chosen.problem else "pending",
+                chosen.problem or f"queued: {chosen.note}",
+            )
         event.processed_at, event.lease_owner, event.lease_expires = now, None, None
 
-    def _status(self, session: Session, event: Event, dep: Deployment, state: str, text: str) -> None:
+    def _status(
+        self, session: Session, event: Event, dep: Deployment, state: str, text: str
+    ) -> None:
         statuses.enqueue(
-            session, forge=event.forge, repository=event.repository or "", sha=dep.sha,
-            state=state, context=dep.context, description=text,
+            session,
+            forge=event.forge,
+            repository=event.repository or "",
+            sha=dep.sha,
+            state=state,
+            context=dep.context,
+            description=text,
             target_url=f"{self.settings['PUBLIC_URL']}/deployments/{dep.id}",
         )
 
@@ -193,8 +226,13 @@ class Worker:
                 for dep in older:
                     dep.status, dep.finished_at = "superseded", time.time()
                     dep.summary = f"superseded by {newest.sha}"
-                    self._status(session, dep.event, dep, "error",
-                                 f"superseded by {newest.sha[:12]}: the newer commit deploys instead")
+                    self._status(
+                        session,
+                        dep.event,
+                        dep,
+                        "error",
+                        f"superseded by {newest.sha[:12]}: the newer commit deploys instead",
+                    )
                 newest.status, newest.started_at = "running", time.time()
                 return newest
         return None
@@ -212,7 +250,9 @@ class Worker:
                 if dep.mode == "plan":
                     outcome = self.pipeline.run_plan(tree, [])
                 else:
-                    outcome = self.pipeline.run_instance(tree, dep.project or "", dep.instance or "")
+                    outcome = self.pipeline.run_instance(
+                        tree, dep.project or "", dep.instance or ""
+                    )
         except GitError as exc:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
         self._finish(dep, event, outcome)
@@ -225,10 +265,20 @@ class Worker:
             current.status, current.action = outcome.state, outcome.action
             current.summary, current.digest = outcome.summary, outcome.digest
             current.finished_at = now
-            current.log = "\n".join(f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps)
+            current.log = "\n".join(
+                f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps
+            )
             for s in outcome.steps:
-                session.add(Step(deployment_id=dep.id, name=s.name, status=s.status,
-                                 started_at=s.started_at, finished_at=s.finished_at, log=s.log))
+                session.add(
+                    Step(
+                        deployment_id=dep.id,
+                        name=s.name,
+                        status=s.status,
+                        started_at=s.started_at,
+                        finished_at=s.finished_at,
+                        log=s.log,
+                    )
+                )
             self._status(session, event, current, outcome.state, outcome.description)
             session.execute(delete(Lease).where(Lease.key == dep.key, Lease.owner == self.owner))
 
