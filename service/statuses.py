@@ -145,7 +145,7 @@ class StatusSender:
         if isinstance(client, str):
             return client, True
         try:
-            repo = client.get_repo(row.repository, lazy=True)
+            repo = client.get_repo(row.repository)
             repo.get_commit(row.sha).create_status(
                 state=row.state,
                 target_url=row.target_url or "",
