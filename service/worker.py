@@ -310,11 +310,14 @@ class Worker:
             if not busy:
                 self._stop.wait(float(self.settings["POLL_SECONDS"]))
 
-    def start(self, threads: int | None = None) -> None:
+    def start(self, threads: int | None = None, statuses: bool = True) -> None:
+        """Start `threads` worker threads (default WORKERS) and the status sender."""
         count = int(self.settings["WORKERS"] if threads is None else threads)
+        self._stop.clear()
         for n in range(count):
             self._spawn(f"swapyard-worker-{n}", self.run_once)
-        self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
+        if statuses:
+            self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
 
     def _spawn(self, name: str, step: Any) -> None:
         thread = threading.Thread(target=self._loop, args=(step,), name=name, daemon=True)

@@ -49,7 +49,7 @@ def test_new_branch_evaluates_every_instance_of_the_project(serve, config_repo, 
     assert final["target_url"] == f"{served.url}/deployments/{blog['id']}"
     assert forge.calls[-1].authorization == "token forge-token"
     detail = served.api(f"/api/deployments/{blog['id']}")
-    assert [s["name"] for s in detail["steps"]][0] == "validate"
+    assert detail["steps"][0]["name"] == "validate"
 
 
 def test_push_touching_one_instance_deploys_only_that_one(serve, config_repo):
