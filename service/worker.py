@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from handlers.changes import Change, diff_push
@@ -30,9 +29,9 @@ from handlers.events import ZERO_SHA
 from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, Targets, targets
 
-from . import statuses
+from . import leases, statuses
 from .db import Database, get_db
-from .models import Deployment, Event, Lease, Step
+from .models import Deployment, Event, Step
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5
@@ -76,8 +75,16 @@ class Worker:
                         attempts=Event.attempts + 1,
                     )
                 ).rowcount
-                if won:
-                    return session.get(Event, event_id)
+                if not won:
+                    continue
+                event = session.get(Event, event_id)
+                assert event is not None
+                if event.attempts > MAX_EVENT_ATTEMPTS:  # a poison event: stop retrying it
+                    event.status, event.processed_at = "failed", now
+                    event.reason = f"gave up after {MAX_EVENT_ATTEMPTS} attempts: {event.reason}"
+                    event.lease_owner = event.lease_expires = None
+                    continue
+                return event
         return None
 
     def _url(self, event: Event) -> str:
@@ -85,8 +92,12 @@ class Worker:
 
     def dispatch(self, event: Event) -> None:
         """Fetch, diff and create the deployments of one claimed event."""
-        assert event.after and event.repository
         try:
+            if not event.after or not event.repository or not self._url(event):
+                raise GitError(
+                    f"event {event.id}: no repository, commit or clone URL in the payload; "
+                    "map the repository to a URL with the `repositories` setting"
+                )
             mirror = self.mirrors.mirror(event.repository)
             mirror.fetch(self._url(event), event.after)
             if event.kind == "push":
@@ -188,24 +199,6 @@ class Worker:
 
     # -- deployments ----------------------------------------------------------
 
-    def _take_lease(self, session: Session, key: str) -> bool:
-        now = time.time()
-        taken = session.execute(
-            update(Lease)
-            .where(Lease.key == key, or_(Lease.expires_at < now, Lease.owner == self.owner))
-            .values(owner=self.owner, expires_at=now + self.lease)
-        ).rowcount
-        if taken:
-            return True
-        if session.get(Lease, key) is not None:
-            return False
-        try:
-            with session.begin_nested():
-                session.add(Lease(key=key, owner=self.owner, expires_at=now + self.lease))
-        except IntegrityError:
-            return False
-        return True
-
     def claim_deployment(self) -> Deployment | None:
         with self.db.session() as session:
             keys = session.scalars(
@@ -215,7 +208,7 @@ class Worker:
                 .order_by(Deployment.key)
             ).all()
             for key in keys:
-                if not self._take_lease(session, key):
+                if not leases.take(session, key, self.owner, self.lease):
                     continue
                 pending = session.scalars(
                     select(Deployment)
@@ -245,7 +238,10 @@ class Worker:
         try:
             mirror = self.mirrors.mirror(event.repository or "")
             mirror.fetch(self._url(event), dep.sha)
-            with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
+            with (
+                tempfile.TemporaryDirectory(dir=self._work()) as tmp,
+                leases.kept_alive(self.db, dep.key, self.owner, self.lease),
+            ):
                 tree = mirror.export(dep.sha, Path(tmp) / "tree")
                 if dep.mode == "plan":
                     outcome = self.pipeline.run_plan(tree, [])
@@ -280,7 +276,7 @@ class Worker:
                     )
                 )
             self._status(session, event, current, outcome.state, outcome.description)
-            session.execute(delete(Lease).where(Lease.key == dep.key, Lease.owner == self.owner))
+            leases.release(session, dep.key, self.owner)
 
     # -- loop -----------------------------------------------------------------
 
