@@ -50,7 +50,9 @@ SETTINGS: tuple[Setting, ...] = (
         "LEASE_SECONDS", 60, "How long a claimed event or instance stays locked without renewal."
     ),
     Setting("POLL_SECONDS", 0.5, "How often an idle worker looks for new work."),
-    Setting("REPOSITORIES", {}, "Map of repository full name to clone URL (overrides payload)."),
+    Setting(
+        "REPOSITORIES", {}, "Repository full name -> clone URL; when set, only these are processed."
+    ),
     Setting("GITHUB_API_URL", "https://api.github.com", "GitHub (Enterprise) REST API base URL."),
     Setting("GITHUB_TOKEN", None, "Token that may post commit statuses on GitHub.", secret=True),
     Setting("GITEA_API_URL", None, "Gitea/Forgejo API base URL, e.g. https://git.example/api/v1."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import delete, or_, update
@@ -39,21 +39,28 @@ def release(session: Session, key: str, owner: str) -> None:
     session.execute(delete(Lease).where(Lease.key == key, Lease.owner == owner))
 
 
+def renew_lease(key: str, owner: str, seconds: float) -> Callable[[Session], None]:
+    def renew(session: Session) -> None:
+        session.execute(
+            update(Lease)
+            .where(Lease.key == key, Lease.owner == owner)
+            .values(expires_at=time.time() + seconds)
+        )
+
+    return renew
+
+
 @contextmanager
-def kept_alive(db: Database, key: str, owner: str, seconds: float) -> Iterator[None]:
-    """Renew the lease on `key` every third of its length while the body runs."""
+def kept_alive(db: Database, renew: Callable[[Session], None], seconds: float) -> Iterator[None]:
+    """Call `renew` every third of the lease length while the body runs."""
     done = threading.Event()
 
-    def renew() -> None:
+    def loop() -> None:
         while not done.wait(seconds / 3):
             with db.session() as session:
-                session.execute(
-                    update(Lease)
-                    .where(Lease.key == key, Lease.owner == owner)
-                    .values(expires_at=time.time() + seconds)
-                )
+                renew(session)
 
-    thread = threading.Thread(target=renew, name=f"lease-{key}", daemon=True)
+    thread = threading.Thread(target=loop, name="lease-renewal", daemon=True)
     thread.start()
     try:
         yield

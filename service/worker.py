@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,35 @@ class Worker:
 
     def dispatch(self, event: Event) -> None:
         """Fetch, diff and create the deployments of one claimed event."""
+        allowed = self.settings["REPOSITORIES"]
+        if allowed and event.repository not in allowed:
+            self._ignore(event, f"repository {event.repository} is not in the repositories setting")
+            return
+        with leases.kept_alive(self.db, self._renew_event(event.id), self.lease):
+            self._dispatch(event)
+
+    def _renew_event(self, event_id: int) -> Callable[[Session], None]:
+        def renew(session: Session) -> None:
+            session.execute(
+                update(Event)
+                .where(Event.id == event_id, Event.lease_owner == self.owner)
+                .values(lease_expires=time.time() + self.lease)
+            )
+
+        return renew
+
+    def _ignore(self, event: Event, reason: str) -> None:
+        with self.db.session() as session:
+            current = session.get(Event, event.id)
+            if current is not None and current.lease_owner == self.owner:
+                current.status, current.reason, current.processed_at = (
+                    "ignored",
+                    reason,
+                    time.time(),
+                )
+                current.lease_owner = current.lease_expires = None
+
+    def _dispatch(self, event: Event) -> None:
         try:
             if not event.after or not event.repository or not self._url(event):
                 raise GitError(
@@ -215,6 +245,9 @@ class Worker:
                     .where(Deployment.key == key, Deployment.status.in_(("waiting", "running")))
                     .order_by(Deployment.event_id.desc(), Deployment.id.desc())
                 ).all()
+                if not pending:  # finished by another worker meanwhile
+                    leases.release(session, key, self.owner)
+                    continue
                 newest, older = pending[0], pending[1:]
                 for dep in older:
                     dep.status, dep.finished_at = "superseded", time.time()
@@ -240,7 +273,9 @@ class Worker:
             mirror.fetch(self._url(event), dep.sha)
             with (
                 tempfile.TemporaryDirectory(dir=self._work()) as tmp,
-                leases.kept_alive(self.db, dep.key, self.owner, self.lease),
+                leases.kept_alive(
+                    self.db, leases.renew_lease(dep.key, self.owner, self.lease), self.lease
+                ),
             ):
                 tree = mirror.export(dep.sha, Path(tmp) / "tree")
                 if dep.mode == "plan":

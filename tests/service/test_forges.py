@@ -83,3 +83,16 @@ def test_unreachable_repository_fails_the_event_with_a_reason(serve, config_repo
         what="a reason on the event",
     )
     assert "cannot fetch from" in event["reason"]
+
+
+def test_repositories_setting_pins_urls_and_refuses_others(serve, config_repo):
+    served = serve(config_repo, repositories={REPO_NAME: str(config_repo.bare)})
+    body = payload("github/push-normal.json")
+    body.update(ref="refs/heads/main", before=ZERO, after=config_repo.sha())
+    body["repository"].update(full_name=REPO_NAME, clone_url="https://example.invalid/x.git")
+    event = finished(served, served.hook("github", "push", body).json()["event"])
+    assert event["status"] == "dispatched"  # fetched from the pinned URL, not the payload's
+    body["repository"]["full_name"] = "someone/else"
+    other = finished(served, served.hook("github", "push", body).json()["event"])
+    assert other["status"] == "ignored"
+    assert other["reason"] == "repository someone/else is not in the repositories setting"
