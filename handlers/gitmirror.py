@@ -91,6 +91,30 @@ class Mirror:
                 )
         return True
 
+    def remote_heads(self, url: str) -> dict[str, str]:
+        """Branch name -> head commit at `url` (`git ls-remote --heads`)."""
+        g = git.Git()
+        g.update_environment(**_GIT_ENV)
+        try:
+            out = g.ls_remote("--heads", url)
+        except git.GitCommandError as exc:
+            raise GitError(
+                f"{self.repository}: cannot list branches of {url}: {exc.stderr.strip()}"
+            ) from None
+        heads = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref.startswith("refs/heads/"):
+                heads[ref[len("refs/heads/") :]] = sha
+        return heads
+
+    def show(self, sha: str, path: str) -> bytes | None:
+        """The content of `path` at commit `sha`, or None when it does not exist there."""
+        try:
+            return self._git().show(f"{sha}:{path}", stdout_as_string=False)
+        except git.GitCommandError:
+            return None
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         try:
             self._git().merge_base("--is-ancestor", ancestor, descendant)

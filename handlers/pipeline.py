@@ -73,6 +73,14 @@ def _instance_dirs(tree: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/apps.config")) if root.is_dir() else []
 
 
+def mapped_branches(tree: Path) -> set[str]:
+    """The branches that `swapyard.yaml` in `tree` maps to a project (none if unreadable)."""
+    loader = RepoLoader(tree.resolve())
+    _, repo_data = loader._repo_file()
+    projects = loader._projects(repo_data)
+    return set() if loader.problems else {b for p in projects for b in p.branches}
+
+
 def targets(tree: Path, branch: str | None, change: Change) -> Targets:
     loader = RepoLoader(tree.resolve())
     _, repo_data = loader._repo_file()

@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
         "LEASE_SECONDS", 60, "How long a claimed event or instance stays locked without renewal."
     ),
     Setting("POLL_SECONDS", 0.5, "How often an idle worker looks for new work."),
+    Setting("RECONCILE_SECONDS", 0.0, "How often to look for pushes without a webhook (0: off)."),
     Setting(
         "REPOSITORIES", {}, "Repository full name -> clone URL; when set, only these are processed."
     ),

@@ -33,6 +33,7 @@ from handlers.pipeline import Outcome, Pipeline, Targets, targets
 from . import leases, statuses
 from .db import Database, get_db
 from .models import Deployment, Event, Step
+from .reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5
@@ -49,6 +50,7 @@ class Worker:
         self.work_dir = data / "work"
         self.lease = float(settings["LEASE_SECONDS"])
         self.sender = statuses.StatusSender(db, settings)
+        self.reconciler = Reconciler(db, settings, self.mirrors)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -331,7 +333,7 @@ class Worker:
             return True
         return False
 
-    def _loop(self, step: Any) -> None:
+    def _loop(self, step: Any, idle: float) -> None:
         while not self._stop.is_set():
             try:
                 busy = step()
@@ -339,7 +341,7 @@ class Worker:
                 log.exception("worker step failed")
                 busy = False
             if not busy:
-                self._stop.wait(float(self.settings["POLL_SECONDS"]))
+                self._stop.wait(idle)
 
     def start(self, threads: int | None = None, statuses: bool = True) -> None:
         """Start `threads` worker threads (default WORKERS) and the status sender."""
@@ -349,9 +351,15 @@ class Worker:
             self._spawn(f"swapyard-worker-{n}", self.run_once)
         if statuses:
             self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
+        every = float(self.settings["RECONCILE_SECONDS"])
+        if every > 0:
+            self._spawn(
+                "swapyard-reconciler", lambda: bool(self.reconciler.run_once()) and False, every
+            )
 
-    def _spawn(self, name: str, step: Any) -> None:
-        thread = threading.Thread(target=self._loop, args=(step,), name=name, daemon=True)
+    def _spawn(self, name: str, step: Any, idle: float | None = None) -> None:
+        idle = float(self.settings["POLL_SECONDS"]) if idle is None else idle
+        thread = threading.Thread(target=self._loop, args=(step, idle), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
