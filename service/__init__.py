@@ -20,7 +20,7 @@ from schemas.errors import SwapyardError
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from handlers import hooks
 
-    from . import api, db, worker
+    from . import api, db, pages, worker
     from .config import load_settings
     from .inbox import SqlInbox
 
@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     database = db.init_app(app)
     hooks.init_app(app, SqlInbox(database, settings["PUBLIC_URL"]))
     api.init_app(app)
+    pages.init_app(app)
     worker.init_app(app)
 
     @app.errorhandler(SwapyardError)
