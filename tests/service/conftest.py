@@ -238,28 +238,27 @@ def serve(tmp_path: Path, forge: ForgeStub) -> Iterator[Callable[..., Served]]:
         port = free_port()
         app = create_app(make_settings(tmp_path, forge, port, **extra))
         server = waitress.create_server(app, host="127.0.0.1", port=port, threads=8)
-        threading.Thread(target=server.run, daemon=True).start()
+        loop = threading.Thread(target=server.run, daemon=True)
+        loop.start()
         worker = get_worker(app)
         worker.start()
-        started.append((server, worker))
+        started.append((server, loop, worker))
         return Served(f"http://127.0.0.1:{port}", app, repo)
 
     yield start
-    for server, worker in started:
+    for server, loop, worker in started:
         worker.stop()
-        stop_waitress(server)
+        stop_waitress(server, loop)
 
 
-def stop_waitress(server: Any) -> None:
-    """Close a waitress server from inside its own loop thread (no EBADF in select)."""
-    done = threading.Event()
+def stop_waitress(server: Any, thread: threading.Thread) -> None:
+    """Close a waitress server from inside its own loop thread, then wait for the loop to end."""
+    from waitress import wasyncore
 
     def close_all() -> None:
         server.task_dispatcher.shutdown()
-        for channel in list(server._map.values()):
-            if channel is not server.trigger:
-                channel.close()
-        done.set()
+        wasyncore.close_all(server._map)  # the loop ends once its map is empty
 
     server.trigger.pull_trigger(close_all)
-    done.wait(5)
+    thread.join(10)
+    assert not thread.is_alive(), "waitress did not stop"
