@@ -44,7 +44,7 @@ class Worker:
         self.db = db
         self.settings = settings
         self.pipeline = pipeline or Pipeline()
-        self.owner = f"{uuid.uuid4().hex[:12]}"
+        self.process_id = uuid.uuid4().hex[:12]
         data = Path(settings["DATA_DIR"])
         self.mirrors = MirrorCache(data / "mirrors")
         self.work_dir = data / "work"
@@ -53,6 +53,11 @@ class Worker:
         self.reconciler = Reconciler(db, settings, self.mirrors)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def owner(self) -> str:
+        """Who holds a lease: this process and thread (sibling threads must not share one)."""
+        return f"{self.process_id}/{threading.get_ident()}"
 
     # -- events ---------------------------------------------------------------
 
@@ -103,10 +108,12 @@ class Worker:
             self._dispatch(event)
 
     def _renew_event(self, event_id: int) -> Callable[[Session], None]:
+        owner = self.owner  # the claiming thread's identity, not the heartbeat's
+
         def renew(session: Session) -> None:
             session.execute(
                 update(Event)
-                .where(Event.id == event_id, Event.lease_owner == self.owner)
+                .where(Event.id == event_id, Event.lease_owner == owner)
                 .values(lease_expires=time.time() + self.lease)
             )
 
