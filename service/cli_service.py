@@ -1,7 +1,7 @@
 """CLI commands of the running service: `serve`, `worker`, `history`.
 
 `register(group)` adds them to the `swapyard` click group. `serve` runs the
-web app under waitress (a production WSGI server) with the worker threads in
+web app under gunicorn (see service.server) with the worker threads in
 the same process; `worker` runs only the worker, for a second process.
 """
 
@@ -52,31 +52,15 @@ config_option = click.option(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", type=int, default=None, help="Worker threads (0: web only).")
-@click.option("--threads", default=16, show_default=True, help="HTTP threads of waitress.")
+@click.option("--threads", default=16, show_default=True, help="HTTP threads of gunicorn.")
 def serve(config_file: str | None, host: str, port: int, workers: int | None, threads: int) -> None:
-    """Serve webhooks, API and metrics, and run the worker in this process."""
-    import waitress
-
-    from .worker import get_worker
+    """Serve webhooks, API, pages and metrics under gunicorn, with the worker in-process."""
+    from . import server
 
     app = _app(config_file, workers=workers)
-    worker = get_worker(app)
-    stop = threading.Event()
-    _exit_on_sigterm(stop)
-    worker.start()
     click.echo(f"swapyard: serving on http://{host}:{port} with {app.config['WORKERS']} worker(s)")
     sys.stdout.flush()
-    try:
-        waitress.serve(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            ident="swapyard",
-            clear_untrusted_proxy_headers=True,
-        )
-    finally:
-        worker.stop()
+    server.run(app, host, port, threads)
 
 
 @click.command()

@@ -8,8 +8,9 @@ works (PostgreSQL when several processes share the work).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,16 @@ class Database:
         self.engine: Engine = _engine(url)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite takes one writer at a time; threads queue here instead of in SQLite's
+        # busy handler, whose sleeps (up to 100 ms each) would dominate latency.
+        self._serial: AbstractContextManager[Any] = (
+            threading.Lock() if url.startswith("sqlite") else nullcontext()
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with self._sessions() as session, session.begin():
+        with self._serial, self._sessions() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

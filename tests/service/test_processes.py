@@ -30,6 +30,7 @@ def launch() -> Iterator:
             env=env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to kill it whole
         )
         procs.append(proc)
         return proc
@@ -39,9 +40,9 @@ def launch() -> Iterator:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
 
 
@@ -64,9 +65,9 @@ def test_event_acknowledged_then_killed_is_processed_after_restart(
     wait_for(up, what=f"swapyard serve to listen ({log})")
     answer = web.push(ZERO, config_repo.sha())
     assert answer.status_code == 202
-    first.kill()  # SIGKILL right after the acknowledgement
+    os.killpg(first.pid, signal.SIGKILL)  # the whole service, right after the acknowledgement
     first.wait(10)
-    assert not up()
+    wait_for(lambda: not up(), what="the killed service to stop answering")
 
     launch("serve", "--config", str(config), "--port", str(port), "--workers", "0", log=log)
     wait_for(up, what="the restarted service")
