@@ -2,8 +2,9 @@
 
     /work/venv/bin/python bench/webhooks.py [--seconds 10] [--connections 200]
 
-Needs Debian's `wrk` and `webhook`; swapyard runs as `swapyard serve` (gunicorn). Both servers check the same HMAC-SHA256
-rule on the same real signed push payload (../shared/reference/payloads).
+Needs Debian's `wrk` and `webhook`; swapyard runs as `swapyard serve` (gunicorn).
+Both servers check the same HMAC-SHA256 rule on the same real signed push
+payload (../shared/reference/payloads).
 Prints requests/s, p50/p99 at N connections and p99 at a steady ~100
 deliveries/s (10 connections, each pausing 100 ms between requests), side by
 side with the ratio, and checks that swapyard persisted exactly as many
