@@ -143,3 +143,31 @@ def test_removed_instance_destroys_nothing(serve, config_repo):
     [dep] = event["deployments"]
     assert dep["instance"] == "www" and dep["action"] == "removed"
     assert "nothing destroyed" in dep["summary"]
+
+
+def test_broken_swapyard_yaml_fails_on_the_plan_context(serve, config_repo, forge):
+    served = serve(config_repo)
+    before = config_repo.sha()
+    after = config_repo.commit("break projects", {"swapyard.yaml": "projects: [1, 2\n"})
+    config_repo.push()
+    event = finished(served, served.push(before, after).json()["event"])
+    [dep] = event["deployments"]
+    assert (dep["context"], dep["status"]) == ("swapyard/plan", "failure")
+    assert "swapyard.yaml" in dep["summary"]
+    final = wait_for(lambda: forge.statuses("swapyard/plan"), what="failure status")
+    assert final[-1]["state"] == "failure" and "swapyard.yaml" in final[-1]["description"]
+
+
+def test_instances_api_shows_current_commit(serve, config_repo):
+    served = serve(config_repo)
+    good = config_repo.sha()
+    finished(served, served.push(ZERO, good).json()["event"])
+    bad = config_repo.read("instances/www/apps.config").replace("domains:", "domainz:", 1)
+    after = config_repo.commit("break www", {"instances/www/apps.config": bad})
+    config_repo.push()
+    finished(served, served.push(good, after).json()["event"])
+    www = next(i for i in served.api("/api/instances") if i["key"] == "production/www")
+    assert www["current"]["sha"] == good  # the last successful commit
+    assert (www["latest"]["sha"], www["latest"]["status"]) == (after, "failure")
+    history = served.api("/api/deployments?instance=production/www")
+    assert [d["status"] for d in history] == ["failure", "success"]
