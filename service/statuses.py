@@ -9,7 +9,9 @@ GitHub-compatible status endpoint) go through PyGithub.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from typing import Any
 
 from github import Auth, Github, GithubException
@@ -18,10 +20,12 @@ from sqlalchemy.orm import Session
 
 from handlers.pipeline import clip
 
+from . import leases
 from .db import Database
 from .models import StatusOutbox
 
 STATES = ("pending", "success", "failure", "error")
+SENDER_LEASE = "status-sender"
 
 
 def enqueue(
@@ -58,6 +62,7 @@ class StatusSender:
     def __init__(self, db: Database, settings: dict[str, Any]):
         self.db = db
         self.settings = settings
+        self._process = uuid.uuid4().hex[:12]
 
     def _client(self, forge: str) -> Github | str:
         """A PyGithub client for `forge`, or why there is none."""
@@ -115,7 +120,25 @@ class StatusSender:
         return claimed
 
     def send_due(self) -> int:
-        """Send what is due; returns how many were sent."""
+        """Send what is due; returns how many were sent.
+
+        One sender at a time across threads and processes (a lease), so statuses of
+        one context can never overtake each other on the way to the forge.
+        """
+        owner = f"{self._process}/{threading.get_ident()}"
+        seconds = 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+        with self.db.session() as session:
+            if not leases.take(session, SENDER_LEASE, owner, seconds):
+                return 0
+        try:
+            renew = leases.renew_lease(SENDER_LEASE, owner, seconds)
+            with leases.kept_alive(self.db, renew, seconds):
+                return self._send_claimed()
+        finally:
+            with self.db.session() as session:
+                leases.release(session, SENDER_LEASE, owner)
+
+    def _send_claimed(self) -> int:
         sent = 0
         for row in self._claim():
             error, permanent = self._send(row)
