@@ -14,10 +14,14 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qs
 
+from werkzeug.datastructures import Headers as HttpHeaders
+
 from .errors import PayloadError, SignatureError
+
+Headers: TypeAlias = Mapping[str, str] | HttpHeaders  # a dict, or werkzeug's request headers
 
 
 @dataclass(frozen=True)
@@ -28,14 +32,14 @@ class Forge:
     hmac_headers: tuple[tuple[str, str], ...] = ()  # (header, prefix)
     token_header: str | None = None
 
-    def header(self, headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    def header(self, headers: Headers, names: tuple[str, ...]) -> str | None:
         for name in names:
             value = headers.get(name)
             if value:
                 return value.strip()
         return None
 
-    def event_name(self, headers: Mapping[str, str]) -> str:
+    def event_name(self, headers: Headers) -> str:
         name = self.header(headers, self.event_headers)
         if not name:
             raise PayloadError(
@@ -43,11 +47,11 @@ class Forge:
             )
         return name
 
-    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
+    def delivery_id(self, headers: Headers, body: bytes) -> str:
         found = self.header(headers, self.delivery_headers)
         return found or "sha256-of-body:" + hashlib.sha256(body).hexdigest()
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str | None) -> None:
+    def verify(self, headers: Headers, body: bytes, secret: str | None) -> None:
         """Raise SignatureError unless the delivery carries a valid signature for `secret`."""
         if secret is None:
             return

@@ -96,7 +96,7 @@ class Mirror:
         g = git.Git()
         g.update_environment(**_GIT_ENV)
         try:
-            out = g.ls_remote("--heads", url)
+            out = str(g.ls_remote("--heads", url))
         except git.GitCommandError as exc:
             raise GitError(
                 f"{self.repository}: cannot list branches of {url}: {exc.stderr.strip()}"

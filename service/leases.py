@@ -11,18 +11,20 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import Database
+from .db import Database, rowcount
 from .models import Lease
 
 
 def take(session: Session, key: str, owner: str, seconds: float) -> bool:
     """Take (or renew) `key` for `owner` unless someone else holds an unexpired lease."""
     now = time.time()
-    taken = session.execute(
-        update(Lease)
-        .where(Lease.key == key, or_(Lease.expires_at < now, Lease.owner == owner))
-        .values(owner=owner, expires_at=now + seconds)
-    ).rowcount
+    taken = rowcount(
+        session.execute(
+            update(Lease)
+            .where(Lease.key == key, or_(Lease.expires_at < now, Lease.owner == owner))
+            .values(owner=owner, expires_at=now + seconds)
+        )
+    )
     if taken:
         return True
     if session.get(Lease, key) is not None:

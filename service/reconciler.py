@@ -46,7 +46,8 @@ class Reconciler:
                 .order_by(Event.id)
             ).all()
         for repository, forge, url in rows:
-            known[repository] = (forge, url or "")
+            if repository:
+                known[repository] = (forge, url or "")
         pinned = self.settings["REPOSITORIES"]
         if pinned:
             known = {r: (known.get(r, ("github", ""))[0], u) for r, u in pinned.items()}

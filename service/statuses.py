@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from handlers.pipeline import clip
 
 from . import leases
-from .db import Database
+from .db import Database, rowcount
 from .models import StatusOutbox
 
 STATES = ("pending", "success", "failure", "error")
@@ -107,14 +107,16 @@ class StatusSender:
                     row.given_up, row.last_error = True, f"replaced by newer status #{newer}"
                     continue
                 lease = now + 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
-                won = session.execute(
-                    update(StatusOutbox)
-                    .where(
-                        StatusOutbox.id == row.id,
-                        StatusOutbox.next_attempt_at == row.next_attempt_at,
+                won = rowcount(
+                    session.execute(
+                        update(StatusOutbox)
+                        .where(
+                            StatusOutbox.id == row.id,
+                            StatusOutbox.next_attempt_at == row.next_attempt_at,
+                        )
+                        .values(next_attempt_at=lease)
                     )
-                    .values(next_attempt_at=lease)
-                ).rowcount
+                )
                 if won:
                     claimed.append(row)
         return claimed

@@ -31,7 +31,7 @@ from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, Targets, targets
 
 from . import leases, statuses
-from .db import Database, get_db
+from .db import Database, get_db, rowcount
 from .models import Deployment, Event, Step
 from .reconciler import Reconciler
 
@@ -73,16 +73,18 @@ class Worker:
                 select(Event.id).where(claimable).order_by(Event.id).limit(5)
             ).all()
             for event_id in ids:
-                won = session.execute(
-                    update(Event)
-                    .where(Event.id == event_id, claimable)
-                    .values(
-                        status="processing",
-                        lease_owner=self.owner,
-                        lease_expires=now + self.lease,
-                        attempts=Event.attempts + 1,
+                won = rowcount(
+                    session.execute(
+                        update(Event)
+                        .where(Event.id == event_id, claimable)
+                        .values(
+                            status="processing",
+                            lease_owner=self.owner,
+                            lease_expires=now + self.lease,
+                            attempts=Event.attempts + 1,
+                        )
                     )
-                ).rowcount
+                )
                 if not won:
                     continue
                 event = session.get(Event, event_id)
@@ -176,6 +178,7 @@ class Worker:
             session.scalars(select(Deployment.key).where(Deployment.event_id == event.id))
         )
         event.status, event.reason = "dispatched", chosen.note
+        rows: list[tuple[str, str | None, str | None, str, str]]
         if chosen.problem or chosen.project is None:
             if chosen.project is None and not chosen.problem:
                 event.status = "ignored" if event.kind == "push" else "dispatched"
