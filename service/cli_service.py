@@ -1,6 +1,6 @@
 """CLI commands of the running service: `serve`, `worker`, `history`.
 
-`register(group)` adds them to the `swapyard` click group. `serve` runs the
+`register(group)` adds them (and `web`) to the `swapyard` click group. `serve` runs the
 web app under gunicorn (see service.server) with the worker threads in
 the same process; `worker` runs only the worker, for a second process.
 """
@@ -65,6 +65,21 @@ def serve(config_file: str | None, host: str, port: int, workers: int | None, th
 
 @click.command()
 @config_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=16, show_default=True, help="HTTP threads of gunicorn.")
+def web(config_file: str | None, host: str, port: int, threads: int) -> None:
+    """Serve webhooks, API, pages and metrics only; run `swapyard worker` beside it."""
+    from . import server
+
+    app = _app(config_file)
+    click.echo(f"swapyard: serving on http://{host}:{port} (no worker in this process)")
+    sys.stdout.flush()
+    server.run(app, host, port, threads, background=False)
+
+
+@click.command()
+@config_option
 @click.option("--workers", type=int, default=None, help="Worker threads.")
 def worker(config_file: str | None, workers: int | None) -> None:
     """Run only the worker (events, deployments, statuses) until SIGTERM."""
@@ -108,5 +123,5 @@ def history(config_file: str | None, instance: str | None, limit: int) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (serve, worker, history):
+    for command in (serve, web, worker, history):
         group.add_command(command)

@@ -32,10 +32,13 @@ class Server(BaseApplication):  # type: ignore[misc]
         return self.application
 
 
-def run(app: Flask, host: str, port: int, threads: int) -> None:
+def run(app: Flask, host: str, port: int, threads: int, background: bool = True) -> None:
+    """Serve `app`; with `background`, the worker threads run in the same process."""
+
     def post_worker_init(_worker: Any) -> None:
         get_db(app).engine.dispose(close=False)  # connections from before fork stay unused
-        get_worker(app).start()
+        if background:
+            get_worker(app).start()
 
     def worker_exit(_server: Any, _worker: Any) -> None:
         get_worker(app).stop()

@@ -36,7 +36,7 @@ def test_two_workers_run_each_event_once(tmp_path, config_repo, forge, launch, d
     config.write_text(yaml.safe_dump(settings))
     log = tmp_path / "service.log"
     web = Served(f"http://127.0.0.1:{port}", None, config_repo)
-    launch("serve", "--config", str(config), "--port", str(port), log=log)
+    launch("web", "--config", str(config), "--port", str(port), log=log)
 
     def up() -> bool:
         try:
