@@ -170,3 +170,16 @@ def check(values: dict[str, Any]) -> dict[str, Any]:
     if int(values["MAX_BODY_BYTES"]) <= 0:
         raise ServiceConfigError("max_body_bytes must be a positive number of bytes")
     return values
+
+
+def settings_markdown() -> str:
+    """The settings table of docs/service.md, generated from `SETTINGS`."""
+    lines = [
+        "| setting (YAML key) | environment | default | description |",
+        "|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        env = f"`{ENV_PREFIX}{s.name}`" + (f", `{ENV_PREFIX}{s.name}_FILE`" if s.secret else "")
+        default = "*(secret)*" if s.secret else f"`{s.default!r}`"
+        lines.append(f"| `{s.name.lower()}` | {env} | {default} | {s.description} |")
+    return "\n".join(lines) + "\n"

@@ -65,3 +65,17 @@ def test_bad_yaml_file(tmp_path):
 def test_every_setting_is_described():
     for setting in SETTINGS:
         assert setting.description.endswith((".", ")")), setting.name
+
+
+def test_docs_list_every_setting():
+    from service.config import settings_markdown
+
+    from .conftest import ROOT
+
+    doc = (ROOT / "docs" / "service.md").read_text()
+    start = doc.index("-->\n", doc.index("<!-- settings:")) + len("-->\n")
+    generated = doc[start : doc.index("<!-- /settings -->")]
+    assert generated == settings_markdown(), (
+        "docs/service.md is stale: regenerate its settings table with "
+        "service.config.settings_markdown()"
+    )
