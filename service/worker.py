@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from handlers.changes import Change, diff_push
 from handlers.errors import GitError
-from handlers.events import ZERO_SHA
 from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, Targets, targets
 
@@ -363,9 +362,11 @@ class Worker:
             self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
         every = float(self.settings["RECONCILE_SECONDS"])
         if every > 0:
-            self._spawn(
-                "swapyard-reconciler", lambda: bool(self.reconciler.run_once()) and False, every
-            )
+            self._spawn("swapyard-reconciler", self._reconcile, every)
+
+    def _reconcile(self) -> bool:
+        self.reconciler.run_once()
+        return False  # then wait a full RECONCILE_SECONDS
 
     def _spawn(self, name: str, step: Any, idle: float | None = None) -> None:
         idle = float(self.settings["POLL_SECONDS"]) if idle is None else idle
@@ -389,6 +390,3 @@ def init_app(app: Flask, pipeline: Pipeline | None = None) -> Worker:
 
 def get_worker(app: Flask) -> Worker:
     return app.extensions["swapyard.worker"]
-
-
-__all__ = ["ZERO_SHA", "Worker", "get_worker", "init_app"]
