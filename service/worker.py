@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from handlers.changes import Change, diff_push
 from handlers.errors import GitError
 from handlers.gitmirror import MirrorCache
-from handlers.pipeline import Outcome, Pipeline, Targets, targets
+from handlers.pipeline import Outcome, Pipeline, targets
 
-from . import leases, statuses
+from . import dispatch, leases, statuses
 from .db import Database, get_db, rowcount
 from .models import Deployment, Event, Step
 from .reconciler import Reconciler
@@ -157,7 +157,7 @@ class Worker:
             current = session.get(Event, event.id)
             if current is None or current.lease_owner != self.owner:
                 return  # our lease expired and someone else took over
-            self._create_deployments(session, current, chosen)
+            dispatch.create_deployments(session, current, chosen, self.settings["PUBLIC_URL"])
 
     def _retry_or_fail(self, event: Event, reason: str) -> None:
         log.warning("event %s: %s", event.id, reason)
@@ -172,71 +172,10 @@ class Worker:
                 current.status = "queued"
                 current.lease_expires = time.time() + min(2.0**current.attempts, 60.0)
 
-    def _create_deployments(self, session: Session, event: Event, chosen: Targets) -> None:
-        existing = set(
-            session.scalars(select(Deployment.key).where(Deployment.event_id == event.id))
-        )
-        event.status, event.reason = "dispatched", chosen.note
-        rows: list[tuple[str, str | None, str | None, str, str]]
-        if chosen.problem or chosen.project is None:
-            if chosen.project is None and not chosen.problem:
-                event.status = "ignored" if event.kind == "push" else "dispatched"
-            rows = [("plan/" + (event.ref or ""), None, None, "swapyard/plan", "plan")]
-            if not chosen.names and not chosen.problem:
-                rows = []
-        else:
-            rows = [
-                (
-                    f"{chosen.project}/{n}",
-                    chosen.project,
-                    n,
-                    f"swapyard/{chosen.project}/{n}",
-                    "deploy",
-                )
-                for n in chosen.names
-            ]
-        now = time.time()
-        for key, project, name, context, mode in rows:
-            if key in existing:
-                continue
-            dep = Deployment(
-                event_id=event.id,
-                key=key,
-                project=project,
-                instance=name,
-                context=context,
-                mode=mode,
-                sha=event.after,
-                status="waiting",
-                log="",
-                created_at=now,
-            )
-            if chosen.problem:
-                dep.status, dep.summary, dep.finished_at = "failure", chosen.problem, now
-            session.add(dep)
-            session.flush()
-            self._status(
-                session,
-                event,
-                dep,
-                dep.status if chosen.problem else "pending",
-                chosen.problem or f"queued: {chosen.note}",
-            )
-        event.processed_at, event.lease_owner, event.lease_expires = now, None, None
-
     def _status(
         self, session: Session, event: Event, dep: Deployment, state: str, text: str
     ) -> None:
-        statuses.enqueue(
-            session,
-            forge=event.forge,
-            repository=event.repository or "",
-            sha=dep.sha,
-            state=state,
-            context=dep.context,
-            description=text,
-            target_url=f"{self.settings['PUBLIC_URL']}/deployments/{dep.id}",
-        )
+        dispatch.status(session, event, dep, state, text, self.settings["PUBLIC_URL"])
 
     # -- deployments ----------------------------------------------------------
 
