@@ -222,9 +222,11 @@ def main() -> None:
         a, b = sy[phase][key], wh[phase][key]
         ratio = f"{a / b:.2f}" if b else "-"
         print(f"{label:<34}{fmt.format(a):>12}{fmt.format(b):>16}{ratio:>8}")
+    # wrk stops counting at its deadline; deliveries in flight then are persisted (and
+    # answered) but not counted: persisted may exceed acknowledged, never fall short.
     print(
-        f"swapyard acknowledged {acked} deliveries and persisted {persisted}: "
-        + ("none lost" if acked == persisted else "MISMATCH")
+        f"swapyard acknowledged {acked} deliveries (as counted by wrk), persisted {persisted}: "
+        + ("none lost" if persisted >= acked else "SOME LOST")
     )
     goals = {
         "p99 < 25 ms at ~100/s": sy["steady"]["p99_ms"] < 25,
