@@ -1,0 +1,45 @@
+"""The swapyard service: webhook inbox, worker, statuses, history API.
+
+`create_app(config=None)` builds the Flask app from defaults, the YAML file
+named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config`. Nothing
+opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
+start the worker (`service.worker.get_worker(app).start()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+
+from schemas.errors import SwapyardError
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    from handlers import hooks
+
+    from . import api, db, pages, worker
+    from .config import load_settings
+    from .inbox import SqlInbox
+
+    settings = load_settings(config)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
+    database = db.init_app(app)
+    hooks.init_app(app, SqlInbox(database, settings["PUBLIC_URL"]))
+    api.init_app(app)
+    pages.init_app(app)
+    worker.init_app(app)
+
+    @app.errorhandler(SwapyardError)
+    def _domain_error(exc: SwapyardError) -> ResponseReturnValue:
+        return jsonify({"error": str(exc)}), 400
+
+    @app.get("/healthz")
+    def _health() -> ResponseReturnValue:
+        return jsonify({"status": "ok"})
+
+    return app

@@ -172,6 +172,15 @@ def schema(fmt: str, which: str, out: str | None) -> None:
         click.echo(text, nl=False)
 
 
+def _register_service_commands() -> None:
+    from . import cli_service
+
+    cli_service.register(main)
+
+
+_register_service_commands()
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and map errors to exit codes; never let a traceback reach the user."""
     try:

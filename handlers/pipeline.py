@@ -1,0 +1,207 @@
+"""The one seam between the worker and validate/render/plan/deploy.
+
+`targets()` decides which instances a commit concerns; `run_instance()` takes
+one instance of a checked-out tree through validation, rendering, planning and
+(once wired) the deploy engine, and returns an `Outcome` that never raises:
+one instance's failure never stops the others. `run_plan()` is the plan-only
+path for unmapped branches and pull requests (status context `swapyard/plan`).
+
+Renderer, planner and deployer are looked up lazily so this module works
+while those parts are still being written; `Pipeline(executor=...)` is where
+the deploy engine plugs in.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas import ConfigError, Instance, SwapyardError, load_repo
+from schemas.validate import RepoLoader, _selects
+
+from .changes import Change
+
+DESCRIPTION_LIMIT = 140
+
+
+def clip(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str
+    started_at: float
+    finished_at: float
+    log: str = ""
+
+
+@dataclass
+class Outcome:
+    instance: str
+    project: str | None
+    state: str  # success | failure | error
+    action: str  # validated | planned | removed | invalid | ...
+    summary: str
+    digest: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        return clip(self.summary)
+
+
+@dataclass(frozen=True)
+class Targets:
+    project: str | None  # None: plan only (unmapped branch, pull request)
+    names: tuple[str, ...]
+    note: str
+    problem: str | None = None  # swapyard.yaml cannot be read: nothing can be targeted
+
+
+Executor = Callable[[Instance, Any], str]  # (instance, artifacts) -> summary of what it did
+
+
+def _instance_dirs(tree: Path) -> list[str]:
+    root = tree / "instances"
+    return sorted(p.parent.name for p in root.glob("*/apps.config")) if root.is_dir() else []
+
+
+def mapped_branches(tree: Path) -> set[str]:
+    """The branches that `swapyard.yaml` in `tree` maps to a project (none if unreadable)."""
+    loader = RepoLoader(tree.resolve())
+    _, repo_data = loader._repo_file()
+    projects = loader._projects(repo_data)
+    return set() if loader.problems else {b for p in projects for b in p.branches}
+
+
+def targets(tree: Path, branch: str | None, change: Change) -> Targets:
+    loader = RepoLoader(tree.resolve())
+    _, repo_data = loader._repo_file()
+    projects = loader._projects(repo_data)
+    if loader.problems:
+        return Targets(None, (), change.note, problem="; ".join(str(p) for p in loader.problems))
+    project = next((p for p in projects if branch is not None and branch in p.branches), None)
+    present = _instance_dirs(tree)
+    candidates = set(present) if change.everything else set(change.names)
+    if project is None:
+        why = f"branch {branch} is not mapped to a project" if branch else "pull request"
+        return Targets(None, tuple(sorted(candidates)), f"{why}; validated and planned only")
+    chosen = sorted(n for n in candidates if _selects(list(project.instances), n))
+    return Targets(project.name, tuple(chosen), change.note)
+
+
+class Pipeline:
+    def __init__(self, executor: Executor | None = None, render_options: Any = None):
+        self.executor = executor
+        self.render_options = render_options
+
+    def run_instance(self, tree: Path, project: str, name: str) -> Outcome:
+        outcome = Outcome(name, project, "success", "validated", "")
+        if not (tree / "instances" / name / "apps.config").is_file():
+            outcome.action = "removed"
+            outcome.summary = (
+                f"instances/{name} removed: nothing destroyed (set state: absent to destroy)"
+            )
+            return outcome
+        try:
+            self._run(tree, project, name, outcome)
+        except ConfigError as exc:
+            more = f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+            outcome.state, outcome.action = "failure", "invalid"
+            outcome.summary = clip(str(exc.problems[0]), DESCRIPTION_LIMIT - len(more)) + more
+        except SwapyardError as exc:
+            outcome.state, outcome.summary = "failure", str(exc)
+        except Exception as exc:  # one instance's bug must not stop the batch
+            outcome.state = "error"
+            outcome.summary = f"internal error: {type(exc).__name__}: {exc}"
+            outcome.steps.append(
+                StepRecord("crash", "error", time.time(), time.time(), traceback.format_exc())
+            )
+        return outcome
+
+    def _step(self, outcome: Outcome, name: str, fn: Callable[[], Any]) -> Any:
+        step = StepRecord(name, "running", time.time(), 0.0)
+        outcome.steps.append(step)
+        try:
+            result = fn()
+        except BaseException as exc:
+            step.status, step.finished_at, step.log = "failed", time.time(), str(exc)
+            raise
+        step.status, step.finished_at = "done", time.time()
+        return result
+
+    def _run(self, tree: Path, project: str, name: str, outcome: Outcome) -> None:
+        repo = self._step(outcome, "validate", lambda: load_repo(tree / "instances" / name))
+        instance = next((i for i in repo.instances if (i.project, i.name) == (project, name)), None)
+        if instance is None:
+            outcome.action = "skipped"
+            outcome.summary = f"instances/{name} is not part of project {project}"
+            return
+        outcome.steps[-1].log = f"validated {instance.source}"
+        render = _renderer()
+        if render is None:
+            outcome.summary = "validated; rendering not available in this build (plan only)"
+            return
+        artifacts = self._step(outcome, "render", lambda: render(instance, self._options()))
+        outcome.digest = artifacts.digest
+        outcome.steps[-1].log = "\n".join(f"{p} {d}" for p, d in artifacts.digests.items())
+        outcome.action = "planned"
+        if self.executor is None:
+            outcome.summary = f"validated, rendered {artifacts.digest[:19]}; plan only (no deploy)"
+            return
+        executor = self.executor
+        outcome.action = "deployed"
+        outcome.summary = self._step(outcome, "deploy", lambda: executor(instance, artifacts))
+
+    def _options(self) -> Any:
+        if self.render_options is not None:
+            return self.render_options
+        from renderers.artifacts import RenderOptions
+
+        return RenderOptions()
+
+    def run_plan(self, tree: Path, names: Iterable[str]) -> Outcome:
+        """Validate (and render) every instance named, in whichever project selects it."""
+        names = sorted(set(names))
+        outcome = Outcome("*", None, "success", "planned", "")
+        try:
+            repo = self._step(outcome, "validate", lambda: load_repo(tree))
+        except ConfigError as exc:
+            outcome.state, outcome.action = "failure", "invalid"
+            outcome.summary = f"{len(exc.problems)} problem(s): {exc.problems[0]}"
+            outcome.steps[-1].log = str(exc)
+            return outcome
+        chosen = [i for i in repo.instances if not names or i.name in names]
+        render = _renderer()
+        lines = []
+        for instance in chosen:
+            try:
+                digest = render(instance, self._options()).digest[:19] if render else "validated"
+            except SwapyardError as exc:
+                outcome.state = "failure"
+                lines.append(f"{instance.key}: {exc}")
+                continue
+            lines.append(f"{instance.key}: {digest}")
+        outcome.steps.append(
+            StepRecord("render", "done", time.time(), time.time(), "\n".join(lines))
+        )
+        keys = ", ".join(i.key for i in chosen) or "no instance"
+        outcome.summary = f"plan only: {len(chosen)} instance(s) valid ({keys})"
+        if outcome.state == "failure":
+            outcome.summary = "plan only: " + "; ".join(lines)
+        return outcome
+
+
+def _renderer() -> Callable[..., Any] | None:
+    try:
+        from renderers import render_instance  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return render_instance

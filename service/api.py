@@ -1,0 +1,218 @@
+"""JSON API (`/api/...`) behind a bearer token, and Prometheus metrics at `/metrics`."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, abort, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+
+from .db import get_db
+from .models import Deployment, Event, StatusOutbox
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+@bp.before_request
+def _require_token() -> ResponseReturnValue | None:
+    token = current_app.config["API_TOKEN"]
+    if not token:
+        return jsonify({"error": "the API is closed: set SWAPYARD_API_TOKEN to open it"}), 403
+    given = request.headers.get("Authorization", "")
+    if not given.startswith("Bearer ") or not hmac.compare_digest(
+        given[len("Bearer ") :].encode(), str(token).encode()
+    ):
+        return jsonify({"error": "missing or wrong token: send Authorization: Bearer <token>"}), 401
+    return None
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "forge": e.forge,
+        "event": e.event_name,
+        "kind": e.kind,
+        "delivery": e.delivery_id,
+        "status": e.status,
+        "reason": e.reason,
+        "repository": e.repository,
+        "ref": e.ref,
+        "before": e.before,
+        "after": e.after,
+        "received_at": iso(e.received_at),
+        "processed_at": iso(e.processed_at),
+        "attempts": e.attempts,
+    }
+
+
+def deployment_json(d: Deployment, full: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": d.id,
+        "event": d.event_id,
+        "project": d.project,
+        "instance": d.instance,
+        "context": d.context,
+        "mode": d.mode,
+        "sha": d.sha,
+        "status": d.status,
+        "action": d.action,
+        "summary": d.summary,
+        "digest": d.digest,
+        "created_at": iso(d.created_at),
+        "started_at": iso(d.started_at),
+        "finished_at": iso(d.finished_at),
+        "seconds": round(d.finished_at - d.started_at, 3)
+        if d.finished_at is not None and d.started_at is not None
+        else None,
+    }
+    if full:
+        out["log"] = d.log
+        out["steps"] = [
+            {
+                "name": s.name,
+                "status": s.status,
+                "started_at": iso(s.started_at),
+                "finished_at": iso(s.finished_at),
+                "log": s.log,
+            }
+            for s in d.steps
+        ]
+    return out
+
+
+def _limit() -> int:
+    try:
+        return max(1, min(int(request.args.get("limit", 50)), 500))
+    except ValueError:
+        abort(400, "limit must be a number")
+
+
+@bp.get("/events")
+def events() -> ResponseReturnValue:
+    query = select(Event).order_by(Event.id.desc()).limit(_limit())
+    if status := request.args.get("status"):
+        query = query.where(Event.status == status)
+    with get_db().session() as session:
+        return jsonify([event_json(e) for e in session.scalars(query)])
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int) -> ResponseReturnValue:
+    with get_db().session() as session:
+        e = session.get(Event, event_id)
+        if e is None:
+            return jsonify({"error": f"no event {event_id}"}), 404
+        return jsonify(
+            {**event_json(e), "deployments": [deployment_json(d) for d in e.deployments]}
+        )
+
+
+@bp.get("/deployments")
+def deployments() -> ResponseReturnValue:
+    query = select(Deployment).order_by(Deployment.id.desc()).limit(_limit())
+    if instance := request.args.get("instance"):
+        query = query.where(Deployment.key == instance)
+    with get_db().session() as session:
+        return jsonify([deployment_json(d) for d in session.scalars(query)])
+
+
+@bp.get("/deployments/<int:deployment_id>")
+def deployment(deployment_id: int) -> ResponseReturnValue:
+    with get_db().session() as session:
+        d = session.get(Deployment, deployment_id)
+        if d is None:
+            return jsonify({"error": f"no deployment {deployment_id}"}), 404
+        return jsonify(deployment_json(d, full=True))
+
+
+@bp.get("/instances")
+def instances() -> ResponseReturnValue:
+    """Each instance key with its latest finished and latest queued deployment."""
+    with get_db().session() as session:
+        rows = session.scalars(
+            select(Deployment).where(Deployment.mode == "deploy").order_by(Deployment.id)
+        ).all()
+        out: dict[str, dict[str, Any]] = {}
+        for d in rows:
+            entry = out.setdefault(
+                d.key,
+                {
+                    "key": d.key,
+                    "project": d.project,
+                    "instance": d.instance,
+                    "current": None,
+                    "latest": None,
+                },
+            )
+            entry["latest"] = deployment_json(d)
+            if d.status == "success":
+                entry["current"] = {"sha": d.sha, "deployment": d.id, "digest": d.digest}
+        return jsonify(sorted(out.values(), key=lambda e: e["key"]))
+
+
+def metrics() -> ResponseReturnValue:
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+    with get_db().session() as session:
+        by_event = session.execute(select(Event.status, func.count()).group_by(Event.status)).all()
+        by_dep = session.execute(
+            select(
+                Deployment.status,
+                func.count(),
+                func.sum(Deployment.finished_at - Deployment.started_at),
+            ).group_by(Deployment.status)
+        ).all()
+        queued = session.scalar(
+            select(func.count()).where(Event.status.in_(("queued", "processing")))
+        )
+        waiting = session.scalar(select(func.count()).where(Deployment.status == "waiting"))
+        outbox = session.scalar(
+            select(func.count()).where(
+                StatusOutbox.sent_at.is_(None), StatusOutbox.given_up.is_(False)
+            )
+        )
+    family(
+        "swapyard_events_total",
+        "counter",
+        "Webhook events stored, by outcome.",
+        [(f'{{status="{s}"}}', n) for s, n in by_event],
+    )
+    family(
+        "swapyard_deployments_total",
+        "counter",
+        "Deployments, by status.",
+        [(f'{{status="{s}"}}', n) for s, n, _ in by_dep],
+    )
+    family(
+        "swapyard_deployment_seconds_sum",
+        "counter",
+        "Total run time of finished deployments.",
+        [(f'{{status="{s}"}}', t or 0.0) for s, _, t in by_dep],
+    )
+    family(
+        "swapyard_queue_depth",
+        "gauge",
+        "Work waiting in the database.",
+        [
+            ('{queue="events"}', queued or 0),
+            ('{queue="deployments"}', waiting or 0),
+            ('{queue="statuses"}', outbox or 0),
+        ],
+    )
+    return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4"}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.add_url_rule("/metrics", "metrics", metrics)

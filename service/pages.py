@@ -1,0 +1,122 @@
+"""Server-rendered HTML pages: instances, deployments per instance, one deployment's timeline.
+
+Behind the same token as the API: `/login` takes it once and keeps a signed
+session cookie; the session key is derived from the token, so changing the
+token logs everybody out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from .api import deployment_json, iso
+from .db import get_db
+from .models import Deployment
+
+bp = Blueprint("pages", __name__, template_folder="templates")
+PUBLIC = {"pages.login", "static"}
+
+
+@bp.before_app_request
+def _require_login() -> ResponseReturnValue | None:
+    if request.blueprint != "pages" or request.endpoint in PUBLIC:
+        return None
+    token = current_app.config["API_TOKEN"]
+    if token and session.get("token_digest") == _digest(token):
+        return None
+    return redirect(url_for("pages.login", next=request.full_path))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(f"swapyard-login:{token}".encode()).hexdigest()
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    token = current_app.config["API_TOKEN"]
+    error = None if token else "Pages are closed: set SWAPYARD_API_TOKEN to open them."
+    if request.method == "POST" and token:
+        given = request.form.get("token", "")
+        if hmac.compare_digest(given.encode(), str(token).encode()):
+            session["token_digest"] = _digest(token)
+            target = request.args.get("next") or "/"
+            return redirect(
+                target if target.startswith("/") and not target.startswith("//") else "/"
+            )
+        error = "Wrong token."
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@bp.get("/")
+def instances() -> ResponseReturnValue:
+    with get_db().session() as db:
+        rows = db.scalars(
+            select(Deployment).where(Deployment.mode == "deploy").order_by(Deployment.id)
+        ).all()
+        found: dict[str, dict[str, Any]] = {}
+        for d in rows:
+            entry = found.setdefault(d.key, {"key": d.key, "current": None, "latest": None})
+            entry["latest"] = deployment_json(d)
+            if d.status == "success":
+                entry["current"] = deployment_json(d)
+    return render_template(
+        "instances.html", instances=sorted(found.values(), key=lambda e: e["key"])
+    )
+
+
+@bp.get("/instances/<project>/<name>")
+def instance(project: str, name: str) -> ResponseReturnValue:
+    key = f"{project}/{name}"
+    with get_db().session() as db:
+        deps = db.scalars(
+            select(Deployment)
+            .where(Deployment.key == key)
+            .order_by(Deployment.id.desc())
+            .limit(100)
+        ).all()
+        rows = [deployment_json(d) for d in deps]
+    if not rows:
+        return render_template("missing.html", what=f"instance {key}"), 404
+    return render_template("instance.html", key=key, deployments=rows)
+
+
+@bp.get("/deployments/<int:deployment_id>")
+def deployment(deployment_id: int) -> ResponseReturnValue:
+    with get_db().session() as db:
+        d = db.get(Deployment, deployment_id)
+        if d is None:
+            return render_template("missing.html", what=f"deployment {deployment_id}"), 404
+        data = deployment_json(d, full=True)
+        start = d.started_at or d.created_at
+        for step, row in zip(data["steps"], d.steps, strict=True):
+            step["offset"] = round(row.started_at - start, 3)
+            step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)
+        event = {
+            "ref": d.event.ref,
+            "forge": d.event.forge,
+            "received_at": iso(d.event.received_at),
+        }
+    return render_template("deployment.html", d=data, event=event)
+
+
+def init_app(app: Flask) -> None:
+    token = app.config["API_TOKEN"] or ""
+    app.secret_key = hashlib.sha256(f"swapyard-session:{token}".encode()).hexdigest()
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.register_blueprint(bp)

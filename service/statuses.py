@@ -1,0 +1,187 @@
+"""Commit statuses through an outbox: stored with the work, sent later, retried with backoff.
+
+A forge that is down delays a status, never loses it and never fails a
+deployment. Only the newest status per (repository, commit, context) is
+sent: an older one still waiting is dropped, so a late retry can never
+overwrite a newer state. GitHub, GitHub Enterprise and Gitea/Forgejo (its
+GitHub-compatible status endpoint) go through PyGithub.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from github import Auth, Github, GithubException
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from handlers.pipeline import clip
+
+from . import leases
+from .db import Database, rowcount
+from .models import StatusOutbox
+
+STATES = ("pending", "success", "failure", "error")
+SENDER_LEASE = "status-sender"
+
+
+def enqueue(
+    session: Session,
+    *,
+    forge: str,
+    repository: str,
+    sha: str,
+    state: str,
+    context: str,
+    description: str,
+    target_url: str | None,
+) -> StatusOutbox:
+    assert state in STATES, state
+    now = time.time()
+    row = StatusOutbox(
+        forge=forge,
+        repository=repository,
+        sha=sha,
+        state=state,
+        context=context,
+        description=clip(description),
+        target_url=target_url,
+        created_at=now,
+        next_attempt_at=now,
+        attempts=0,
+        given_up=False,
+    )
+    session.add(row)
+    return row
+
+
+class StatusSender:
+    def __init__(self, db: Database, settings: dict[str, Any]):
+        self.db = db
+        self.settings = settings
+        self._process = uuid.uuid4().hex[:12]
+
+    def _client(self, forge: str) -> Github | str:
+        """A PyGithub client for `forge`, or why there is none."""
+        if forge == "gitlab":
+            return "GitLab commit statuses are not supported yet"
+        prefix = "GITHUB" if forge == "github" else "GITEA"
+        url, token = self.settings[f"{prefix}_API_URL"], self.settings[f"{prefix}_TOKEN"]
+        if not url or not token:
+            return f"no {prefix}_API_URL/{prefix}_TOKEN configured (set SWAPYARD_{prefix}_TOKEN)"
+        return Github(
+            base_url=url,
+            auth=Auth.Token(token),
+            timeout=int(self.settings["STATUS_TIMEOUT_SECONDS"]),
+            retry=None,
+            lazy=True,
+        )
+
+    def _claim(self, limit: int = 20) -> list[StatusOutbox]:
+        now = time.time()
+        claimed = []
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(StatusOutbox)
+                .where(
+                    StatusOutbox.sent_at.is_(None),
+                    StatusOutbox.given_up.is_(False),
+                    StatusOutbox.next_attempt_at <= now,
+                )
+                .order_by(StatusOutbox.id)
+                .limit(limit)
+            ).all()
+            for row in rows:
+                newer = session.scalar(
+                    select(StatusOutbox.id).where(
+                        StatusOutbox.repository == row.repository,
+                        StatusOutbox.sha == row.sha,
+                        StatusOutbox.context == row.context,
+                        StatusOutbox.id > row.id,
+                    )
+                )
+                if newer is not None:
+                    row.given_up, row.last_error = True, f"replaced by newer status #{newer}"
+                    continue
+                lease = now + 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+                won = rowcount(
+                    session.execute(
+                        update(StatusOutbox)
+                        .where(
+                            StatusOutbox.id == row.id,
+                            StatusOutbox.next_attempt_at == row.next_attempt_at,
+                        )
+                        .values(next_attempt_at=lease)
+                    )
+                )
+                if won:
+                    claimed.append(row)
+        return claimed
+
+    def send_due(self) -> int:
+        """Send what is due; returns how many were sent.
+
+        One sender at a time across threads and processes (a lease), so statuses of
+        one context can never overtake each other on the way to the forge.
+        """
+        owner = f"{self._process}/{threading.get_ident()}"
+        seconds = 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+        with self.db.session() as session:
+            if not leases.take(session, SENDER_LEASE, owner, seconds):
+                return 0
+        try:
+            renew = leases.renew_lease(SENDER_LEASE, owner, seconds)
+            with leases.kept_alive(self.db, renew, seconds):
+                return self._send_claimed()
+        finally:
+            with self.db.session() as session:
+                leases.release(session, SENDER_LEASE, owner)
+
+    def _send_claimed(self) -> int:
+        sent = 0
+        for row in self._claim():
+            error, permanent = self._send(row)
+            with self.db.session() as session:
+                current = session.get(StatusOutbox, row.id)
+                assert current is not None
+                current.attempts += 1
+                if error is None:
+                    current.sent_at, current.last_error = time.time(), None
+                    sent += 1
+                    continue
+                current.last_error = error
+                if permanent or current.attempts >= int(self.settings["STATUS_MAX_ATTEMPTS"]):
+                    current.given_up = True
+                else:
+                    delay = float(self.settings["STATUS_BACKOFF_SECONDS"]) * 2 ** (
+                        current.attempts - 1
+                    )
+                    current.next_attempt_at = time.time() + min(
+                        delay, float(self.settings["STATUS_BACKOFF_MAX_SECONDS"])
+                    )
+        return sent
+
+    def _send(self, row: StatusOutbox) -> tuple[str | None, bool]:
+        """Post one status: (error or None, whether retrying is pointless)."""
+        client = self._client(row.forge)
+        if isinstance(client, str):
+            return client, True
+        try:
+            repo = client.get_repo(row.repository)
+            repo.get_commit(row.sha).create_status(
+                state=row.state,
+                target_url=row.target_url or "",
+                description=row.description,
+                context=row.context,
+            )
+        except GithubException as exc:
+            permanent = exc.status in (401, 403, 404, 422)
+            return f"forge answered {exc.status}: {clip(str(exc.data), 200)}", permanent
+        except (OSError, ValueError) as exc:  # connection refused, timeouts, bad JSON
+            return f"{type(exc).__name__}: {clip(str(exc), 200)}", False
+        finally:
+            client.close()
+        return None, False

@@ -1,0 +1,331 @@
+"""The worker: claims events and deployments from the database under expiring leases.
+
+An event is claimed (status `processing`, lease), its `after` commit fetched
+into the mirror, diffed, and turned into one `waiting` deployment per affected
+instance (plus `pending` statuses), all in one transaction. A deployment runs
+under a lease on its instance key, so one instance runs one at a time; when
+the lease is taken, the newest waiting deployment of that key runs and older
+ones are marked `superseded`. A lease that expires (killed worker) frees the
+work for another worker, so nothing waits forever and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from handlers.changes import Change, diff_push
+from handlers.errors import GitError
+from handlers.gitmirror import MirrorCache
+from handlers.pipeline import Outcome, Pipeline, targets
+
+from . import dispatch, leases, statuses
+from .db import Database, get_db, rowcount
+from .models import Deployment, Event, Step
+from .reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+MAX_EVENT_ATTEMPTS = 5
+
+
+class Worker:
+    def __init__(self, db: Database, settings: dict[str, Any], pipeline: Pipeline | None = None):
+        self.db = db
+        self.settings = settings
+        self.pipeline = pipeline or Pipeline()
+        self.process_id = uuid.uuid4().hex[:12]
+        data = Path(settings["DATA_DIR"])
+        self.mirrors = MirrorCache(data / "mirrors")
+        self.work_dir = data / "work"
+        self.lease = float(settings["LEASE_SECONDS"])
+        self.sender = statuses.StatusSender(db, settings)
+        self.reconciler = Reconciler(db, settings, self.mirrors)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def owner(self) -> str:
+        """Who holds a lease: this process and thread (sibling threads must not share one)."""
+        return f"{self.process_id}/{threading.get_ident()}"
+
+    # -- events ---------------------------------------------------------------
+
+    def claim_event(self) -> Event | None:
+        now = time.time()
+        claimable = or_(
+            (Event.status == "queued")
+            & or_(Event.lease_expires.is_(None), Event.lease_expires < now),
+            (Event.status == "processing") & (Event.lease_expires < now),
+        )
+        with self.db.session() as session:
+            ids = session.scalars(
+                select(Event.id).where(claimable).order_by(Event.id).limit(5)
+            ).all()
+            for event_id in ids:
+                won = rowcount(
+                    session.execute(
+                        update(Event)
+                        .where(Event.id == event_id, claimable)
+                        .values(
+                            status="processing",
+                            lease_owner=self.owner,
+                            lease_expires=now + self.lease,
+                            attempts=Event.attempts + 1,
+                        )
+                    )
+                )
+                if not won:
+                    continue
+                event = session.get(Event, event_id)
+                assert event is not None
+                if event.attempts > MAX_EVENT_ATTEMPTS:  # a poison event: stop retrying it
+                    event.status, event.processed_at = "failed", now
+                    event.reason = f"gave up after {MAX_EVENT_ATTEMPTS} attempts: {event.reason}"
+                    event.lease_owner = event.lease_expires = None
+                    continue
+                return event
+        return None
+
+    def _url(self, event: Event) -> str:
+        return self.settings["REPOSITORIES"].get(event.repository) or event.clone_url or ""
+
+    def dispatch(self, event: Event) -> None:
+        """Fetch, diff and create the deployments of one claimed event."""
+        allowed = self.settings["REPOSITORIES"]
+        if allowed and event.repository not in allowed:
+            self._ignore(event, f"repository {event.repository} is not in the repositories setting")
+            return
+        with leases.kept_alive(self.db, self._renew_event(event.id), self.lease):
+            self._dispatch(event)
+
+    def _renew_event(self, event_id: int) -> Callable[[Session], None]:
+        owner = self.owner  # the claiming thread's identity, not the heartbeat's
+
+        def renew(session: Session) -> None:
+            session.execute(
+                update(Event)
+                .where(Event.id == event_id, Event.lease_owner == owner)
+                .values(lease_expires=time.time() + self.lease)
+            )
+
+        return renew
+
+    def _ignore(self, event: Event, reason: str) -> None:
+        with self.db.session() as session:
+            current = session.get(Event, event.id)
+            if current is not None and current.lease_owner == self.owner:
+                current.status, current.reason, current.processed_at = (
+                    "ignored",
+                    reason,
+                    time.time(),
+                )
+                current.lease_owner = current.lease_expires = None
+
+    def _dispatch(self, event: Event) -> None:
+        try:
+            if not event.after or not event.repository or not self._url(event):
+                raise GitError(
+                    f"event {event.id}: no repository, commit or clone URL in the payload; "
+                    "map the repository to a URL with the `repositories` setting"
+                )
+            mirror = self.mirrors.mirror(event.repository)
+            mirror.fetch(self._url(event), event.after)
+            if event.kind == "push":
+                change = diff_push(mirror, event.before, event.after)
+            else:
+                change = Change(True, frozenset(), "pull request: every instance is evaluated")
+            with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
+                tree = mirror.export(event.after, Path(tmp) / "tree")
+                branch = (
+                    event.ref[len("refs/heads/") :] if event.kind == "push" and event.ref else None
+                )
+                chosen = targets(tree, branch, change)
+        except GitError as exc:
+            self._retry_or_fail(event, str(exc))
+            return
+        with self.db.session() as session:
+            current = session.get(Event, event.id)
+            if current is None or current.lease_owner != self.owner:
+                return  # our lease expired and someone else took over
+            dispatch.create_deployments(session, current, chosen, self.settings["PUBLIC_URL"])
+
+    def _retry_or_fail(self, event: Event, reason: str) -> None:
+        log.warning("event %s: %s", event.id, reason)
+        with self.db.session() as session:
+            current = session.get(Event, event.id)
+            if current is None:
+                return
+            current.reason = reason
+            if current.attempts >= MAX_EVENT_ATTEMPTS:
+                current.status, current.processed_at = "failed", time.time()
+            else:
+                current.status = "queued"
+                current.lease_expires = time.time() + min(2.0**current.attempts, 60.0)
+
+    def _status(
+        self, session: Session, event: Event, dep: Deployment, state: str, text: str
+    ) -> None:
+        dispatch.status(session, event, dep, state, text, self.settings["PUBLIC_URL"])
+
+    # -- deployments ----------------------------------------------------------
+
+    def claim_deployment(self) -> Deployment | None:
+        with self.db.session() as session:
+            keys = session.scalars(
+                select(Deployment.key)
+                .where(Deployment.status.in_(("waiting", "running")))
+                .group_by(Deployment.key)
+                .order_by(Deployment.key)
+            ).all()
+            for key in keys:
+                if not leases.take(session, key, self.owner, self.lease):
+                    continue
+                pending = session.scalars(
+                    select(Deployment)
+                    .where(Deployment.key == key, Deployment.status.in_(("waiting", "running")))
+                    .order_by(Deployment.event_id.desc(), Deployment.id.desc())
+                ).all()
+                if not pending:  # finished by another worker meanwhile
+                    leases.release(session, key, self.owner)
+                    continue
+                newest, older = pending[0], pending[1:]
+                for dep in older:
+                    dep.status, dep.finished_at = "superseded", time.time()
+                    dep.summary = f"superseded by {newest.sha}"
+                    self._status(
+                        session,
+                        dep.event,
+                        dep,
+                        "error",
+                        f"superseded by {newest.sha[:12]}: the newer commit deploys instead",
+                    )
+                newest.status, newest.started_at = "running", time.time()
+                return newest
+        return None
+
+    def run_deployment(self, dep: Deployment) -> None:
+        with self.db.session() as session:
+            event = session.get(Event, dep.event_id)
+            assert event is not None
+            session.expunge(event)
+        try:
+            mirror = self.mirrors.mirror(event.repository or "")
+            mirror.fetch(self._url(event), dep.sha)
+            with (
+                tempfile.TemporaryDirectory(dir=self._work()) as tmp,
+                leases.kept_alive(
+                    self.db, leases.renew_lease(dep.key, self.owner, self.lease), self.lease
+                ),
+            ):
+                tree = mirror.export(dep.sha, Path(tmp) / "tree")
+                if dep.mode == "plan":
+                    outcome = self.pipeline.run_plan(tree, [])
+                else:
+                    outcome = self.pipeline.run_instance(
+                        tree, dep.project or "", dep.instance or ""
+                    )
+        except GitError as exc:
+            outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
+        self._finish(dep, event, outcome)
+
+    def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
+        now = time.time()
+        with self.db.session() as session:
+            current = session.get(Deployment, dep.id)
+            assert current is not None
+            current.status, current.action = outcome.state, outcome.action
+            current.summary, current.digest = outcome.summary, outcome.digest
+            current.finished_at = now
+            current.log = "\n".join(
+                f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps
+            )
+            for s in outcome.steps:
+                session.add(
+                    Step(
+                        deployment_id=dep.id,
+                        name=s.name,
+                        status=s.status,
+                        started_at=s.started_at,
+                        finished_at=s.finished_at,
+                        log=s.log,
+                    )
+                )
+            self._status(session, event, current, outcome.state, outcome.description)
+            leases.release(session, dep.key, self.owner)
+
+    # -- loop -----------------------------------------------------------------
+
+    def _work(self) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return self.work_dir
+
+    def run_once(self) -> bool:
+        """Do one unit of work (an event, else a deployment); False when idle."""
+        event = self.claim_event()
+        if event is not None:
+            self.dispatch(event)
+            return True
+        dep = self.claim_deployment()
+        if dep is not None:
+            self.run_deployment(dep)
+            return True
+        return False
+
+    def _loop(self, step: Any, idle: float) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = step()
+            except Exception:  # keep the thread alive; the lease frees the work
+                log.exception("worker step failed")
+                busy = False
+            if not busy:
+                self._stop.wait(idle)
+
+    def start(self, threads: int | None = None, statuses: bool = True) -> None:
+        """Start `threads` worker threads (default WORKERS) and the status sender."""
+        count = int(self.settings["WORKERS"] if threads is None else threads)
+        self._stop.clear()
+        for n in range(count):
+            self._spawn(f"swapyard-worker-{n}", self.run_once)
+        if statuses:
+            self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
+        every = float(self.settings["RECONCILE_SECONDS"])
+        if every > 0:
+            self._spawn("swapyard-reconciler", self._reconcile, every)
+
+    def _reconcile(self) -> bool:
+        self.reconciler.run_once()
+        return False  # then wait a full RECONCILE_SECONDS
+
+    def _spawn(self, name: str, step: Any, idle: float | None = None) -> None:
+        idle = float(self.settings["POLL_SECONDS"]) if idle is None else idle
+        thread = threading.Thread(target=self._loop, args=(step, idle), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+
+def init_app(app: Flask, pipeline: Pipeline | None = None) -> Worker:
+    """Create (not start) the app's worker; `swapyard serve`/`worker` start it."""
+    worker = Worker(get_db(app), dict(app.config), pipeline)
+    app.extensions["swapyard.worker"] = worker
+    return worker
+
+
+def get_worker(app: Flask) -> Worker:
+    return app.extensions["swapyard.worker"]

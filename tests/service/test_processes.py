@@ -1,0 +1,100 @@
+"""Real processes: `swapyard serve` killed with SIGKILL after the 202, then restarted,
+with the work done by a separate `swapyard worker` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from .conftest import ROOT, ZERO, Served, free_port, make_settings, wait_for
+from .test_worker import finished
+
+
+@pytest.fixture
+def launch() -> Iterator:
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str, log: Path) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPYARD_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to kill it whole
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def test_event_acknowledged_then_killed_is_processed_after_restart(
+    tmp_path, config_repo, forge, launch
+):
+    port = free_port()
+    config = tmp_path / "swapyard.yaml"
+    config.write_text(yaml.safe_dump(make_settings(tmp_path, forge, port, workers=0)))
+    log = tmp_path / "service.log"
+    web = Served(f"http://127.0.0.1:{port}", None, config_repo)
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{web.url}/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    first = launch("serve", "--config", str(config), "--port", str(port), log=log)
+    wait_for(up, what=f"swapyard serve to listen ({log})")
+    answer = web.push(ZERO, config_repo.sha())
+    assert answer.status_code == 202
+    os.killpg(first.pid, signal.SIGKILL)  # the whole service, right after the acknowledgement
+    first.wait(10)
+    wait_for(lambda: not up(), what="the killed service to stop answering")
+
+    launch("serve", "--config", str(config), "--port", str(port), "--workers", "0", log=log)
+    wait_for(up, what="the restarted service")
+    assert web.api(f"/api/events/{answer.json()['event']}")["status"] == "queued"
+    launch("worker", "--config", str(config), "--workers", "2", log=log)
+    event = finished(web, answer.json()["event"])
+    assert sorted(d["instance"] for d in event["deployments"]) == ["blog", "cloud", "www"]
+    assert {d["status"] for d in event["deployments"]} == {"success"}
+    wait_for(lambda: forge.statuses("swapyard/production/www"), what="statuses from the worker")
+
+
+def test_history_command(tmp_path, config_repo, forge, serve):
+    served = serve(config_repo)
+    finished(served, served.push(ZERO, config_repo.sha()).json()["event"])
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}))
+    result = CliRunner().invoke(main, ["history", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "production/blog" in result.output and "success" in result.output
+
+
+def test_serve_refuses_to_start_without_a_secret(tmp_path, launch):
+    log = tmp_path / "out.log"
+    proc = launch("serve", "--port", str(free_port()), log=log)
+    assert proc.wait(30) == 1
+    assert "no webhook secret configured" in log.read_text()

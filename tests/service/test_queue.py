@@ -1,0 +1,82 @@
+"""Queue semantics: newest commit wins, leases expire, a down forge only delays statuses."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from service.db import get_db
+from service.worker import Worker, get_worker
+
+from .conftest import ZERO, wait_for
+from .test_worker import finished
+
+
+def test_older_waiting_commits_are_superseded(serve, config_repo, forge):
+    served = serve(config_repo, workers=0)
+    shas, events = [config_repo.sha()], []
+    for n in range(3):
+        shas.append(config_repo.commit(f"blog {n}", {"instances/blog/n.txt": f"{n}\n"}))
+        config_repo.push()
+        events.append(served.push(shas[-2], shas[-1]).json()["event"])
+    get_worker(served.app).start(1, statuses=False)  # one more thread: deterministic order
+    results = [finished(served, e) for e in events]
+    deps = [r["deployments"][0] for r in results]
+    assert [d["status"] for d in deps] == ["superseded", "superseded", "success"]
+    assert deps[0]["summary"] == f"superseded by {shas[-1]}"
+    ctx = "swapyard/production/blog"
+
+    def terminal():
+        last = {s["sha"]: s for s in forge.statuses(ctx)}
+        return len(last) == 3 and all(s["state"] != "pending" for s in last.values()) and last
+
+    last_per_sha = wait_for(terminal, what="a final status for each of the three commits")
+    assert last_per_sha[shas[1]]["state"] == "error"
+    assert last_per_sha[shas[1]]["description"].startswith(f"superseded by {shas[-1][:12]}")
+    assert last_per_sha[shas[3]]["state"] == "success"
+
+
+def test_a_dead_workers_leases_expire(serve, config_repo):
+    served = serve(config_repo, workers=0, lease_seconds=1)
+    settings = dict(served.app.config)
+    dead, alive = Worker(get_db(served.app), settings), Worker(get_db(served.app), settings)
+    event_id = served.push(ZERO, config_repo.sha()).json()["event"]
+    assert dead.claim_event() is not None  # ...and the worker dies here
+    assert alive.claim_event() is None
+    time.sleep(1.1)
+    claimed = alive.claim_event()
+    assert claimed is not None and claimed.id == event_id and claimed.attempts == 2
+    alive.dispatch(claimed)
+    dep = dead.claim_deployment()  # dies again, holding production/blog's lease
+    assert dep is not None
+    while (other := alive.claim_deployment()) is not None:
+        assert other.key != dep.key  # the dead worker's instance stays locked...
+        alive.run_deployment(other)
+    time.sleep(1.1)  # ...until its lease expires
+    d = alive.claim_deployment()
+    assert d is not None and d.key == dep.key and d.id == dep.id
+    alive.run_deployment(d)
+    event = finished(served, event_id)
+    assert {x["status"] for x in event["deployments"]} == {"success"}
+
+
+def test_a_failing_forge_delays_statuses_but_loses_none(serve, config_repo, forge):
+    forge.fail_first = 4
+    served = serve(config_repo)
+    sha = config_repo.sha()
+    event = finished(served, served.push(ZERO, sha).json()["event"])
+    assert {d["status"] for d in event["deployments"]} == {"success"}  # never failed by the forge
+    for ctx in ("swapyard/production/blog", "swapyard/production/cloud", "swapyard/production/www"):
+        wait_for(
+            lambda c=ctx: [s for s in forge.statuses(c) if s["state"] == "success"],
+            what=f"{ctx} success status despite the forge failing",
+        )
+    assert forge.failures == 4
+    wait_for(
+        lambda: (
+            'swapyard_queue_depth{queue="statuses"} 0'
+            in requests.get(f"{served.url}/metrics", timeout=5).text
+        ),
+        what="the status outbox to drain (older pending ones are dropped, not sent late)",
+    )
