@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import ConfigError, Instance, SwapyardError, load_repo
-from schemas.validate import RepoLoader, _selects
+from schemas import ConfigError, Instance, SwapyardError, load_projects, load_repo
 
 from .changes import Change
 
@@ -75,25 +74,25 @@ def _instance_dirs(tree: Path) -> list[str]:
 
 def mapped_branches(tree: Path) -> set[str]:
     """The branches that `swapyard.yaml` in `tree` maps to a project (none if unreadable)."""
-    loader = RepoLoader(tree.resolve())
-    _, repo_data = loader._repo_file()
-    projects = loader._projects(repo_data)
-    return set() if loader.problems else {b for p in projects for b in p.branches}
+    try:
+        projects = load_projects(tree)
+    except ConfigError:
+        return set()
+    return {b for p in projects for b in p.branches}
 
 
 def targets(tree: Path, branch: str | None, change: Change) -> Targets:
-    loader = RepoLoader(tree.resolve())
-    _, repo_data = loader._repo_file()
-    projects = loader._projects(repo_data)
-    if loader.problems:
-        return Targets(None, (), change.note, problem="; ".join(str(p) for p in loader.problems))
+    try:
+        projects = load_projects(tree)
+    except ConfigError as exc:
+        return Targets(None, (), change.note, problem="; ".join(str(p) for p in exc.problems))
     project = next((p for p in projects if branch is not None and branch in p.branches), None)
     present = _instance_dirs(tree)
     candidates = set(present) if change.everything else set(change.names)
     if project is None:
         why = f"branch {branch} is not mapped to a project" if branch else "pull request"
         return Targets(None, tuple(sorted(candidates)), f"{why}; validated and planned only")
-    chosen = sorted(n for n in candidates if _selects(list(project.instances), n))
+    chosen = sorted(n for n in candidates if project.selects(n))
     return Targets(project.name, tuple(chosen), change.note)
 
 

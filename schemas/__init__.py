@@ -1,17 +1,20 @@
 """Config format: cerberus schemas, validation, and the validated model."""
 
 from .errors import ConfigError, Problem, RenderError, SecretNotFound, SwapyardError
-from .model import Instance, RepoConfig, SecretRef
-from .validate import load_repo
+from .model import Instance, Project, RepoConfig, SecretRef
+from .validate import check_repo, load_projects, load_repo
 
 __all__ = [
     "ConfigError",
     "Instance",
     "Problem",
+    "Project",
     "RenderError",
     "RepoConfig",
     "SecretNotFound",
     "SecretRef",
     "SwapyardError",
+    "check_repo",
+    "load_projects",
     "load_repo",
 ]

@@ -10,6 +10,7 @@ Secret values never live in this model: a field that holds a secret holds a
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 
 
@@ -185,6 +186,15 @@ class Project:
     name: str
     branches: tuple[str, ...]
     instances: tuple[str, ...]  # name globs; "!glob" excludes
+
+    def selects(self, instance: str) -> bool:
+        """Whether this project deploys `instance`: the last glob that matches decides."""
+        chosen = False
+        for pattern in self.instances:
+            negated = pattern.startswith("!")
+            if fnmatch.fnmatchcase(instance, pattern.lstrip("!")):
+                chosen = not negated
+        return chosen
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ file. Nothing here touches the network or the secret store.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import re
 import zoneinfo
 from collections.abc import Collection, Iterator
@@ -111,17 +110,6 @@ def deep_merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def _selects(patterns: list[str], name: str) -> bool:
-    chosen = False
-    for pattern in patterns:
-        if pattern.startswith("!"):
-            if fnmatch.fnmatchcase(name, pattern[1:]):
-                chosen = False
-        elif fnmatch.fnmatchcase(name, pattern):
-            chosen = True
-    return chosen
-
-
 class _Source:
     """Where a merged value came from: the instance file, or a defaults block."""
 
@@ -176,11 +164,24 @@ class RepoLoader:
         self.warnings: list[str] = []
 
     def load(self) -> RepoConfig:
+        """The whole repository's model; raises ConfigError listing every problem."""
+        repo, problems = self.check()
+        if problems:
+            raise ConfigError(problems)
+        return repo
+
+    def check(self) -> tuple[RepoConfig, list[Problem]]:
+        """The model of every valid instance, and the problems of the others.
+
+        For the worker, which must not let one broken instance stop the rest:
+        a problem in `swapyard.yaml` leaves no instance; a domain claimed by two
+        instances leaves out both.
+        """
         repo_doc, repo_data = self._repo_file()
         projects = self._projects(repo_data)
         instances: list[Instance] = []
         for name, doc in self._instance_files():
-            chosen = [p for p in projects if _selects(list(p.instances), name)]
+            chosen = [p for p in projects if p.selects(name)]
             if not chosen:
                 self.warnings.append(f"instances/{name}: not selected by any project; not deployed")
                 chosen_layers: list[tuple[Project | None, dict[str, Any]]] = [(None, {})]
@@ -192,15 +193,27 @@ class RepoLoader:
                 instance = self._instance(name, doc, project, project_data, repo_doc, repo_data)
                 if instance is not None and project is not None:
                     instances.append(instance)
-        self.problems.extend(build.cross_project_checks(instances))
-        if self.problems:
-            raise ConfigError(self.problems)
-        return RepoConfig(
+        conflicts = build.cross_project_checks(instances)
+        self.problems.extend(conflicts)
+        broken = {p.file for p in self.problems}
+        if REPO_FILE in broken:
+            instances = []
+        instances = [i for i in instances if i.source not in broken]
+        repo = RepoConfig(
             root=str(self.root),
             projects=tuple(projects),
             instances=tuple(sorted(instances, key=lambda i: (i.project, i.name))),
             warnings=tuple(self.warnings),
         )
+        return repo, sorted(set(self.problems))
+
+    def projects(self) -> list[Project]:
+        """Only the projects `swapyard.yaml` declares; raises ConfigError if it is invalid."""
+        _, repo_data = self._repo_file()
+        projects = self._projects(repo_data)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return projects
 
     def _read(self, path: Path) -> YamlDocument | None:
         rel = path.relative_to(self.root).as_posix()
@@ -403,6 +416,21 @@ def find_root(path: Path) -> tuple[Path, str | None]:
     if (path / APPS_FILE).is_file() and path.parent.name == "instances":
         return path.parent.parent, path.name
     return path, None
+
+
+def load_projects(path: str | Path) -> list[Project]:
+    """The projects of the repository at `path` (default: production from main)."""
+    return RepoLoader(Path(path).resolve()).projects()
+
+
+def check_repo(
+    path: str | Path, known_secrets: Collection[str] | None = None
+) -> tuple[RepoConfig, list[Problem]]:
+    """Like `load_repo`, but returns the valid instances beside the problems of the rest."""
+    root, only = find_root(Path(path))
+    if not root.is_dir():
+        return RepoConfig(str(path), (), ()), [Problem(str(path), None, "", "no such directory")]
+    return RepoLoader(root, only, known_secrets).check()
 
 
 def load_repo(path: str | Path, known_secrets: Collection[str] | None = None) -> RepoConfig:
