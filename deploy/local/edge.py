@@ -1,0 +1,195 @@
+"""The local edge: one Caddy in front of every local instance, re-pointed through its admin API.
+
+The edge listens on configured loopback ports and routes each domain to the
+front Caddy of the instance that is live for it. Switching traffic posts a
+whole new config to `/load`: Caddy applies it atomically, keeps its
+listeners, and lets in-flight requests finish (`grace_period`), so no
+connection is dropped. The route table is kept in `edge/routes.json` so a
+restarted service (or edge) comes back with the same routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from deploy.base import Route
+from deploy.local.commands import spawn
+from deploy.types import ProviderError
+
+log = logging.getLogger(__name__)
+
+
+class LocalEdge:
+    """A Caddy process owned by the service; `listen` like ["127.0.0.1:8080"]."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        listen: tuple[str, ...] = ("127.0.0.1:8080",),
+        admin: str = "127.0.0.1:2019",
+        caddy: str = "caddy",
+        grace_period: str = "10s",
+    ):
+        self.dir = state_dir / "edge"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.listen = tuple(listen)
+        self.admin = admin
+        self.caddy = caddy
+        self.grace_period = grace_period
+
+    # -- config ------------------------------------------------------------
+    def routes(self) -> list[Route]:
+        """The routes the edge is configured with (persisted across restarts)."""
+        path = self.dir / "routes.json"
+        if not path.exists():
+            return []
+        return [
+            Route(tuple(r["domains"]), r["instance_id"], (r["endpoint"][0], r["endpoint"][1]))
+            for r in json.loads(path.read_text())
+        ]
+
+    def config(self, routes: list[Route]) -> dict[str, Any]:
+        """The Caddy JSON config serving `routes` (unknown hosts get a 404)."""
+        caddy_routes: list[dict[str, Any]] = [
+            {
+                "match": [{"host": list(r.domains)}],
+                "handle": [
+                    {
+                        "handler": "reverse_proxy",
+                        "upstreams": [{"dial": f"{r.endpoint[0]}:{r.endpoint[1]}"}],
+                    }
+                ],
+                "terminal": True,
+            }
+            for r in routes
+        ]
+        caddy_routes.append(
+            {
+                "handle": [
+                    {
+                        "handler": "static_response",
+                        "status_code": 404,
+                        "body": "no instance serves this host\n",
+                    }
+                ]
+            }
+        )
+        return {
+            "admin": {"listen": self.admin},
+            "apps": {
+                "http": {
+                    "grace_period": self.grace_period,
+                    "servers": {
+                        "edge": {
+                            "listen": list(self.listen),
+                            "automatic_https": {"disable": True},
+                            "routes": caddy_routes,
+                        }
+                    },
+                }
+            },
+        }
+
+    def _save(self, routes: list[Route]) -> None:
+        data = [
+            {"domains": list(r.domains), "instance_id": r.instance_id, "endpoint": list(r.endpoint)}
+            for r in routes
+        ]
+        tmp = self.dir / "routes.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.dir / "routes.json")
+        (self.dir / "config.json").write_text(json.dumps(self.config(routes), indent=2))
+
+    # -- process -----------------------------------------------------------
+    def is_running(self) -> bool:
+        """True when the admin API answers."""
+        try:
+            return requests.get(f"http://{self.admin}/config/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def ensure_running(self, timeout: float = 15) -> None:
+        """Start the edge Caddy with the persisted routes unless it already answers."""
+        if self.is_running():
+            return
+        self._save(self.routes())
+        spawn(
+            [
+                self.caddy,
+                "run",
+                "--config",
+                str(self.dir / "config.json"),
+                "--pidfile",
+                str(self.dir / "caddy.pid"),
+            ],
+            log_path=self.dir / "caddy.log",
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.1)
+        raise ProviderError(
+            f"the edge Caddy did not answer on {self.admin} within {timeout} s; "
+            f"see {self.dir / 'caddy.log'}"
+        )
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stop the edge Caddy if this state directory started it."""
+        pidfile = self.dir / "caddy.pid"
+        if not pidfile.exists():
+            return
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, ProcessLookupError):
+            pidfile.unlink(missing_ok=True)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            try:  # reap it when it is our child
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        pidfile.unlink(missing_ok=True)
+
+    # -- switching ---------------------------------------------------------
+    def load(self, routes: list[Route]) -> None:
+        """Persist `routes` and load them into the running edge in one atomic config swap."""
+        self.ensure_running()
+        self._save(routes)
+        resp = requests.post(f"http://{self.admin}/load", json=self.config(routes), timeout=30)
+        if resp.status_code != 200:
+            raise ProviderError(f"the edge Caddy refused the new config: {resp.text.strip()}")
+
+    def switch(self, route: Route) -> None:
+        """Route `route.domains` to its instance, leaving other domains where they are."""
+        wanted = set(route.domains)
+        kept = []
+        for r in self.routes():
+            rest = tuple(d for d in r.domains if d not in wanted)
+            if rest:
+                kept.append(Route(rest, r.instance_id, r.endpoint))
+        self.load([*kept, route])
+
+    def remove(self, domains: tuple[str, ...]) -> None:
+        """Stop routing `domains`."""
+        gone = set(domains)
+        routes = [
+            Route(tuple(d for d in r.domains if d not in gone), r.instance_id, r.endpoint)
+            for r in self.routes()
+        ]
+        self.load([r for r in routes if r.domains])

@@ -1,0 +1,117 @@
+"""Materialize an Ignition 3.x config into a directory standing in for the root filesystem.
+
+Written against the Ignition 3.4.0 spec, not against the renderer: the
+`storage.directories`, `storage.files` (data: URLs, optional gzip) and
+`storage.links` sections, plus `systemd.units` (written out for reference,
+not run). Anything that would need a network fetch or a disk layout
+(`ignition.config.merge`, remote sources, `storage.disks`) is refused with a
+clear message, because a local instance cannot honour it.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import urllib.parse
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from deploy.types import IgnitionError
+
+
+def decode_data_url(url: str) -> bytes:
+    """Decode an RFC 2397 `data:` URL (base64 or percent-encoded) to bytes."""
+    if not url.startswith("data:") or "," not in url:
+        raise IgnitionError(f"only data: URLs can be materialized locally, not {url[:40]!r}")
+    meta, _, payload = url[5:].partition(",")
+    if meta.split(";")[-1] == "base64":
+        try:
+            return base64.b64decode(payload, validate=True)
+        except ValueError as exc:
+            raise IgnitionError(f"invalid base64 in data URL: {exc}") from exc
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+def parse(ignition: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """Parse and sanity-check an Ignition config; raise `IgnitionError` when unusable."""
+    if isinstance(ignition, dict):
+        config = ignition
+    else:
+        try:
+            config = json.loads(ignition)
+        except ValueError as exc:
+            raise IgnitionError(f"the Ignition config is not JSON: {exc}") from exc
+    version = str(config.get("ignition", {}).get("version", ""))
+    if not version.startswith("3."):
+        raise IgnitionError(f"ignition.version {version!r} is not 3.x (expected 3.4.0)")
+    cfg = config["ignition"].get("config", {})
+    if cfg.get("merge") or cfg.get("replace"):
+        raise IgnitionError("ignition.config.merge/replace needs a network fetch; inline it")
+    for section in ("disks", "raid", "luks"):
+        if config.get("storage", {}).get(section):
+            raise IgnitionError(f"storage.{section} cannot be materialized by a local instance")
+    return config
+
+
+def _target(root: Path, path: str) -> Path:
+    pure = PurePosixPath(path)
+    if not pure.is_absolute() or ".." in pure.parts:
+        raise IgnitionError(f"{path!r}: Ignition paths must be absolute without '..'")
+    return root.joinpath(*pure.parts[1:])
+
+
+def _contents(entry: dict[str, Any]) -> bytes:
+    contents = entry.get("contents") or {}
+    source = contents.get("source")
+    data = b"" if source in (None, "") else decode_data_url(source)
+    compression = contents.get("compression") or ""
+    if compression == "gzip":
+        data = gzip.decompress(data)
+    elif compression:
+        raise IgnitionError(f"{entry['path']}: unsupported compression {compression!r}")
+    return data
+
+
+def materialize(ignition: bytes | str | dict[str, Any], root: Path) -> dict[str, Any]:
+    """Write the files, directories, links and units of `ignition` under `root`.
+
+    `root` stands for `/`; e.g. `/opt/swapyard/compose.yaml` lands in
+    `root/opt/swapyard/compose.yaml`. Units go to `root/etc/systemd/system`.
+    Returns the parsed config.
+    """
+    config = parse(ignition)
+    storage = config.get("storage", {})
+    for entry in storage.get("directories", []):
+        target = _target(root, entry["path"])
+        target.mkdir(parents=True, exist_ok=True)
+        if entry.get("mode") is not None:
+            target.chmod(entry["mode"])
+    for entry in storage.get("files", []):
+        target = _target(root, entry["path"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = _contents(entry)
+        appends = b"".join(
+            _contents({"path": entry["path"], "contents": a}) for a in entry.get("append", [])
+        )
+        target.write_bytes(data + appends)
+        target.chmod(entry.get("mode") if entry.get("mode") is not None else 0o644)
+    for entry in storage.get("links", []):
+        target = _target(root, entry["path"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        if entry.get("hard"):
+            target.hardlink_to(_target(root, entry["target"]))
+        else:
+            target.symlink_to(entry["target"])
+    units = root / "etc/systemd/system"
+    for unit in config.get("systemd", {}).get("units", []):
+        units.mkdir(parents=True, exist_ok=True)
+        if unit.get("contents") is not None:
+            (units / unit["name"]).write_text(unit["contents"])
+        for dropin in unit.get("dropins", []):
+            d = units / f"{unit['name']}.d"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / dropin["name"]).write_text(dropin.get("contents") or "")
+    return config
