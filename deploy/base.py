@@ -11,6 +11,7 @@ a handle's `extra` dict.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -62,6 +63,11 @@ class Provider:
     name: ClassVar[str] = "base"
 
     # -- instances ---------------------------------------------------------
+    def instance_id(self, project: str, name: str, shortid: str) -> str:
+        """The id `create_instance` will give this instance (journaled before creating it)."""
+        raw = f"sy-{project}-{name}-{shortid}".lower()
+        return re.sub(r"[^a-z0-9_-]", "-", raw)
+
     def create_instance(
         self, project: str, name: str, ignition: bytes, *, shortid: str
     ) -> InstanceHandle:

@@ -10,6 +10,7 @@ restarted service (or edge) comes back with the same routes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -159,10 +160,8 @@ class LocalEdge:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 break
-            try:  # reap it when it is our child
+            with contextlib.suppress(ChildProcessError):  # reap it when it is our child
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.05)
         pidfile.unlink(missing_ok=True)
 

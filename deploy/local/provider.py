@@ -13,7 +13,6 @@ the docker-compose binary; inspection through the Docker SDK.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import socket
 import sys
@@ -49,12 +48,6 @@ services:
     ports: !override
       - "127.0.0.1::80"
 """
-
-
-def instance_id(project: str, name: str, shortid: str) -> str:
-    """The compose project name of an instance: `sy-<project>-<name>-<shortid>`."""
-    raw = f"sy-{project}-{name}-{shortid}".lower()
-    return re.sub(r"[^a-z0-9_-]", "-", raw)
 
 
 def default_compose() -> str:
@@ -187,7 +180,7 @@ class LocalProvider(Provider):
         Idempotent: calling again with the same `shortid` re-runs the
         (idempotent) compose steps on the same project.
         """
-        iid = instance_id(project, name, shortid)
+        iid = self.instance_id(project, name, shortid)  # the compose project name
         d = self._dir(iid)
         d.mkdir(parents=True, exist_ok=True)
         (d / "data").mkdir(exist_ok=True)
@@ -345,7 +338,7 @@ class LocalProvider(Provider):
     def create_volume(
         self, volume_id: str, size_bytes: int, label: str, filesystem: str = "ext4"
     ) -> VolumeHandle:
-        """Create a sparse image and format it with `label`, unless it exists or holds a filesystem."""
+        """Create a sparse image formatted with `label`; never formats an existing filesystem."""
         return self._volume(self.volumes.create(volume_id, size_bytes, label, filesystem))
 
     def get_volume(self, volume_id: str) -> VolumeHandle | None:
