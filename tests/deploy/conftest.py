@@ -6,6 +6,7 @@ is removed in teardown, even when the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ def docker_client() -> Any:
     try:
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"no Docker engine: {exc}")
     return client
 
@@ -55,10 +56,8 @@ def cleanup(provider: LocalProvider, docker_client: Any, project: str) -> None:
     """Remove every container, mount, loop device and the edge this test created."""
     for inst in provider.list_instances():
         if inst.id.startswith(f"sy-{project}-"):
-            try:
+            with contextlib.suppress(Exception):
                 provider.destroy_instance(inst)
-            except Exception:  # noqa: BLE001 - best effort, the next loop forces it
-                pass
     label = "com.docker.compose.project"
     for c in docker_client.containers.list(all=True, filters={"label": label}):
         if c.labels.get(label, "").startswith(f"sy-{project}-"):
