@@ -318,5 +318,56 @@ class SwapEngine:
                 )
         return outcomes
 
+    def reconcile(self) -> Reconciliation:
+        """After a restart (or a host reboot): put live volumes and routes back, list orphans.
 
-__all__ = ["AppCheck", "DeploySpec", "Outcome", "SwapEngine"]
+        Call after `recover()`. For each live deployment the volume is
+        re-attached to its instance when it is attached nowhere (writers
+        stopped first, started after) and its route is re-applied (which
+        also restarts a local edge). Instances no live deployment or running
+        swap references are reported as orphans, never destroyed here.
+        """
+        p, notes, live = self.provider, [], set()
+        for d in self.journal.deployments():
+            try:
+                notes.extend(self._reconcile_one(d))
+                live.add(d.instance_id)
+            except Exception as exc:
+                notes.append(f"{d.project}/{d.name}: {_describe(exc)}")
+        busy = {i for r in self.journal.unfinished() for i in (r.old_instance, r.new_instance)}
+        orphans = [i.id for i in p.list_instances() if i.id not in live | busy]
+        return Reconciliation(tuple(notes), tuple(orphans))
+
+    def _reconcile_one(self, d: Deployment) -> list[str]:
+        p, key, notes = self.provider, f"{d.project}/{d.name}", []
+        inst = p.get_instance(d.instance_id)
+        if inst is None:
+            return [f"{key}: the live instance {d.instance_id} is gone; push again to recreate it"]
+        volume = p.get_volume(d.volume_id)
+        if volume is not None and volume.attached_to is None:
+            p.stop_writers(inst)
+            p.attach_volume(volume, inst)
+            p.start_writers(inst)
+            notes.append(f"{key}: volume {volume.id} re-attached to {inst.id}")
+        elif volume is not None and volume.attached_to != inst.id:
+            notes.append(
+                f"{key}: volume {volume.id} is attached to {volume.attached_to}, "
+                f"not to the live {inst.id}; left alone"
+            )
+        routed = any(r.instance_id == inst.id and r.endpoint == inst.endpoint for r in p.routes())
+        if inst.endpoint is not None:  # re-applied even when unchanged: it restarts an edge
+            p.switch_traffic(Route(d.domains, inst.id, inst.endpoint))
+            if not routed:
+                notes.append(f"{key}: traffic re-pointed to {inst.id} at port {inst.endpoint[1]}")
+        return notes
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What `SwapEngine.reconcile` repaired (`notes`) and the instances nothing references."""
+
+    notes: tuple[str, ...]
+    orphans: tuple[str, ...]
+
+
+__all__ = ["AppCheck", "DeploySpec", "Outcome", "Reconciliation", "SwapEngine"]

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.journal import ROLLED_BACK, SUCCEEDED, SqlJournal
+from deploy.journal import ROLLED_BACK, SUCCEEDED
 from deploy.local import LocalProvider
 from deploy.local.volumes import loop_devices_of, mountpoints_of
 from deploy.spec import AppCheck, DeploySpec, VolumeSpec
+from deploy.sqljournal import SqlJournal
 from deploy.swap import SwapEngine
 from tests.deploy.contract import MIB
 
@@ -231,3 +232,18 @@ def test_destroy_keeps_the_volume_unless_asked(h: Harness, ignition_v1: bytes) -
     assert h.provider.get_instance(iid) is None
     assert h.provider.get_volume(f"sy-{h.project}-demo") is not None
     assert h.provider.routes() == [] and h.journal.current(h.project, "demo") is None
+
+
+def test_reconcile_after_a_reboot_reattaches_and_reroutes(h: Harness, ignition_v1: bytes) -> None:
+    iid = first_deploy(h, ignition_v1)
+    h.get("notes.test", "/cgi-bin/add?survives")
+    inst = h.provider.get_instance(iid)
+    assert inst is not None
+    # a reboot loses the mounts, the loop devices and the edge process
+    h.provider.stop_writers(inst)
+    h.provider.volumes.detach(f"sy-{h.project}-demo")
+    h.provider.ex_stop_edge()
+    report = h.engine.reconcile()
+    assert any("re-attached" in n for n in report.notes)
+    assert iid not in report.orphans
+    assert h.get("notes.test", "/cgi-bin/list").text == "survives\n"
