@@ -53,6 +53,7 @@ class DeploySpec:
 
     @property
     def key(self) -> str:
+        """`project/name`, as in commit status contexts and lock keys."""
         return f"{self.project}/{self.name}"
 
     @property
@@ -62,6 +63,7 @@ class DeploySpec:
 
     @property
     def all_domains(self) -> tuple[str, ...]:
+        """The domains the edge routes to the instance (default: every app's health domain)."""
         return self.domains or tuple(dict.fromkeys(a.domain for a in self.apps))
 
     @classmethod

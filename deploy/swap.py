@@ -198,29 +198,29 @@ class SwapEngine:
         new = p.get_instance(record.new_instance) if record.new_instance else None
         old = p.get_instance(record.old_instance) if record.old_instance else None
 
-        def attempt(name: str, fn: Callable[[], Any]) -> None:
+        def _attempt(name: str, fn: Callable[[], Any]) -> None:
             try:
                 self._step(sid, f"rollback:{name}", fn)
             except Exception as exc:
                 errors.append(f"{name}: {_describe(exc)}")
 
         if new is not None:
-            attempt("stop_writers_new", lambda: p.stop_writers(new))
-            attempt("restore_traffic", lambda: self._restore_traffic(new, old))
+            _attempt("stop_writers_new", lambda: p.stop_writers(new))
+            _attempt("restore_traffic", lambda: self._restore_traffic(new, old))
         volume = p.get_volume(record.volume_id)
         if (
             volume is not None
             and volume.attached_to
             and (old is None or volume.attached_to != old.id)
         ):
-            attempt("detach_new", lambda: p.detach_volume(self._volume(record.volume_id)))
+            _attempt("detach_new", lambda: p.detach_volume(self._volume(record.volume_id)))
         if old is not None and volume is not None:
-            attempt("attach_old", lambda: p.attach_volume(self._volume(record.volume_id), old))
-            attempt("start_writers_old", lambda: p.start_writers(old))
+            _attempt("attach_old", lambda: p.attach_volume(self._volume(record.volume_id), old))
+            _attempt("start_writers_old", lambda: p.start_writers(old))
         if old is not None:
-            attempt("maintenance_off_old", lambda: p.set_maintenance(old, False))
+            _attempt("maintenance_off_old", lambda: p.set_maintenance(old, False))
         if new is not None:
-            attempt("destroy_new", lambda: p.destroy_instance(new))
+            _attempt("destroy_new", lambda: p.destroy_instance(new))
         if record.old_commit:
             full = f"{reason}; rolled back to {record.old_commit[:12]}"
         else:

@@ -214,3 +214,12 @@ def make_ignition(image: str, version: str = "v1", healthy: bool = True) -> byte
 def caddy_available() -> bool:
     """True when the caddy binary the edge needs is installed."""
     return shutil.which("caddy") is not None
+
+
+def make_spec(project: str, ignition: bytes, commit: str) -> Any:
+    """The deploy spec of the fixture instance `demo` (web and notes apps, 64 MiB volume)."""
+    from deploy.spec import AppCheck, DeploySpec, VolumeSpec
+
+    apps = (AppCheck("web", "web.test", "/"), AppCheck("notes", "notes.test", "/"))
+    volume = VolumeSpec(f"sy-{project}-demo", "sydata", 64 << 20)
+    return DeploySpec(project, "demo", commit, ignition, apps, volume)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -17,6 +19,7 @@ from deploy.local.ignition import decode_data_url, materialize
 from deploy.local.volumes import LoopVolumes, filesystem_type, loop_devices_of
 from deploy.providers import DRIVERS, get_driver, set_driver
 from deploy.types import IgnitionError, UnknownProvider
+from tests.deploy.conftest import cleanup, free_port
 from tests.deploy.contract import MIB, ProviderContract
 
 pytestmark = pytest.mark.docker
@@ -130,3 +133,21 @@ def test_registry_and_unimplemented_methods(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(NotImplementedError, match="attach_volume not implemented"):
         get_driver("plain")().attach_volume(None, None)  # type: ignore[arg-type]
     assert issubclass(get_driver("plain"), Provider)
+
+
+class TestLocalProviderDirectoryMode(ProviderContract):
+    """The same contract where loop devices are missing: volumes are directories."""
+
+    @pytest.fixture
+    def provider(self, tmp_path: Path, docker_client: Any, project: str) -> Iterator[LocalProvider]:
+        p = LocalProvider(
+            tmp_path / "state",
+            ex_edge_listen=(f"127.0.0.1:{free_port()}",),
+            ex_edge_admin=f"127.0.0.1:{free_port()}",
+            ex_stop_timeout=5,
+            ex_use_loop=False,
+        )
+        try:
+            yield p
+        finally:
+            cleanup(p, docker_client, project)

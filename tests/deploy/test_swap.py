@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,10 +17,10 @@ import requests
 from deploy.journal import ROLLED_BACK, SUCCEEDED
 from deploy.local import LocalProvider
 from deploy.local.volumes import loop_devices_of, mountpoints_of
-from deploy.spec import AppCheck, DeploySpec, VolumeSpec
+from deploy.spec import AppCheck, DeploySpec
 from deploy.sqljournal import SqlJournal
 from deploy.swap import SwapEngine
-from tests.deploy.contract import MIB
+from tests.deploy.fixtures import make_spec
 
 pytestmark = pytest.mark.docker
 
@@ -28,8 +32,7 @@ class Crash(BaseException):
 
 
 def spec(project: str, ignition: bytes, commit: str) -> DeploySpec:
-    volume = VolumeSpec(f"sy-{project}-demo", "sydata", 64 * MIB)
-    return DeploySpec(project, "demo", commit, ignition, APPS, volume)
+    return make_spec(project, ignition, commit)
 
 
 class Harness:
@@ -176,6 +179,48 @@ def test_crash_mid_swap_then_restart_recovers(
     if crash_after == "detach_old":
         assert h.provider.list_instances()[0].id == old
         assert "the worker stopped after detach_old" in out.message
+
+
+def test_worker_killed_after_detach_then_restart_rolls_back(
+    h: Harness, ignition_v1: bytes, test_image: str
+) -> None:
+    old = first_deploy(h, ignition_v1)
+    h.get("notes.test", "/cgi-bin/add?precious")
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.deploy.killed_worker",
+            str(h.provider.state_dir),
+            h.provider.edge.listen[0],
+            h.provider.edge.admin,
+            h.db,
+            test_image,
+            h.project,
+            "detach_old",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr
+    assert h.mounts() == [] and h.journal.locks() != []
+    (out,) = h.make_engine().recover()
+    assert out.status == "failure" and "stopped after detach_old" in out.message
+    assert [i.id for i in h.provider.list_instances()] == [old]
+    assert h.get("web.test").text == "web v1\n"
+    assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
+    assert h.journal.locks() == [] and h.journal.unfinished() == []
+
+
+def test_invalid_ignition_rolls_back(h: Harness, ignition_v1: bytes) -> None:
+    first_deploy(h, ignition_v1)
+    broken = json.dumps({"ignition": {"version": "3.4.0"}}).encode()
+    out = h.engine.deploy(spec(h.project, broken, "9" * 40))
+    assert out.status == "failure" and "compose.yaml" in out.message
+    assert h.get("web.test").text == "web v1\n"
+    assert len(h.provider.list_instances()) == 1
 
 
 def request_loop(h: Harness, stop: threading.Event, log: list[tuple[str, Any]]) -> None:
