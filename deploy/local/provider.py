@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from deploy.base import InstanceHandle, Provider, Route, VolumeHandle
-from deploy.local import ignition
+from deploy.local import compose, ignition
 from deploy.local.commands import run
+from deploy.local.compose import (
+    FRONT,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    default_compose,
+    needs_volume,
+    service_of,
+)
 from deploy.local.edge import LocalEdge
 from deploy.local.volumes import LoopVolumes, VolumeInfo
 from deploy.types import (
@@ -37,26 +44,6 @@ from deploy.types import (
 )
 
 OPT = "opt/swapyard"
-FRONT = "caddy"  # the instance's front proxy service
-WRITER_LABEL = "org.swapyard.writer"
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-OVERRIDE = """\
-# written by swapyard's local provider: publish the front proxy on an ephemeral port
-services:
-  caddy:
-    ports: !override
-      - "127.0.0.1::80"
-"""
-
-
-def default_compose() -> str:
-    """The docker-compose binary: on PATH, else beside this Python (a venv's bin/)."""
-    found = shutil.which("docker-compose")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "docker-compose"
-    return str(beside) if beside.exists() else "docker-compose"
 
 
 class LocalProvider(Provider):
@@ -121,11 +108,9 @@ class LocalProvider(Provider):
         return self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={iid}"})
 
     def _services(self, iid: str, writers: bool) -> list[str]:
-        names = {
-            c.labels.get(SERVICE_LABEL, "")
-            for c in self._containers(iid)
-            if (c.labels.get(WRITER_LABEL, "false").lower() == "true") == writers
-        }
+        """Services that need the volume (`writers=True`: see deploy.local.compose) or not."""
+        data = self._dir(iid) / "data"
+        names = {service_of(c) for c in self._containers(iid) if needs_volume(c, data) == writers}
         return sorted(n for n in names if n)
 
     def _endpoint(self, iid: str) -> tuple[str, int] | None:
@@ -191,7 +176,7 @@ class LocalProvider(Provider):
         services = (yaml.safe_load(compose_file.read_text()) or {}).get("services", {})
         if FRONT not in services:
             raise IgnitionError(f"/{OPT}/compose.yaml has no {FRONT!r} service (the front proxy)")
-        (d / "override.yaml").write_text(OVERRIDE)
+        (d / "override.yaml").write_text(compose.override(services, d / "front-data"))
         meta = {"project": project, "name": name, "shortid": shortid}
         (d / "meta.json").write_text(json.dumps(meta))
         self._compose(iid, "up", "--no-start", "--pull", "never")
@@ -224,7 +209,7 @@ class LocalProvider(Provider):
         if not containers:
             return "no containers"
         for c in containers:
-            if c.labels.get(WRITER_LABEL, "false").lower() == "true":
+            if needs_volume(c, self._dir(iid) / "data"):
                 continue
             service = c.labels.get(SERVICE_LABEL)
             if c.status == "exited":
@@ -238,10 +223,10 @@ class LocalProvider(Provider):
         endpoint = self._endpoint(iid)
         if endpoint is None:
             return f"service {FRONT} publishes no port"
-        try:
-            socket.create_connection(endpoint, timeout=1).close()
-        except OSError as exc:
-            return f"service {FRONT} does not accept connections on {endpoint[1]}: {exc}"
+        try:  # an HTTP answer, not a TCP accept: docker-proxy accepts before Caddy listens
+            requests.get(f"http://{endpoint[0]}:{endpoint[1]}/", timeout=2)
+        except requests.RequestException as exc:
+            return f"service {FRONT} does not answer HTTP on port {endpoint[1]}: {exc}"
         return None
 
     def destroy_instance(self, instance: InstanceHandle) -> None:
@@ -373,8 +358,7 @@ class LocalProvider(Provider):
         for c in self._containers(iid):
             if c.status != "running":
                 continue
-            sources = [m.get("Source", "") for m in c.attrs.get("Mounts", [])]
-            if any(s == str(point) or s.startswith(f"{point}/") for s in sources):
+            if needs_volume(c, point):
                 c.stop(timeout=self.stop_timeout)
 
     def destroy_volume(self, volume: VolumeHandle) -> None:

@@ -155,11 +155,17 @@ def compose_yaml(image: str) -> str:
                     "--adapter",
                     "caddyfile",
                 ],
-                "environment": {"HOME": "/tmp", "XDG_DATA_HOME": "/tmp", "XDG_CONFIG_HOME": "/tmp"},
+                "environment": {
+                    "HOME": "/tmp",
+                    "XDG_DATA_HOME": "/data",
+                    "XDG_CONFIG_HOME": "/tmp",
+                },
+                "restart": "unless-stopped",
                 "ports": ["80:80", "443:443"],
                 "volumes": [
                     f"{root}/Caddyfile:/etc/caddy/Caddyfile:ro",
                     f"{root}/maintenance:/srv/maintenance:ro",
+                    f"{data}/.caddy:/data",  # as the renderer does: certificates on the volume
                 ],
                 "labels": {"org.swapyard.writer": "false"},
             },
