@@ -3,9 +3,11 @@
 Written against the Ignition 3.4.0 spec, not against the renderer: the
 `storage.directories`, `storage.files` (data: URLs, optional gzip) and
 `storage.links` sections, plus `systemd.units` (written out for reference,
-not run). Anything that would need a network fetch or a disk layout
-(`ignition.config.merge`, remote sources, `storage.disks`) is refused with a
-clear message, because a local instance cannot honour it.
+not run). A file with a remote source (e.g. a Flatcar sysext image) is
+skipped with a log line when it lies outside the compose project's
+directory, since the local engine stands in for the OS; below it, it is an
+error. Anything else that would need a network fetch or a disk layout
+(`ignition.config.merge`, `storage.disks`) is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploy.types import IgnitionError
+
+log = logging.getLogger(__name__)
 
 
 def decode_data_url(url: str) -> bytes:
@@ -73,11 +78,19 @@ def _contents(entry: dict[str, Any]) -> bytes:
     return data
 
 
-def materialize(ignition: bytes | str | dict[str, Any], root: Path) -> dict[str, Any]:
+def _remote(entry: dict[str, Any]) -> bool:
+    source = (entry.get("contents") or {}).get("source") or ""
+    return bool(source) and not source.startswith("data:")
+
+
+def materialize(
+    ignition: bytes | str | dict[str, Any], root: Path, needed: str = "/opt/swapyard"
+) -> dict[str, Any]:
     """Write the files, directories, links and units of `ignition` under `root`.
 
     `root` stands for `/`; e.g. `/opt/swapyard/compose.yaml` lands in
     `root/opt/swapyard/compose.yaml`. Units go to `root/etc/systemd/system`.
+    Remote sources are skipped outside `needed` and refused below it.
     Returns the parsed config.
     """
     config = parse(ignition)
@@ -88,6 +101,9 @@ def materialize(ignition: bytes | str | dict[str, Any], root: Path) -> dict[str,
         if entry.get("mode") is not None:
             target.chmod(entry["mode"])
     for entry in storage.get("files", []):
+        if _remote(entry) and not entry["path"].startswith(needed.rstrip("/") + "/"):
+            log.info("%s: remote source skipped (the local engine stands in)", entry["path"])
+            continue
         target = _target(root, entry["path"])
         target.parent.mkdir(parents=True, exist_ok=True)
         data = _contents(entry)

@@ -212,9 +212,10 @@ class LocalProvider(Provider):
             if needs_volume(c, self._dir(iid) / "data"):
                 continue
             service = c.labels.get(SERVICE_LABEL)
-            if c.status == "exited":
+            looping = c.status == "restarting" and c.attrs.get("RestartCount", 0) >= 3
+            if c.status == "exited" or looping:
                 tail = c.logs(tail=5).decode(errors="replace").strip()
-                return f"exited: service {service} exited: {tail}"
+                return f"exited: service {service} {c.status}: {tail or 'no output'}"
             if c.status != "running":
                 return f"service {service} is {c.status}"
             health = (c.attrs.get("State", {}).get("Health") or {}).get("Status")

@@ -67,7 +67,7 @@ def _rootfs_tar() -> tuple[bytes, str]:
             info = tarfile.TarInfo(name)
             info.size = len(text)
             tar.addfile(info, io.BytesIO(text.encode()))
-        for d in ("tmp", "root", "etc/caddy", "srv", "data"):
+        for d in ("tmp", "root", "etc/caddy", "srv", "data", "config"):
             info = tarfile.TarInfo(d)
             info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
             tar.addfile(info)
@@ -75,18 +75,29 @@ def _rootfs_tar() -> tuple[bytes, str]:
     return buf.getvalue(), digest.hexdigest()[:12]
 
 
-def build_image(client: Any) -> str:
-    """Build (or reuse) the test image; returns its `repo:tag`."""
+CADDY_CHANGES = [
+    'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
+    "ENV XDG_DATA_HOME=/data XDG_CONFIG_HOME=/config HOME=/root",
+    "WORKDIR /srv",
+]
+
+
+def build_image(client: Any, caddy: bool = False) -> str:
+    """Build (or reuse) the test image; returns its `repo:tag`.
+
+    `caddy=True` gives the same files with the upstream caddy image's
+    command, so it can stand in for `caddy:2` in a rendered compose file.
+    """
     data, tag = _rootfs_tar()
-    ref = f"{IMAGE_REPO}:{tag}"
+    repo = f"{IMAGE_REPO}-caddy" if caddy else IMAGE_REPO
+    ref = f"{repo}:{tag}"
     try:
         client.images.get(ref)
         return ref
-    except Exception:
+    except Exception:  # docker.errors.ImageNotFound; docker is imported lazily
         pass
-    client.api.import_image_from_data(
-        data, repository=IMAGE_REPO, tag=tag, changes=['CMD ["/bin/sh"]', "WORKDIR /"]
-    )
+    changes = CADDY_CHANGES if caddy else ['CMD ["/bin/sh"]', "WORKDIR /"]
+    client.api.import_image_from_data(data, repository=repo, tag=tag, changes=changes)
     return ref
 
 

@@ -112,6 +112,15 @@ def test_materialize_gzip_links_and_refusals(tmp_path: Path) -> None:
     materialize(json.dumps(config).encode(), tmp_path)
     assert (tmp_path / "opt/a").read_bytes() == b"zipped"
     assert (tmp_path / "opt/b").is_symlink()
+    remote = {
+        "path": "/opt/extensions/compose.raw",
+        "contents": {"source": "https://extensions.flatcar.org/compose.raw"},
+    }
+    materialize({"ignition": {"version": "3.4.0"}, "storage": {"files": [remote]}}, tmp_path)
+    assert not (tmp_path / "opt/extensions").exists()  # OS-level: the local engine stands in
+    remote["path"] = "/opt/swapyard/compose.yaml"
+    with pytest.raises(IgnitionError, match="only data: URLs"):
+        materialize({"ignition": {"version": "3.4.0"}, "storage": {"files": [remote]}}, tmp_path)
     with pytest.raises(IgnitionError, match=r"3\.x"):
         materialize({"ignition": {"version": "2.3.0"}}, tmp_path)
     with pytest.raises(IgnitionError, match="absolute"):
