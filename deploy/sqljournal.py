@@ -127,7 +127,9 @@ class SqlJournal:
         key = f"{record.project}/{record.name}"
         try:
             with self.engine.begin() as conn:
-                swap_id = conn.execute(swaps.insert().values(**values)).inserted_primary_key[0]
+                inserted = conn.execute(swaps.insert().values(**values)).inserted_primary_key
+                assert inserted is not None
+                swap_id = inserted[0]
                 conn.execute(locks.insert().values(key=key, swap_id=swap_id, acquired=now))
         except IntegrityError:
             with self.engine.connect() as conn:

@@ -11,11 +11,13 @@ restarted service (or edge) comes back with the same routes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,21 +176,33 @@ class LocalEdge:
         if resp.status_code != 200:
             raise ProviderError(f"the edge Caddy refused the new config: {resp.text.strip()}")
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialize read-modify-load of the route table across workers (flock)."""
+        with open(self.dir / "lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def switch(self, route: Route) -> None:
         """Route `route.domains` to its instance, leaving other domains where they are."""
         wanted = set(route.domains)
-        kept = []
-        for r in self.routes():
-            rest = tuple(d for d in r.domains if d not in wanted)
-            if rest:
-                kept.append(Route(rest, r.instance_id, r.endpoint))
-        self.load([*kept, route])
+        with self._locked():
+            kept = []
+            for r in self.routes():
+                rest = tuple(d for d in r.domains if d not in wanted)
+                if rest:
+                    kept.append(Route(rest, r.instance_id, r.endpoint))
+            self.load([*kept, route])
 
     def remove(self, domains: tuple[str, ...]) -> None:
         """Stop routing `domains`."""
         gone = set(domains)
-        routes = [
-            Route(tuple(d for d in r.domains if d not in gone), r.instance_id, r.endpoint)
-            for r in self.routes()
-        ]
-        self.load([r for r in routes if r.domains])
+        with self._locked():
+            routes = [
+                Route(tuple(d for d in r.domains if d not in gone), r.instance_id, r.endpoint)
+                for r in self.routes()
+            ]
+            self.load([r for r in routes if r.domains])

@@ -190,14 +190,14 @@ class LocalProvider(Provider):
     def wait_until_ready(self, instance: InstanceHandle, timeout: float = 120) -> InstanceHandle:
         """Wait until every non-writer runs (healthy when it has a check) and Caddy accepts."""
         deadline = time.monotonic() + timeout
-        problem = "not created"
+        problem: str | None = "not created"
         while time.monotonic() < deadline:
             problem = self._not_ready(instance.id)
             if problem is None:
                 handle = self._handle(instance.id)
                 assert handle is not None
                 return handle
-            if problem.startswith("exited"):
+            if problem.startswith("exited"):  # it will not get better
                 break
             time.sleep(0.2)
         raise InstanceNotReady(
