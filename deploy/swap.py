@@ -162,7 +162,11 @@ class SwapEngine:
         )
         domains = spec.all_domains
         self.journal.step_started(sid, "switch_traffic")
-        p.switch_traffic(Route(domains, new.id, new.endpoint))
+        try:
+            p.switch_traffic(Route(domains, new.id, new.endpoint))
+        except Exception as exc:
+            self.journal.step_finished(sid, "switch_traffic", False, _describe(exc))
+            raise
         self.journal.switched(
             sid,
             Deployment(spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains),

@@ -25,6 +25,7 @@ FRONT = "caddy"  # the instance's front proxy service
 WRITER_LABEL = "org.swapyard.writer"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+WORKDIR_LABEL = "com.docker.compose.project.working_dir"
 DATA_VAR = "${SWAPYARD_DATA"
 
 

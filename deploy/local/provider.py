@@ -28,6 +28,7 @@ from deploy.local.compose import (
     FRONT,
     PROJECT_LABEL,
     SERVICE_LABEL,
+    WORKDIR_LABEL,
     default_compose,
     needs_volume,
     service_of,
@@ -254,12 +255,17 @@ class LocalProvider(Provider):
         return self._handle(instance_id)
 
     def list_instances(self) -> list[InstanceHandle]:
-        """Every instance found as a directory or as a compose project named `sy-*`."""
+        """Every instance of this state directory: its directories and its compose projects.
+
+        A project counts when its working directory lies in this state
+        directory, so a directory lost with its containers still running is
+        found, and other state directories on the same engine are not.
+        """
         ids = {p.name for p in self.instances_dir.iterdir() if p.is_dir()}
         for c in self.docker.containers.list(all=True, filters={"label": PROJECT_LABEL}):
-            project = c.labels.get(PROJECT_LABEL, "")
-            if project.startswith("sy-"):
-                ids.add(project)
+            workdir = c.labels.get(WORKDIR_LABEL, "")
+            if workdir.startswith(f"{self.instances_dir}/"):
+                ids.add(c.labels.get(PROJECT_LABEL, ""))
         return [h for h in (self._handle(i) for i in sorted(ids)) if h is not None]
 
     # -- inside an instance ------------------------------------------------
