@@ -123,11 +123,14 @@ class SwapEngine:
             )
         )
         try:
-            new = self._forward(record, spec)
+            self._forward(record, spec)
         except Exception as exc:
-            log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
-            return self._rollback(self.journal.get(record.id), _describe(exc))
-        return self._complete(self.journal.get(record.id), new.id)
+            after = self.journal.get(record.id)
+            if "switch_traffic" not in after.done:  # past the switch there is no way back
+                log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
+                return self._rollback(after, _describe(exc))
+        after = self.journal.get(record.id)
+        return self._complete(after, after.new_instance)
 
     def _forward(self, record: SwapRecord, spec: DeploySpec) -> InstanceHandle:
         """Every step up to and including the traffic switch."""

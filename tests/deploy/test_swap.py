@@ -148,8 +148,22 @@ def test_failing_health_check_rolls_back(
     assert h.journal.locks() == []
 
 
-@pytest.mark.parametrize("crash_after", ["detach_old", "switch_traffic"])
-def test_crash_mid_swap_then_restart_recovers(
+FORWARD = [
+    "create_new",
+    "wait_ready",
+    "maintenance_old",
+    "stop_writers_old",
+    "detach_old",
+    "attach_new",
+    "start_writers_new",
+    "health_check",
+    "switch_traffic",
+    "destroy_old",
+]
+
+
+@pytest.mark.parametrize("crash_after", FORWARD)
+def test_crash_after_any_step_then_restart_recovers(
     h: Harness, ignition_v1: bytes, ignition_v2: bytes, crash_after: str
 ) -> None:
     old = first_deploy(h, ignition_v1)
@@ -170,15 +184,45 @@ def test_crash_mid_swap_then_restart_recovers(
     )
     h.journal = SqlJournal(h.db)
     (out,) = h.make_engine().recover()
-    expected = "web v1\n" if crash_after == "detach_old" else "web v2\n"
-    assert out.status == ("failure" if crash_after == "detach_old" else "success"), out.message
-    assert h.get("web.test").text == expected
+    switched = FORWARD.index(crash_after) >= FORWARD.index("switch_traffic")
+    assert out.status == ("success" if switched else "failure"), out.message
+    assert h.get("web.test").text == ("web v2\n" if switched else "web v1\n")
     assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
+    assert h.get("notes.test", "/cgi-bin/add?after").status_code == 200  # writers run
     assert h.journal.locks() == [] and h.journal.unfinished() == []
-    assert len(h.provider.list_instances()) == 1
-    if crash_after == "detach_old":
-        assert h.provider.list_instances()[0].id == old
-        assert "the worker stopped after detach_old" in out.message
+    (live,) = h.provider.list_instances()
+    assert (live.id == old) != switched
+    assert len(h.mounts()) == 1 and len(loop_devices_of(h.image)) == 1
+    if not switched:
+        assert f"the worker stopped after {crash_after}" in out.message
+
+
+class Boom(RuntimeError):
+    """A step that fails (an Exception: the engine rolls back)."""
+
+
+@pytest.mark.parametrize("fail_after", ["stop_writers_old", "attach_new", "switch_traffic"])
+def test_failure_after_a_step_rolls_back_or_completes(
+    h: Harness, ignition_v1: bytes, ignition_v2: bytes, fail_after: str
+) -> None:
+    first_deploy(h, ignition_v1)
+    h.get("notes.test", "/cgi-bin/add?precious")
+    original = h.on_step
+
+    def failing(swap_id: int, step: str) -> None:
+        original(swap_id, step)
+        if step == fail_after:
+            raise Boom(f"injected after {step}")
+
+    h.engine.on_step = failing
+    out = h.engine.deploy(spec(h.project, ignition_v2, "d" * 40))
+    switched = fail_after == "switch_traffic"
+    assert out.status == ("success" if switched else "failure"), out.message
+    if not switched:
+        assert f"Boom: injected after {fail_after}; rolled back to" in out.message
+    assert h.get("web.test").text == ("web v2\n" if switched else "web v1\n")
+    assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
+    assert len(h.provider.list_instances()) == 1 and h.journal.locks() == []
 
 
 def test_worker_killed_after_detach_then_restart_rolls_back(
