@@ -73,9 +73,9 @@ class Harness:
         if step == self.crash_after:
             raise Crash(step)
 
-    def get(self, host: str, path: str = "/") -> requests.Response:
+    def get(self, host: str, path: str = "/", session: Any = requests) -> requests.Response:
         edge = self.provider.edge.listen[0]
-        return requests.get(f"http://{edge}{path}", headers={"Host": host}, timeout=5)
+        return session.get(f"http://{edge}{path}", headers={"Host": host}, timeout=5)
 
     def containers(self, instance_id: str) -> list[Any]:
         return self.provider._containers(instance_id)
@@ -268,12 +268,16 @@ def test_invalid_ignition_rolls_back(h: Harness, ignition_v1: bytes) -> None:
 
 
 def request_loop(h: Harness, stop: threading.Event, log: list[tuple[str, Any]]) -> None:
-    n = 0
+    """Reads over one keep-alive connection, writes over a new connection each."""
+    n, keepalive = 0, requests.Session()
     while not stop.is_set():
         n += 1
-        for host, path in (("web.test", "/"), ("notes.test", f"/cgi-bin/add?w{n}")):
+        for host, path, session in (
+            ("web.test", "/", keepalive),
+            ("notes.test", f"/cgi-bin/add?w{n}", requests),
+        ):
             try:
-                resp = h.get(host, path)
+                resp = h.get(host, path, session)
                 log.append((path, resp.status_code))
             except requests.RequestException as exc:
                 log.append((path, exc))
