@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import logging
+import os
 import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -75,7 +77,24 @@ def _contents(entry: dict[str, Any]) -> bytes:
         data = gzip.decompress(data)
     elif compression:
         raise IgnitionError(f"{entry['path']}: unsupported compression {compression!r}")
+    expected = (contents.get("verification") or {}).get("hash")
+    if expected:  # of the decompressed contents, as the spec says
+        kind, _, value = expected.partition("-")
+        if kind not in ("sha256", "sha512"):
+            raise IgnitionError(f"{entry['path']}: unsupported hash type {kind!r}")
+        if hashlib.new(kind, data).hexdigest() != value.lower():
+            raise IgnitionError(f"{entry['path']}: contents do not match {expected[:20]}...")
     return data
+
+
+def _owner(target: Path, entry: dict[str, Any]) -> None:
+    """Apply numeric `user.id`/`group.id` (names would need the instance's passwd)."""
+    uid = (entry.get("user") or {}).get("id")
+    gid = (entry.get("group") or {}).get("id")
+    if uid is not None or gid is not None:
+        os.chown(
+            target, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False
+        )
 
 
 def _remote(entry: dict[str, Any]) -> bool:
@@ -100,6 +119,7 @@ def materialize(
         target.mkdir(parents=True, exist_ok=True)
         if entry.get("mode") is not None:
             target.chmod(entry["mode"])
+        _owner(target, entry)
     for entry in storage.get("files", []):
         if _remote(entry) and not entry["path"].startswith(needed.rstrip("/") + "/"):
             log.info("%s: remote source skipped (the local engine stands in)", entry["path"])
@@ -112,6 +132,7 @@ def materialize(
         )
         target.write_bytes(data + appends)
         target.chmod(entry.get("mode") if entry.get("mode") is not None else 0o644)
+        _owner(target, entry)
     for entry in storage.get("links", []):
         target = _target(root, entry["path"])
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +140,8 @@ def materialize(
             target.unlink()
         if entry.get("hard"):
             target.hardlink_to(_target(root, entry["target"]))
+        elif entry["target"].startswith("/"):  # stay inside root, never the host's path
+            target.symlink_to(os.path.relpath(_target(root, entry["target"]), target.parent))
         else:
             target.symlink_to(entry["target"])
     units = root / "etc/systemd/system"

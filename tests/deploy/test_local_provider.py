@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,15 @@ def test_materialize_gzip_links_and_refusals(tmp_path: Path) -> None:
     materialize(json.dumps(config).encode(), tmp_path)
     assert (tmp_path / "opt/a").read_bytes() == b"zipped"
     assert (tmp_path / "opt/b").is_symlink()
+    assert (tmp_path / "opt/b").resolve() == (tmp_path / "opt/a").resolve()  # not the host's
+    entry = config["storage"]["files"][0]
+    entry["contents"]["verification"] = {"hash": "sha256-" + hashlib.sha256(b"zipped").hexdigest()}
+    entry["user"] = {"id": 1000}
+    materialize(config, tmp_path)
+    assert (tmp_path / "opt/a").stat().st_uid == 1000
+    entry["contents"]["verification"] = {"hash": "sha256-" + "0" * 64}
+    with pytest.raises(IgnitionError, match="do not match"):
+        materialize(config, tmp_path)
     remote = {
         "path": "/opt/extensions/compose.raw",
         "contents": {"source": "https://extensions.flatcar.org/compose.raw"},

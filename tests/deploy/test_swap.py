@@ -340,3 +340,12 @@ def test_reconcile_after_a_reboot_reattaches_and_reroutes(h: Harness, ignition_v
     assert any("re-attached" in n for n in report.notes)
     assert iid not in report.orphans
     assert h.get("notes.test", "/cgi-bin/list").text == "survives\n"
+
+
+def test_destroy_deletes_the_volume_only_when_told(h: Harness, ignition_v1: bytes) -> None:
+    first_deploy(h, ignition_v1)
+    image = h.image
+    out = h.engine.destroy(h.project, "demo", delete_volume=True)
+    assert out.status == "success", out.message
+    assert h.provider.get_volume(f"sy-{h.project}-demo") is None and not image.exists()
+    assert h.engine.destroy(h.project, "demo").status == "noop"
