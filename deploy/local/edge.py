@@ -29,6 +29,8 @@ from deploy.types import ProviderError
 
 log = logging.getLogger(__name__)
 
+SERVER = "swapyard-edge"  # the server name marks a Caddy as ours
+
 
 class LocalEdge:
     """A Caddy process owned by the service; `listen` like ["127.0.0.1:8080"]."""
@@ -37,7 +39,7 @@ class LocalEdge:
         self,
         state_dir: Path,
         listen: tuple[str, ...] = ("127.0.0.1:8080",),
-        admin: str = "127.0.0.1:2019",
+        admin: str = "127.0.0.1:2119",  # not 2019: Debian's caddy.service has that one
         caddy: str = "caddy",
         grace_period: str = "10s",
     ):
@@ -91,7 +93,7 @@ class LocalEdge:
                 "http": {
                     "grace_period": self.grace_period,
                     "servers": {
-                        "edge": {
+                        SERVER: {
                             "listen": list(self.listen),
                             "automatic_https": {"disable": True},
                             "routes": caddy_routes,
@@ -113,11 +115,22 @@ class LocalEdge:
 
     # -- process -----------------------------------------------------------
     def is_running(self) -> bool:
-        """True when the admin API answers."""
+        """True when our edge answers on the admin address.
+
+        Raises `ProviderError` when some other Caddy answers there (e.g. the
+        system's caddy.service on :2019): its config must never be replaced.
+        """
         try:
-            return requests.get(f"http://{self.admin}/config/", timeout=1).status_code == 200
+            resp = requests.get(f"http://{self.admin}/config/apps/http/servers", timeout=1)
         except requests.RequestException:
             return False
+        servers = resp.json() if resp.status_code == 200 else None
+        if resp.status_code == 200 and isinstance(servers, dict) and SERVER in servers:
+            return True
+        raise ProviderError(
+            f"another program answers on the edge's admin address {self.admin}; "
+            "choose a free one (ex_edge_admin)"
+        )
 
     def ensure_running(self, timeout: float = 15) -> None:
         """Start the edge Caddy with the persisted routes unless it already answers."""
@@ -137,8 +150,9 @@ class LocalEdge:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.is_running():
-                return
+            with contextlib.suppress(ProviderError):  # admin may answer before the config
+                if self.is_running():
+                    return
             time.sleep(0.1)
         raise ProviderError(
             f"the edge Caddy did not answer on {self.admin} within {timeout} s; "
