@@ -107,7 +107,9 @@ class LocalProvider(Provider):
         return run(argv, env=env, timeout=timeout).stdout
 
     def _containers(self, iid: str) -> list[Any]:
-        return self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={iid}"})
+        return self.docker.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{PROJECT_LABEL}={iid}"}
+        )
 
     def _services(self, iid: str, writers: bool) -> list[str]:
         """Services started after the volume (`writers=True`: see deploy.local.compose), or not."""
@@ -265,7 +267,9 @@ class LocalProvider(Provider):
         found, and other state directories on the same engine are not.
         """
         ids = {p.name for p in self.instances_dir.iterdir() if p.is_dir()}
-        for c in self.docker.containers.list(all=True, filters={"label": PROJECT_LABEL}):
+        for c in self.docker.containers.list(
+            all=True, ignore_removed=True, filters={"label": PROJECT_LABEL}
+        ):
             workdir = c.labels.get(WORKDIR_LABEL, "")
             if workdir.startswith(f"{self.instances_dir}/"):
                 ids.add(c.labels.get(PROJECT_LABEL, ""))

@@ -60,7 +60,7 @@ def cleanup(provider: LocalProvider, docker_client: Any, project: str) -> None:
             with contextlib.suppress(Exception):
                 provider.destroy_instance(inst)
     label = "com.docker.compose.project"
-    for c in docker_client.containers.list(all=True, filters={"label": label}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": label}):
         if c.labels.get(label, "").startswith(f"sy-{project}-"):
             c.remove(force=True)
     for net in docker_client.networks.list():
