@@ -1,0 +1,242 @@
+"""Test fixtures of the deploy layer: a local image and small Ignition configs.
+
+`build_image` makes an image without a registry: a root filesystem holding
+busybox-static and Debian's caddy (with the libraries it links), imported
+with the Docker SDK and tagged by a hash of its content so reruns reuse it.
+
+`make_ignition` stands in for `renderers.render_instance` until that lands:
+an Ignition 3.4.0 config with a compose project of three services — the
+front `caddy` (maintenance when `maintenance/on` exists), a static `web`
+app, and a writer `notes` app (busybox httpd CGI appending to the data
+volume). Replace it with the real renderer when the render branch merges.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+IMAGE_REPO = "swapyard-test/base"
+BINARIES = ["/bin/busybox", "/usr/bin/caddy"]
+
+
+def _libraries(binary: str) -> list[str]:
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        for p in parts:
+            if p.startswith("/"):
+                libs.append(p)
+    return libs
+
+
+def _rootfs_tar() -> tuple[bytes, str]:
+    files = sorted({*BINARIES, *(lib for b in BINARIES for lib in _libraries(b))})
+    digest = hashlib.sha256()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in files:
+            real = Path(path).resolve()
+            data = real.read_bytes()
+            digest.update(path.encode() + hashlib.sha256(data).digest())
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        applets = subprocess.run(
+            ["/bin/busybox", "--list"], capture_output=True, text=True
+        ).stdout.split()
+        for applet in applets:
+            if applet == "busybox":
+                continue
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "/bin/busybox"
+            tar.addfile(info)
+        for name, text in {
+            "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+            "etc/group": "root:x:0:\n",
+        }.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+        for d in ("tmp", "root", "etc/caddy", "srv", "data", "config"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+    digest.update(" ".join(applets).encode())
+    return buf.getvalue(), digest.hexdigest()[:12]
+
+
+CADDY_CHANGES = [
+    'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
+    "ENV XDG_DATA_HOME=/data XDG_CONFIG_HOME=/config HOME=/root",
+    "WORKDIR /srv",
+]
+
+
+def build_image(client: Any, caddy: bool = False) -> str:
+    """Build (or reuse) the test image; returns its `repo:tag`.
+
+    `caddy=True` gives the same files with the upstream caddy image's
+    command, so it can stand in for `caddy:2` in a rendered compose file.
+    """
+    data, tag = _rootfs_tar()
+    repo = f"{IMAGE_REPO}-caddy" if caddy else IMAGE_REPO
+    ref = f"{repo}:{tag}"
+    try:
+        client.images.get(ref)
+        return ref
+    except Exception:  # docker.errors.ImageNotFound; docker is imported lazily
+        pass
+    changes = CADDY_CHANGES if caddy else ['CMD ["/bin/sh"]', "WORKDIR /"]
+    client.api.import_image_from_data(data, repository=repo, tag=tag, changes=changes)
+    return ref
+
+
+def _file(path: str, data: bytes, mode: int = 0o644, gz: bool = False) -> dict[str, Any]:
+    contents: dict[str, Any] = {}
+    if gz:
+        data = gzip.compress(data, mtime=0)
+        contents["compression"] = "gzip"
+    contents["source"] = "data:;base64," + base64.b64encode(data).decode()
+    return {"path": path, "mode": mode, "overwrite": True, "contents": contents}
+
+
+CADDYFILE = """\
+{
+\tadmin off
+\tauto_https off
+}
+:80 {
+\t@maint file {
+\t\troot /srv/maintenance
+\t\ttry_files /on
+\t}
+\thandle @maint {
+\t\theader Retry-After 30
+\t\trespond "down for maintenance" 503
+\t}
+\t@web host web.test
+\thandle @web {
+\t\treverse_proxy web:WEBPORT
+\t}
+\t@notes host notes.test
+\thandle @notes {
+\t\treverse_proxy notes:8080
+\t}
+}
+"""
+
+ADD = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo ""
+echo "$QUERY_STRING" >> /data/notes.txt
+sync
+echo ok
+"""
+
+LIST = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo ""
+cat /data/notes.txt 2>/dev/null
+"""
+
+
+def compose_yaml(image: str) -> str:
+    """The compose project of the fixture instance (the renderer's shape, simplified)."""
+    root, data = "${SWAPYARD_ROOT:-/opt/swapyard}", "${SWAPYARD_DATA:-/mnt/data}"
+    httpd = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    project = {
+        "services": {
+            "caddy": {
+                "image": image,
+                "command": [
+                    "caddy",
+                    "run",
+                    "--config",
+                    "/etc/caddy/Caddyfile",
+                    "--adapter",
+                    "caddyfile",
+                ],
+                "environment": {
+                    "HOME": "/tmp",
+                    "XDG_DATA_HOME": "/data",
+                    "XDG_CONFIG_HOME": "/tmp",
+                },
+                "restart": "unless-stopped",
+                "ports": ["80:80", "443:443"],
+                "volumes": [
+                    f"{root}/Caddyfile:/etc/caddy/Caddyfile:ro",
+                    f"{root}/maintenance:/srv/maintenance:ro",
+                    f"{data}/.caddy:/data",  # as the renderer does: certificates on the volume
+                ],
+                "labels": {"org.swapyard.writer": "false"},
+            },
+            "web": {
+                "image": image,
+                "command": httpd,
+                "init": True,
+                "volumes": [f"{root}/files/web:/www:ro"],
+                "labels": {"org.swapyard.writer": "false"},
+            },
+            "notes": {
+                "image": image,
+                "command": httpd,
+                "init": True,
+                "volumes": [f"{root}/files/notes:/www:ro", f"{data}/notes:/data"],
+                "labels": {"org.swapyard.writer": "true"},
+            },
+        }
+    }
+    return json.dumps(project, indent=2)  # JSON is YAML
+
+
+def make_ignition(image: str, version: str = "v1", healthy: bool = True) -> bytes:
+    """An Ignition 3.4.0 config for the fixture instance; `healthy=False` breaks `web`."""
+    opt = "/opt/swapyard"
+    caddyfile = CADDYFILE.replace("WEBPORT", "8080" if healthy else "9")
+    files = [
+        _file(f"{opt}/compose.yaml", compose_yaml(image).encode()),
+        _file(f"{opt}/Caddyfile", caddyfile.encode(), gz=True),
+        _file(f"{opt}/maintenance/index.html", b"<h1>maintenance</h1>\n"),
+        _file(f"{opt}/files/web/index.html", f"web {version}\n".encode()),
+        _file(f"{opt}/files/notes/index.html", f"notes {version}\n".encode()),
+        _file(f"{opt}/files/notes/cgi-bin/add", ADD.encode(), 0o755),
+        _file(f"{opt}/files/notes/cgi-bin/list", LIST.encode(), 0o755),
+    ]
+    config = {
+        "ignition": {"version": "3.4.0"},
+        "storage": {"directories": [{"path": f"{opt}/secrets", "mode": 0o700}], "files": files},
+        "systemd": {
+            "units": [
+                {
+                    "name": "swapyard.service",
+                    "enabled": True,
+                    "contents": "[Unit]\nDescription=swapyard compose project\n",
+                }
+            ]
+        },
+    }
+    return json.dumps(config, sort_keys=True).encode()
+
+
+def caddy_available() -> bool:
+    """True when the caddy binary the edge needs is installed."""
+    return shutil.which("caddy") is not None
+
+
+def make_spec(project: str, ignition: bytes, commit: str) -> Any:
+    """The deploy spec of the fixture instance `demo` (web and notes apps, 64 MiB volume)."""
+    from deploy.spec import AppCheck, DeploySpec, VolumeSpec
+
+    apps = (AppCheck("web", "web.test", "/"), AppCheck("notes", "notes.test", "/"))
+    volume = VolumeSpec(f"sy-{project}-demo", "sydata", 64 << 20)
+    return DeploySpec(project, "demo", commit, ignition, apps, volume)

@@ -1,0 +1,69 @@
+"""The SQL journal on SQLite: records, steps, the per-instance lock, the live deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.journal import RUNNING, SUCCEEDED, Deployment, SwapRecord
+from deploy.sqljournal import SqlJournal
+from deploy.types import SwapInProgress
+
+
+def record(name: str = "blog") -> SwapRecord:
+    return SwapRecord(
+        id=0,
+        project="prod",
+        name=name,
+        kind="create",
+        commit="c" * 40,
+        digest="sha256:x",
+        volume_id="sy-prod-blog",
+        spec={"apps": []},
+    )
+
+
+def test_lock_keeps_two_swaps_of_one_instance_apart(tmp_path: Path) -> None:
+    journal = SqlJournal(f"sqlite:///{tmp_path / 'j.db'}")
+    first = journal.begin(record())
+    assert first.state == RUNNING
+    with pytest.raises(SwapInProgress, match=f"swap {first.id} is still running"):
+        journal.begin(record())
+    journal.begin(record("other"))  # another instance is independent
+    journal.finish(first.id, SUCCEEDED)
+    assert ("prod/blog", first.id) not in journal.locks()
+    journal.begin(record())
+
+
+def test_steps_and_switch_survive_a_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    journal = SqlJournal(url)
+    swap = journal.begin(record())
+    journal.update(swap.id, new_instance="sy-prod-blog-abc")
+    journal.step_started(swap.id, "create_new")
+    journal.step_finished(swap.id, "create_new", True)
+    journal.step_started(swap.id, "wait_ready")
+    journal.step_finished(swap.id, "wait_ready", False, "not ready after 5 s")
+    journal.step_started(swap.id, "switch_traffic")
+    live = Deployment(
+        "prod",
+        "blog",
+        "sy-prod-blog-abc",
+        "sy-prod-blog",
+        "c" * 40,
+        "sha256:x",
+        ("blog.example.org",),
+    )
+    journal.switched(swap.id, live)
+    reopened = SqlJournal(url)
+    again = reopened.get(swap.id)
+    assert again.new_instance == "sy-prod-blog-abc"
+    assert again.done == ("create_new", "switch_traffic")
+    assert [s.status for s in reopened.steps(swap.id)] == ["done", "failed", "done"]
+    assert reopened.steps(swap.id)[1].detail == "not ready after 5 s"
+    assert reopened.current("prod", "blog") == live
+    assert reopened.deployments() == [live]
+    assert [r.id for r in reopened.unfinished()] == [swap.id]
+    reopened.clear_current("prod", "blog")
+    assert reopened.current("prod", "blog") is None
