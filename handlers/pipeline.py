@@ -1,14 +1,15 @@
 """The one seam between the worker and validate/render/plan/deploy.
 
 `targets()` decides which instances a commit concerns; `run_instance()` takes
-one instance of a checked-out tree through validation, rendering, planning and
-(once wired) the deploy engine, and returns an `Outcome` that never raises:
-one instance's failure never stops the others. `run_plan()` is the plan-only
-path for unmapped branches and pull requests (status context `swapyard/plan`).
+one instance of a checked-out tree through validation (with the whole
+repository, so cross-instance checks apply), a redacted render (its digest
+and artifact digests go to the history) and the executor, and returns an
+`Outcome` that never raises: one instance's failure never stops the others.
+`run_plan()` is the plan-only path for unmapped branches and pull requests
+(status context `swapyard/plan`).
 
-Renderer, planner and deployer are looked up lazily so this module works
-while those parts are still being written; `Pipeline(executor=...)` is where
-the deploy engine plugs in.
+The executor (`service.deployer.Deployer`) is handed in, so this module does
+not depend on a provider; without one, deployments end as plan only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import ConfigError, Instance, SwapyardError, load_projects, load_repo
+from renderers import RenderOptions, render_instance
+from schemas import ConfigError, Instance, SwapyardError, check_repo, load_projects, load_repo
 
 from .changes import Change
 
@@ -64,7 +66,16 @@ class Targets:
     problem: str | None = None  # swapyard.yaml cannot be read: nothing can be targeted
 
 
-Executor = Callable[[Instance, Any], str]  # (instance, artifacts) -> summary of what it did
+@dataclass(frozen=True)
+class Execution:
+    """What the deploy engine did with one instance."""
+
+    state: str  # success | failure | error
+    action: str  # create | replace | noop | destroy | ...
+    summary: str
+
+
+Executor = Callable[[Instance, str], Execution]  # (instance, commit) -> what was done
 
 
 def _instance_dirs(tree: Path) -> list[str]:
@@ -101,7 +112,8 @@ class Pipeline:
         self.executor = executor
         self.render_options = render_options
 
-    def run_instance(self, tree: Path, project: str, name: str) -> Outcome:
+    def run_instance(self, tree: Path, project: str, name: str, commit: str = "") -> Outcome:
+        """Validate, render and (with an executor) deploy one instance; never raises."""
         outcome = Outcome(name, project, "success", "validated", "")
         if not (tree / "instances" / name / "apps.config").is_file():
             outcome.action = "removed"
@@ -110,7 +122,7 @@ class Pipeline:
             )
             return outcome
         try:
-            self._run(tree, project, name, outcome)
+            self._run(tree, project, name, outcome, commit)
         except ConfigError as exc:
             more = f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
             outcome.state, outcome.action = "failure", "invalid"
@@ -136,34 +148,44 @@ class Pipeline:
         step.status, step.finished_at = "done", time.time()
         return result
 
-    def _run(self, tree: Path, project: str, name: str, outcome: Outcome) -> None:
-        repo = self._step(outcome, "validate", lambda: load_repo(tree / "instances" / name))
-        instance = next((i for i in repo.instances if (i.project, i.name) == (project, name)), None)
+    def _run(self, tree: Path, project: str, name: str, outcome: Outcome, commit: str) -> None:
+        instance = self._step(outcome, "validate", lambda: self._validate(tree, project, name))
         if instance is None:
             outcome.action = "skipped"
             outcome.summary = f"instances/{name} is not part of project {project}"
             return
         outcome.steps[-1].log = f"validated {instance.source}"
-        render = _renderer()
-        if render is None:
-            outcome.summary = "validated; rendering not available in this build (plan only)"
-            return
-        artifacts = self._step(outcome, "render", lambda: render(instance, self._options()))
-        outcome.digest = artifacts.digest
-        outcome.steps[-1].log = "\n".join(f"{p} {d}" for p, d in artifacts.digests.items())
+        if instance.state == "present":
+            artifacts = self._step(
+                outcome, "render", lambda: render_instance(instance, self._options())
+            )
+            outcome.digest = artifacts.digest
+            outcome.steps[-1].log = "\n".join(f"{p} {d}" for p, d in artifacts.digests.items())
         outcome.action = "planned"
         if self.executor is None:
-            outcome.summary = f"validated, rendered {artifacts.digest[:19]}; plan only (no deploy)"
+            digest = f"rendered {outcome.digest[:19]}" if outcome.digest else "state: absent"
+            outcome.summary = f"validated, {digest}; plan only (no deploy)"
             return
         executor = self.executor
-        outcome.action = "deployed"
-        outcome.summary = self._step(outcome, "deploy", lambda: executor(instance, artifacts))
+        done = self._step(outcome, "deploy", lambda: executor(instance, commit))
+        outcome.steps[-1].log = done.summary
+        outcome.state, outcome.action, outcome.summary = done.state, done.action, done.summary
+        if done.state != "success":
+            outcome.steps[-1].status = "failed"
+
+    @staticmethod
+    def _validate(tree: Path, project: str, name: str) -> Instance | None:
+        """The instance, validated with the whole repository (cross-instance checks apply)."""
+        repo, problems = check_repo(tree)
+        own = [p for p in problems if p.file.startswith(f"instances/{name}/")]
+        shared = [p for p in problems if p.file == "swapyard.yaml"]
+        if own or shared:
+            raise ConfigError(own + shared)
+        return next((i for i in repo.instances if (i.project, i.name) == (project, name)), None)
 
     def _options(self) -> Any:
         if self.render_options is not None:
             return self.render_options
-        from renderers.artifacts import RenderOptions
-
         return RenderOptions()
 
     def run_plan(self, tree: Path, names: Iterable[str]) -> Outcome:
@@ -178,11 +200,10 @@ class Pipeline:
             outcome.steps[-1].log = str(exc)
             return outcome
         chosen = [i for i in repo.instances if not names or i.name in names]
-        render = _renderer()
         lines = []
         for instance in chosen:
             try:
-                digest = render(instance, self._options()).digest[:19] if render else "validated"
+                digest = render_instance(instance, self._options()).digest[:19]
             except SwapyardError as exc:
                 outcome.state = "failure"
                 lines.append(f"{instance.key}: {exc}")
@@ -196,11 +217,3 @@ class Pipeline:
         if outcome.state == "failure":
             outcome.summary = "plan only: " + "; ".join(lines)
         return outcome
-
-
-def _renderer() -> Callable[..., Any] | None:
-    try:
-        from renderers import render_instance  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return render_instance

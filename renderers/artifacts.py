@@ -29,7 +29,7 @@ class RenderOptions:
     """How to render; the defaults give the redacted form used for plans and history."""
 
     mode: Literal["redacted", "resolved"] = "redacted"
-    secrets: Callable[[str], str] | None = None  # name -> value; required when resolved
+    secrets: Callable[[str], str | None] | None = None  # name -> value; needed when resolved
     image_map: Mapping[str, str] = field(default_factory=dict)  # upstream image -> local image
     https: bool | None = None  # overrides instance.https when set (local use)
     data_device: str | None = None  # block device of the data volume; default by-label

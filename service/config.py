@@ -62,6 +62,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STATUS_BACKOFF_SECONDS", 2.0, "First retry delay of a status; doubles each time."),
     Setting("STATUS_BACKOFF_MAX_SECONDS", 300.0, "Longest delay between two status attempts."),
     Setting("STATUS_TIMEOUT_SECONDS", 10.0, "HTTP timeout of one call to the forge API."),
+    Setting("DEPLOY", True, "Deploy pushes to mapped branches (false: validate and plan only)."),
+    Setting("PROVIDER", "local", "Provider that runs the instances (deploy.providers)."),
+    Setting(
+        "STATE_DIR", None, "Provider state (local: instances, volumes); default DATA_DIR/state."
+    ),
+    Setting(
+        "SECRETS_DIR", None, "The secret store: one file per secret; default DATA_DIR/secrets."
+    ),
+    Setting("EDGE_LISTEN", "127.0.0.1:8000", "Local edge: comma-separated host:port to serve on."),
+    Setting("EDGE_ADMIN", "127.0.0.1:2119", "Local edge: address of its Caddy admin API."),
+    Setting("IMAGE_MAP", {}, "Image -> replacement image (offline machines, tests)."),
+    Setting("RENDER_HTTPS", None, "Override every instance's `https` (false for local use)."),
+    Setting("READY_TIMEOUT", 120.0, "Seconds a new instance may take to become ready."),
+    Setting("HEALTH_TIMEOUT", 60.0, "Seconds every app has to answer its health check."),
 )
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 SECRETS = tuple(s.name for s in SETTINGS if s.secret)

@@ -31,6 +31,7 @@ from handlers.pipeline import Outcome, Pipeline, targets
 
 from . import dispatch, leases, statuses
 from .db import Database, get_db, rowcount
+from .deployer import Deployer
 from .models import Deployment, Event, Step
 from .reconciler import Reconciler
 
@@ -39,10 +40,17 @@ MAX_EVENT_ATTEMPTS = 5
 
 
 class Worker:
-    def __init__(self, db: Database, settings: dict[str, Any], pipeline: Pipeline | None = None):
+    def __init__(
+        self,
+        db: Database,
+        settings: dict[str, Any],
+        pipeline: Pipeline | None = None,
+        deployer: Deployer | None = None,
+    ):
         self.db = db
         self.settings = settings
-        self.pipeline = pipeline or Pipeline()
+        self.deployer = deployer
+        self.pipeline = pipeline or Pipeline(executor=deployer)
         self.process_id = uuid.uuid4().hex[:12]
         data = Path(settings["DATA_DIR"])
         self.mirrors = MirrorCache(data / "mirrors")
@@ -232,7 +240,7 @@ class Worker:
                     outcome = self.pipeline.run_plan(tree, [])
                 else:
                     outcome = self.pipeline.run_instance(
-                        tree, dep.project or "", dep.instance or ""
+                        tree, dep.project or "", dep.instance or "", dep.sha
                     )
         except GitError as exc:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
@@ -294,6 +302,8 @@ class Worker:
     def start(self, threads: int | None = None, statuses: bool = True) -> None:
         """Start `threads` worker threads (default WORKERS) and the status sender."""
         count = int(self.settings["WORKERS"] if threads is None else threads)
+        if self.deployer is not None and count > 0:
+            self.deployer.recover()
         self._stop.clear()
         for n in range(count):
             self._spawn(f"swapyard-worker-{n}", self.run_once)
@@ -321,8 +331,14 @@ class Worker:
 
 
 def init_app(app: Flask, pipeline: Pipeline | None = None) -> Worker:
-    """Create (not start) the app's worker; `swapyard serve`/`worker` start it."""
-    worker = Worker(get_db(app), dict(app.config), pipeline)
+    """Create (not start) the app's worker; `swapyard serve`/`worker` start it.
+
+    With DEPLOY on, pushes to mapped branches go through the deploy engine;
+    the provider itself is only touched once the worker starts.
+    """
+    db = get_db(app)
+    deployer = Deployer(dict(app.config), db.engine) if app.config["DEPLOY"] else None
+    worker = Worker(db, dict(app.config), pipeline, deployer)
     app.extensions["swapyard.worker"] = worker
     return worker
 

@@ -220,6 +220,7 @@ def make_settings(tmp_path: Path, forge: ForgeStub | None, port: int, **extra: A
         "status_backoff_max_seconds": 0.5,
         "status_timeout_seconds": 5,
         "max_body_bytes": 64 * 1024,
+        "deploy": False,  # plan only: tests/e2e deploy for real
         **extra,
     }
 
