@@ -14,19 +14,31 @@ not depend on a provider; without one, deployments end as plan only.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from renderers import RenderOptions, render_instance
-from schemas import ConfigError, Instance, SwapyardError, check_repo, load_projects, load_repo
+from schemas import (
+    ConfigError,
+    Instance,
+    Problem,
+    RepoConfig,
+    SwapyardError,
+    check_repo,
+    load_projects,
+    load_repo,
+)
 
 from .changes import Change
 
 DESCRIPTION_LIMIT = 140
+CHECKED_COMMITS = 8
 
 
 def clip(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
@@ -111,6 +123,9 @@ class Pipeline:
     def __init__(self, executor: Executor | None = None, render_options: Any = None):
         self.executor = executor
         self.render_options = render_options
+        # A push touching many instances validates its commit once, not once per instance.
+        self._checked: OrderedDict[str, tuple[RepoConfig, list[Problem]]] = OrderedDict()
+        self._checked_lock = threading.Lock()
 
     def run_instance(self, tree: Path, project: str, name: str, commit: str = "") -> Outcome:
         """Validate, render and (with an executor) deploy one instance; never raises."""
@@ -149,7 +164,9 @@ class Pipeline:
         return result
 
     def _run(self, tree: Path, project: str, name: str, outcome: Outcome, commit: str) -> None:
-        instance = self._step(outcome, "validate", lambda: self._validate(tree, project, name))
+        instance = self._step(
+            outcome, "validate", lambda: self._validate(tree, project, name, commit)
+        )
         if instance is None:
             outcome.action = "skipped"
             outcome.summary = f"instances/{name} is not part of project {project}"
@@ -173,10 +190,23 @@ class Pipeline:
         if done.state != "success":
             outcome.steps[-1].status = "failed"
 
-    @staticmethod
-    def _validate(tree: Path, project: str, name: str) -> Instance | None:
+    def _check(self, tree: Path, commit: str) -> tuple[RepoConfig, list[Problem]]:
+        """`check_repo` of the tree, remembered for the last few commits."""
+        with self._checked_lock:
+            if commit and commit in self._checked:
+                self._checked.move_to_end(commit)
+                return self._checked[commit]
+        result = check_repo(tree)
+        if commit:
+            with self._checked_lock:
+                self._checked[commit] = result
+                while len(self._checked) > CHECKED_COMMITS:
+                    self._checked.popitem(last=False)
+        return result
+
+    def _validate(self, tree: Path, project: str, name: str, commit: str) -> Instance | None:
         """The instance, validated with the whole repository (cross-instance checks apply)."""
-        repo, problems = check_repo(tree)
+        repo, problems = self._check(tree, commit)
         own = [p for p in problems if p.file.startswith(f"instances/{name}/")]
         shared = [p for p in problems if p.file == "swapyard.yaml"]
         if own or shared:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 import zoneinfo
 from collections.abc import Collection, Iterator
 from functools import cache
@@ -110,6 +111,23 @@ def deep_merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
+_VALIDATORS = threading.local()
+
+
+def _validator(schema: dict[str, Any]) -> ConfigValidator:
+    """A validator for `schema`, reused within a thread.
+
+    Building a cerberus validator checks the whole schema definition, which
+    cost more than validating a document; `validate()` resets all state, so
+    one instance per schema and thread is safe (worker threads get their own).
+    """
+    cache: dict[int, ConfigValidator] = _VALIDATORS.__dict__.setdefault("by_schema", {})
+    validator = cache.get(id(schema))
+    if validator is None:
+        validator = cache[id(schema)] = ConfigValidator(schema)
+    return validator
+
+
 class _Source:
     """Where a merged value came from: the instance file, or a defaults block."""
 
@@ -134,7 +152,7 @@ def _validate_against(
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
     from .messages import problems_from  # late: messages imports the schema constants
 
-    validator = ConfigValidator(schema)
+    validator = _validator(schema)
     if validator.validate(data):
         return validator.document, []
     problems = []

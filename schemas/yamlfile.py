@@ -74,9 +74,11 @@ class YamlDocument:
 
 def parse_yaml(text: str, filename: str) -> YamlDocument:
     """Parse one YAML document; raise ConfigError with line and column on bad syntax."""
-    try:
-        node = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)
+    loader: _StrictLoader | None = None
+    try:  # one parse: the node tree gives the lines, the data is constructed from it
+        loader = _StrictLoader(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -93,6 +95,9 @@ def parse_yaml(text: str, filename: str) -> YamlDocument:
         raise ConfigError(
             [Problem(filename, None, "", "invalid YAML: nested too deeply")]
         ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     lines: dict[Path, int] = {}
     if node is not None:
         _lines(node, (), lines)
