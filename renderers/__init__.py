@@ -13,3 +13,53 @@ Two modes: `redacted` shows each secret as a placeholder `<secret:NAME>` (for
 plans, diffs, stored history and `swapyard render`); `resolved` puts the
 values from a secret lookup in (only for handing to a provider).
 """
+
+from __future__ import annotations
+
+from schemas.model import Instance
+
+from . import layout
+from .artifacts import ArtifactSet, RenderOptions
+from .caddyfile import maintenance_page, render_caddyfile
+from .compose import render_compose
+from .ignition import render_ignition
+from .outside import outside
+from .secrets import check_options
+from .systemd import render_units
+
+__all__ = ["ArtifactSet", "RenderOptions", "render_instance"]
+
+_DEFAULT = RenderOptions()
+
+
+def render_instance(instance: Instance, options: RenderOptions = _DEFAULT) -> ArtifactSet:
+    """Render every artifact of one instance.
+
+    Artifact names are paths relative to /opt/swapyard on the instance
+    (`compose.yaml`, `Caddyfile`, `maintenance/index.html`,
+    `secrets/<service>.env`, `files/<path>`), plus `units/<unit>` and
+    `ignition.json`, which holds all the others. Raises `RenderError` for a
+    resolved render without a secret lookup and `SecretNotFound` for a
+    secret the lookup lacks.
+    """
+    check_options(options)
+    compose, env_files = render_compose(instance, options)
+    files: dict[str, bytes] = {
+        layout.COMPOSE: compose,
+        layout.CADDYFILE: render_caddyfile(instance, options),
+        layout.MAINTENANCE: maintenance_page(instance),
+        **env_files,
+        **{layout.shipped(path): data for path, data in instance.files},
+    }
+    units = render_units(instance)
+    ignition = render_ignition(instance, files, units, options)
+    artifacts = {
+        **files,
+        **{layout.unit(name): data for name, data in units.items()},
+        layout.IGNITION: ignition,
+    }
+    return ArtifactSet(
+        instance=instance.key,
+        files=tuple(sorted(artifacts.items())),
+        outside=outside(instance),
+    )

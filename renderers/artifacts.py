@@ -20,6 +20,7 @@ MANIFEST = "manifest.json"
 
 
 def sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -32,6 +33,10 @@ class RenderOptions:
     image_map: Mapping[str, str] = field(default_factory=dict)  # upstream image -> local image
     https: bool | None = None  # overrides instance.https when set (local use)
     data_device: str | None = None  # block device of the data volume; default by-label
+    # False when the volume is attached after first boot (the new side of a swap):
+    # Ignition then leaves the volume alone and only the mount unit mounts it.
+    volume_at_boot: bool = True
+    compose_sysext_sha256: str | None = None  # hex; overrides the pinned sysext hash
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class ArtifactSet:
     outside: Mapping[str, Any] = field(default_factory=dict)  # dns/backup settings, redacted
 
     def __getitem__(self, name: str) -> bytes:
+        """The bytes of one artifact; KeyError when there is none by that name."""
         for path, data in self.files:
             if path == name:
                 return data
@@ -50,18 +56,22 @@ class ArtifactSet:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Artifact names, in order."""
         return tuple(path for path, _ in self.files)
 
     @property
     def digests(self) -> dict[str, str]:
+        """Artifact name -> hex sha256 of its bytes."""
         return {path: sha256(data) for path, data in self.files}
 
     @property
     def digest(self) -> str:
+        """`sha256:<hex>` over the sorted (name, digest) pairs: changes with any byte."""
         lines = "".join(f"{path}\0{d}\n" for path, d in sorted(self.digests.items()))
         return "sha256:" + sha256(lines.encode())
 
     def manifest(self) -> dict[str, Any]:
+        """Digests plus the outside settings: what `swapyard plan` compares."""
         return {
             "instance": self.instance,
             "digest": self.digest,
@@ -81,4 +91,6 @@ class ArtifactSet:
             target = directory / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+        (directory / MANIFEST).write_text(
+            json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n"
+        )

@@ -78,11 +78,11 @@ def healthcheck() -> Schema:
                 schema={"type": "string"},
             ),
             "interval": field("integer", "Seconds between checks.", min=1, default=30),
-            "timeout": field("integer", "Seconds before a check counts as failed.", min=1, default=10),
-            "retries": field("integer", "Failures in a row before unhealthy.", min=1, default=3),
-            "start_period": field(
-                "integer", "Seconds of grace after start.", min=0, default=30
+            "timeout": field(
+                "integer", "Seconds before a check counts as failed.", min=1, default=10
             ),
+            "retries": field("integer", "Failures in a row before unhealthy.", min=1, default=3),
+            "start_period": field("integer", "Seconds of grace after start.", min=0, default=30),
         },
     )
 
@@ -97,7 +97,10 @@ def container_fields() -> Schema:
             expected="an image with a tag, e.g. name:1.2.3",
         ),
         "command": field(
-            "list", "Overrides the image's command.", schema={"type": "string"}, nullable=True,
+            "list",
+            "Overrides the image's command.",
+            schema={"type": "string"},
+            nullable=True,
             default=None,
         ),
         "env": env_map("Environment variables with plain values (never secrets)."),
@@ -116,8 +119,12 @@ def container_fields() -> Schema:
             default=None,
         ),
         "healthcheck": healthcheck(),
-        "user": field("string", "User (and group) the container runs as, e.g. `1000:1000`.",
-                      nullable=True, default=None),
+        "user": field(
+            "string",
+            "User (and group) the container runs as, e.g. `1000:1000`.",
+            nullable=True,
+            default=None,
+        ),
     }
 
 
@@ -149,11 +156,15 @@ APP = {
         regex=r"/[A-Za-z0-9_.~/-]*",
         default="/",
     ),
-    "settings": field(
-        "dict", "Settings of a catalog app (see the catalog below).", default={}
+    "settings": field("dict", "Settings of a catalog app (see the catalog below).", default={}),
+    "port": field(
+        "integer",
+        "Port the custom app listens on inside its container.",
+        min=1,
+        max=65535,
+        nullable=True,
+        default=None,
     ),
-    "port": field("integer", "Port the custom app listens on inside its container.",
-                  min=1, max=65535, nullable=True, default=None),
     "health_path": field(
         "string",
         "HTTP path checked through Caddy before traffic moves to a new instance.",
@@ -177,8 +188,7 @@ APP = {
         schema={
             "type": "dict",
             "schema": {
-                "name": field("string", "Service name within the app.", required=True,
-                              regex=NAME),
+                "name": field("string", "Service name within the app.", required=True, regex=NAME),
                 **container_fields(),
             },
         },
@@ -186,52 +196,107 @@ APP = {
 }
 
 INSTANCE = {
-    "provider": field("string", "Where the instance runs: `local`, or a cloud provider.",
-                      regex=NAME, default="local"),
-    "size": field("string", "Server type in the provider's words (e.g. `cx22`).",
-                  regex=r"[A-Za-z0-9._-]+", default="small"),
-    "region": field("string", "Provider region or location.", regex=r"[A-Za-z0-9._-]+",
-                    default="local"),
-    "channel": field("string", "Flatcar release channel.",
-                     allowed=["stable", "beta", "alpha", "lts"], default="stable"),
-    "timezone": field("string", "IANA timezone, used for the instance and its backup schedule.",
-                      check_with="timezone", expected="an IANA timezone, e.g. Europe/Berlin",
-                      default="UTC"),
+    "provider": field(
+        "string",
+        "Where the instance runs: `local`, or a cloud provider.",
+        regex=NAME,
+        default="local",
+    ),
+    "size": field(
+        "string",
+        "Server type in the provider's words (e.g. `cx22`).",
+        regex=r"[A-Za-z0-9._-]+",
+        default="small",
+    ),
+    "region": field(
+        "string", "Provider region or location.", regex=r"[A-Za-z0-9._-]+", default="local"
+    ),
+    "channel": field(
+        "string",
+        "Flatcar release channel.",
+        allowed=["stable", "beta", "alpha", "lts"],
+        default="stable",
+    ),
+    "timezone": field(
+        "string",
+        "IANA timezone, used for the instance and its backup schedule.",
+        check_with="timezone",
+        expected="an IANA timezone, e.g. Europe/Berlin",
+        default="UTC",
+    ),
     "https": field("boolean", "Automatic HTTPS in Caddy; turn off for local use.", default=True),
-    "acme_email": field("string", "Contact address for the ACME account.",
-                        regex=r"[^@\s]+@[^@\s]+", nullable=True, default=None),
+    "acme_email": field(
+        "string",
+        "Contact address for the ACME account.",
+        regex=r"[^@\s]+@[^@\s]+",
+        nullable=True,
+        default=None,
+    ),
 }
 
 VOLUME = {
-    "size": field("string", "Size of the data volume, e.g. `10G` or `512M`.",
-                  check_with="size", expected="a size such as 512M, 10G or 1T (at least 64M)",
-                  default="10G"),
-    "filesystem": field("string", "Filesystem; `btrfs` enables short snapshot backups.",
-                        allowed=["ext4", "xfs", "btrfs"], default="ext4"),
-    "label": field("string", "Filesystem label the instance mounts the volume by.",
-                   regex=r"[A-Za-z0-9_-]{1,16}", default="swdata"),
-    "delete_on_destroy": field("boolean", "Delete the volume when the instance is destroyed.",
-                               default=False),
+    "size": field(
+        "string",
+        "Size of the data volume, e.g. `10G` or `512M`.",
+        check_with="size",
+        expected="a size such as 512M, 10G or 1T (at least 64M)",
+        default="10G",
+    ),
+    "filesystem": field(
+        "string",
+        "Filesystem; `btrfs` enables short snapshot backups.",
+        allowed=["ext4", "xfs", "btrfs"],
+        default="ext4",
+    ),
+    "label": field(
+        "string",
+        "Filesystem label the instance mounts the volume by.",
+        regex=r"[A-Za-z0-9_-]{1,16}",
+        default="swdata",
+    ),
+    "delete_on_destroy": field(
+        "boolean", "Delete the volume when the instance is destroyed.", default=False
+    ),
 }
 
 DNS = {
-    "provider": field("string", "DNS provider: `none`, or `rfc2136` (dynamic updates with TSIG).",
-                      allowed=["none", "rfc2136"], default="none"),
-    "zone": field("string", "Zone the records are written to.", regex=HOSTNAME,
-                  nullable=True, default=None),
+    "provider": field(
+        "string",
+        "DNS provider: `none`, or `rfc2136` (dynamic updates with TSIG).",
+        allowed=["none", "rfc2136"],
+        default="none",
+    ),
+    "zone": field(
+        "string", "Zone the records are written to.", regex=HOSTNAME, nullable=True, default=None
+    ),
     "ttl": field("integer", "TTL of the records, in seconds.", min=30, default=300),
-    "server": field("string", "Primary server for RFC 2136 updates, `host` or `host:port`.",
-                    regex=r"[A-Za-z0-9.:\[\]-]+", nullable=True, default=None),
+    "server": field(
+        "string",
+        "Primary server for RFC 2136 updates, `host` or `host:port`.",
+        regex=r"[A-Za-z0-9.:\[\]-]+",
+        nullable=True,
+        default=None,
+    ),
     "key_name": field("string", "TSIG key name.", nullable=True, default=None),
     "key_secret": secret("TSIG key secret.", nullable=True, default=None),
 }
 
 BACKUP = {
     "enabled": field("boolean", "Back up the data volume with restic.", default=False),
-    "schedule": field("string", "Cron schedule in the instance's timezone.", check_with="cron",
-                      expected="a 5-field cron expression, e.g. '0 3 * * *'", default="0 3 * * *"),
-    "check_schedule": field("string", "Cron schedule of `restic check`.", check_with="cron",
-                            expected="a 5-field cron expression", default="0 5 * * 0"),
+    "schedule": field(
+        "string",
+        "Cron schedule in the instance's timezone.",
+        check_with="cron",
+        expected="a 5-field cron expression, e.g. '0 3 * * *'",
+        default="0 3 * * *",
+    ),
+    "check_schedule": field(
+        "string",
+        "Cron schedule of `restic check`.",
+        check_with="cron",
+        expected="a 5-field cron expression",
+        default="0 5 * * 0",
+    ),
     "repository": field(
         "string",
         "restic repository: an absolute path, `s3:`, `b2:` or `rest:` URL. The project and "
@@ -256,35 +321,57 @@ BACKUP = {
 
 APPS_CONFIG: Schema = {
     "instance": field("dict", "The server itself.", schema=INSTANCE, default={}),
-    "state": field("string", "`absent` destroys the instance; removing its directory does not.",
-                   allowed=["present", "absent"], default="present"),
-    "volume": field("dict", "The persistent data volume, moved across swaps.", schema=VOLUME,
-                    default={}),
-    "apps": field("list", "The apps the instance runs.", required=True, minlength=1,
-                  schema={"type": "dict", "schema": APP}),
+    "state": field(
+        "string",
+        "`absent` destroys the instance; removing its directory does not.",
+        allowed=["present", "absent"],
+        default="present",
+    ),
+    "volume": field(
+        "dict", "The persistent data volume, moved across swaps.", schema=VOLUME, default={}
+    ),
+    "apps": field(
+        "list",
+        "The apps the instance runs.",
+        required=True,
+        minlength=1,
+        schema={"type": "dict", "schema": APP},
+    ),
     "dns": field("dict", "DNS records for the apps' domains.", schema=DNS, default={}),
-    "backup": field("dict", "Daily restic backups of the data volume.", schema=BACKUP,
-                    default={}),
+    "backup": field("dict", "Daily restic backups of the data volume.", schema=BACKUP, default={}),
 }
 
 _DEFAULTABLE = ("instance", "volume", "dns", "backup")
 
 PROJECT = {
-    "branches": field("list", "Branches whose pushes deploy to this project.",
-                      schema={"type": "string", "regex": r"[^\s~^:?*\[\\]+"}, required=True,
-                      minlength=1),
-    "instances": field("list", "Instance names (globs) in this project; `!glob` excludes.",
-                       schema={"type": "string", "regex": r"!?[a-z0-9*?\[\]-]+"},
-                       default=["*"]),
-    "defaults": field("dict", "Defaults for this project's instances, over the repo-wide ones.",
-                      schema={k: dict(APPS_CONFIG[k], default=None, nullable=True)
-                              for k in _DEFAULTABLE}, default={}),
+    "branches": field(
+        "list",
+        "Branches whose pushes deploy to this project.",
+        schema={"type": "string", "regex": r"[^\s~^:?*\[\\]+"},
+        required=True,
+        minlength=1,
+    ),
+    "instances": field(
+        "list",
+        "Instance names (globs) in this project; `!glob` excludes.",
+        schema={"type": "string", "regex": r"!?[a-z0-9*?\[\]-]+"},
+        default=["*"],
+    ),
+    "defaults": field(
+        "dict",
+        "Defaults for this project's instances, over the repo-wide ones.",
+        schema={k: dict(APPS_CONFIG[k], default=None, nullable=True) for k in _DEFAULTABLE},
+        default={},
+    ),
 }
 
 REPO_CONFIG: Schema = {
-    "defaults": field("dict", "Repo-wide defaults merged under every `apps.config`.",
-                      schema={k: dict(APPS_CONFIG[k], default=None, nullable=True)
-                              for k in _DEFAULTABLE}, default={}),
+    "defaults": field(
+        "dict",
+        "Repo-wide defaults merged under every `apps.config`.",
+        schema={k: dict(APPS_CONFIG[k], default=None, nullable=True) for k in _DEFAULTABLE},
+        default={},
+    ),
     "projects": field(
         "dict",
         "Projects by name, each with the branches that deploy to it. Default: "

@@ -8,7 +8,7 @@ into `model.Instance`, expanding catalog apps into services.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from .catalog import CATALOG
@@ -40,8 +40,8 @@ class Locator(Protocol):
 def _at(source: Locator, path: tuple[Any, ...], message: str) -> Problem:
     from .yamlfile import field_path
 
-    filename, line, _ = source.locate(path)
-    return Problem(filename, line, field_path(path), message)
+    filename, line, located = source.locate(path)
+    return Problem(filename, line, field_path(located), message)
 
 
 def service_names(index: int, app: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
@@ -50,13 +50,15 @@ def service_names(index: int, app: dict[str, Any]) -> list[tuple[tuple[Any, ...]
     if app.get("catalog"):
         built = CATALOG[app["catalog"]].build(name, tuple(app["domains"]), app["settings"])
         return [(("apps", index, "name"), s.name) for s in built.services]
-    names = [(("apps", index, "name"), name)]
+    names: list[tuple[tuple[Any, ...], str]] = [(("apps", index, "name"), name)]
     for j, extra in enumerate(app.get("services") or []):
         names.append((("apps", index, "services", j, "name"), f"{name}-{extra['name']}"))
     return names
 
 
-def instance_checks(config: dict[str, Any], files: dict[str, bytes], source: Locator) -> list[Problem]:
+def instance_checks(
+    config: dict[str, Any], files: dict[str, bytes], source: Locator
+) -> list[Problem]:
     """Problems a per-field schema cannot see, inside one instance."""
     problems: list[Problem] = []
     seen_apps: dict[str, int] = {}
@@ -65,9 +67,14 @@ def instance_checks(config: dict[str, Any], files: dict[str, bytes], source: Loc
     for index, app in enumerate(config["apps"]):
         name = app["name"]
         if name in seen_apps:
-            problems.append(_at(source, ("apps", index, "name"),
-                                f"app name {name!r} is also used by apps[{seen_apps[name]}]; "
-                                "expected unique app names"))
+            problems.append(
+                _at(
+                    source,
+                    ("apps", index, "name"),
+                    f"app name {name!r} is also used by apps[{seen_apps[name]}]; "
+                    "expected unique app names",
+                )
+            )
             continue
         seen_apps[name] = index
         problems.extend(_app_checks(index, app, files, source))
@@ -75,62 +82,115 @@ def instance_checks(config: dict[str, Any], files: dict[str, bytes], source: Loc
             continue
         for path, service in service_names(index, app):
             if service in RESERVED_SERVICES:
-                problems.append(_at(source, path, f"{service!r} is reserved for the instance's "
-                                    "Caddy; expected another name"))
+                problems.append(
+                    _at(
+                        source,
+                        path,
+                        f"{service!r} is reserved for the instance's Caddy; expected another name",
+                    )
+                )
             elif service in seen_services:
-                problems.append(_at(source, path, f"makes a container named {service!r}, "
-                                    "which another app makes too; expected unique names"))
+                problems.append(
+                    _at(
+                        source,
+                        path,
+                        f"makes a container named {service!r}, "
+                        "which another app makes too; expected unique names",
+                    )
+                )
             seen_services[service] = path
         for d, domain in enumerate(app["domains"]):
             route = (domain, app["path"])
             if route in routes:
-                problems.append(_at(source, ("apps", index, "domains", d),
-                                    f"{domain}{app['path']} is already served by app "
-                                    f"{routes[route]!r}; expected one app per domain and path"))
+                problems.append(
+                    _at(
+                        source,
+                        ("apps", index, "domains", d),
+                        f"{domain}{app['path']} is already served by app "
+                        f"{routes[route]!r}; expected one app per domain and path",
+                    )
+                )
             routes[route] = name
     problems.extend(_backup_checks(config["backup"], source))
     problems.extend(_dns_checks(config["dns"], source))
     volume = config["volume"]
     limit = _LABEL_LIMITS[volume["filesystem"]]
     if len(volume["label"]) > limit:
-        problems.append(_at(source, ("volume", "label"),
-                            f"found {volume['label']!r} ({len(volume['label'])} characters); "
-                            f"expected at most {limit} for {volume['filesystem']}"))
+        problems.append(
+            _at(
+                source,
+                ("volume", "label"),
+                f"found {volume['label']!r} ({len(volume['label'])} characters); "
+                f"expected at most {limit} for {volume['filesystem']}",
+            )
+        )
     return problems
 
 
-def _app_checks(index: int, app: dict[str, Any], files: dict[str, bytes], source: Locator
-                ) -> list[Problem]:
+def _app_checks(
+    index: int, app: dict[str, Any], files: dict[str, bytes], source: Locator
+) -> list[Problem]:
     problems = []
     here = ("apps", index)
     if app.get("catalog"):
         for key in CUSTOM_ONLY:
             if app.get(key):
-                problems.append(_at(source, (*here, key), f"is a custom-app field; catalog app "
-                                    f"{app['catalog']!r} takes its settings under `settings:`"))
+                problems.append(
+                    _at(
+                        source,
+                        (*here, key),
+                        f"is a custom-app field; catalog app "
+                        f"{app['catalog']!r} takes its settings under `settings:`",
+                    )
+                )
         if app["catalog"] == "static":
             root = app["settings"]["root"].rstrip("/")
             if not any(f.startswith(root + "/") for f in files):
-                problems.append(_at(source, (*here, "settings", "root"),
-                                    f"files/{root}/ is missing or empty; expected the site's "
-                                    "files there"))
+                problems.append(
+                    _at(
+                        source,
+                        (*here, "settings", "root"),
+                        f"files/{root}/ is missing or empty; expected the site's files there",
+                    )
+                )
         return problems
     if not app.get("image"):
-        problems.append(_at(source, (*here,), "expected either `catalog:` (one of "
-                            f"{', '.join(sorted(CATALOG))}) or `image:` for a custom app"))
+        problems.append(
+            _at(
+                source,
+                (*here,),
+                "expected either `catalog:` (one of "
+                f"{', '.join(sorted(CATALOG))}) or `image:` for a custom app",
+            )
+        )
     if app.get("settings"):
-        problems.append(_at(source, (*here, "settings"),
-                            "only catalog apps take settings; expected env/secrets instead"))
+        problems.append(
+            _at(
+                source,
+                (*here, "settings"),
+                "only catalog apps take settings; expected env/secrets instead",
+            )
+        )
     if app.get("image") and not app.get("port"):
-        problems.append(_at(source, (*here, "port"),
-                            "is required for a custom app; expected the port it listens on"))
+        problems.append(
+            _at(
+                source,
+                (*here, "port"),
+                "is required for a custom app; expected the port it listens on",
+            )
+        )
     for j, extra in enumerate(app.get("services") or []):
         if not extra.get("image"):
             problems.append(_at(source, (*here, "services", j, "image"), "is required but missing"))
     for src in app.get("files") or {}:
         if src not in files and not any(f.startswith(src.rstrip("/") + "/") for f in files):
-            problems.append(_at(source, (*here, "files", src),
-                                f"files/{src} does not exist in the instance directory"))
+            problems.append(
+                _at(
+                    source,
+                    (*here, "files", src),
+                    f"files/{src} does not exist in the instance directory",
+                )
+            )
     for path_key, items in (("data", app.get("data") or []),):
         if len(set(items)) != len(items):
             problems.append(_at(source, (*here, path_key), "lists a path twice"))
@@ -142,8 +202,10 @@ def _backup_checks(backup: dict[str, Any], source: Locator) -> list[Problem]:
         return []
     return [
         _at(source, ("backup", key), f"is required when backups are enabled; expected {what}")
-        for key, what in (("repository", "a restic repository"),
-                          ("password", "secret:NAME of the repository password"))
+        for key, what in (
+            ("repository", "a restic repository"),
+            ("password", "secret:NAME of the repository password"),
+        )
         if not backup.get(key)
     ]
 
@@ -153,25 +215,59 @@ def _dns_checks(dns: dict[str, Any], source: Locator) -> list[Problem]:
         return []
     return [
         _at(source, ("dns", key), f"is required for rfc2136; expected {what}")
-        for key, what in (("zone", "the zone name"), ("server", "the primary server"),
-                          ("key_name", "the TSIG key name"), ("key_secret", "secret:NAME"))
+        for key, what in (
+            ("zone", "the zone name"),
+            ("server", "the primary server"),
+            ("key_name", "the TSIG key name"),
+            ("key_secret", "secret:NAME"),
+        )
         if not dns.get(key)
+    ]
+
+
+def _secret_refs(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _secret_refs(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_refs(item, (*path, index))
+    elif (ref := SecretRef.parse(value)) is not None:
+        yield path, ref.name
+
+
+def secret_checks(config: dict[str, Any], known: Collection[str], source: Locator) -> list[Problem]:
+    """Every `secret:NAME` names a secret the store holds."""
+    return [
+        _at(
+            source,
+            path,
+            f"secret {name!r} is not in the secret store; expected one of the "
+            f"stored names, or add it (swapyard never reads secrets from git)",
+        )
+        for path, name in _secret_refs(config, ())
+        if name not in known
     ]
 
 
 def cross_project_checks(instances: Sequence[Instance]) -> list[Problem]:
     """A domain belongs to one instance per project (DNS can point only one way)."""
     problems = []
-    owner: dict[tuple[str, str], Instance] = {}
+    owner: dict[tuple[str, str], str] = {}
     for instance in instances:
-        for domain in sorted(set(instance.domains)):
-            key = (instance.project, domain)
-            other = owner.setdefault(key, instance)
-            if other is not instance:
-                problems.append(Problem(
-                    instance.source, None, "apps",
-                    f"domain {domain} is also served by instance {other.name!r} in project "
-                    f"{instance.project!r}; expected each domain on one instance"))
+        for a, app in enumerate(instance.apps):
+            for d, domain in enumerate(app.domains):
+                other = owner.setdefault((instance.project, domain), instance.name)
+                if other != instance.name:
+                    problems.append(
+                        Problem(
+                            instance.source,
+                            None,
+                            f"apps[{a}].domains[{d}]",
+                            f"{domain} is also served by instance {other!r} in project "
+                            f"{instance.project!r}; expected each domain on one instance",
+                        )
+                    )
     return problems
 
 
@@ -190,13 +286,20 @@ def _slug(path: str) -> str:
 
 def _data_dir(app_name: str, service: str) -> str:
     """`blog` -> `blog`; `blog-db` -> `blog/db`: each app owns one directory on the volume."""
-    return app_name if service == app_name else f"{app_name}/{service[len(app_name) + 1:]}"
+    return app_name if service == app_name else f"{app_name}/{service[len(app_name) + 1 :]}"
 
 
-def _container(app_name: str, name: str, spec: dict[str, Any], exposed: bool, port: int | None,
-               depends_on: tuple[str, ...] = ()) -> Service:
-    data = tuple(DataMount(f"{_data_dir(app_name, name)}/{_slug(p)}", p)
-                 for p in spec.get("data") or [])
+def _container(
+    app_name: str,
+    name: str,
+    spec: dict[str, Any],
+    exposed: bool,
+    port: int | None,
+    depends_on: tuple[str, ...] = (),
+) -> Service:
+    data = tuple(
+        DataMount(f"{_data_dir(app_name, name)}/{_slug(p)}", p) for p in spec.get("data") or []
+    )
     health = spec.get("healthcheck")
     writer = spec.get("writer")
     return Service(
@@ -210,10 +313,14 @@ def _container(app_name: str, name: str, spec: dict[str, Any], exposed: bool, po
         exposed=exposed,
         port=port,
         healthcheck=Healthcheck(
-            test=("CMD", *health["command"]), interval=health["interval"],
-            timeout=health["timeout"], retries=health["retries"],
+            test=("CMD", *health["command"]),
+            interval=health["interval"],
+            timeout=health["timeout"],
+            retries=health["retries"],
             start_period=health["start_period"],
-        ) if health else None,
+        )
+        if health
+        else None,
         depends_on=depends_on,
         user=spec.get("user"),
     )
@@ -229,15 +336,24 @@ def _app(app: dict[str, Any]) -> App:
         _container(name, f"{name}-{s['name']}", s, exposed=False, port=None)
         for s in app.get("services") or []
     )
-    main = _container(name, name, app, exposed=True, port=app["port"],
-                      depends_on=tuple(s.name for s in extras))
-    return App(name=name, kind="custom", domains=domains, path=app["path"],
-               services=(main, *extras), upstream=name, port=app["port"],
-               health_path=app.get("health_path") or "/")
+    main = _container(
+        name, name, app, exposed=True, port=app["port"], depends_on=tuple(s.name for s in extras)
+    )
+    return App(
+        name=name,
+        kind="custom",
+        domains=domains,
+        path=app["path"],
+        services=(main, *extras),
+        upstream=name,
+        port=app["port"],
+        health_path=app.get("health_path") or "/",
+    )
 
 
-def instance(project: str, name: str, source: str, config: dict[str, Any],
-             files: dict[str, bytes]) -> Instance:
+def instance(
+    project: str, name: str, source: str, config: dict[str, Any], files: dict[str, bytes]
+) -> Instance:
     """The model of one validated, normalized `apps.config` in one project."""
     from .validate import parse_size
 
@@ -257,11 +373,18 @@ def instance(project: str, name: str, source: str, config: dict[str, Any],
         timezone=inst["timezone"],
         https=inst["https"],
         acme_email=inst.get("acme_email"),
-        volume=Volume(vol["size"], size_bytes, vol["filesystem"], vol["label"],
-                      vol["delete_on_destroy"]),
+        volume=Volume(
+            vol["size"], size_bytes, vol["filesystem"], vol["label"], vol["delete_on_destroy"]
+        ),
         apps=tuple(_app(a) for a in config["apps"]),
-        dns=Dns(dns["provider"], dns.get("zone"), dns["ttl"], dns.get("server"),
-                dns.get("key_name"), key_secret),
+        dns=Dns(
+            dns["provider"],
+            dns.get("zone"),
+            dns["ttl"],
+            dns.get("server"),
+            dns.get("key_name"),
+            key_secret,
+        ),
         backup=Backup(
             enabled=backup["enabled"],
             schedule=backup["schedule"],
@@ -274,5 +397,3 @@ def instance(project: str, name: str, source: str, config: dict[str, Any],
         state=config["state"],
         files=tuple(sorted(files.items())),
     )
-
-

@@ -7,10 +7,11 @@ password pasted into git by mistake must not also land in CI logs.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from cerberus import errors as E  # noqa: N812
+from cerberus import errors as E
 
 from .apps_config import ABS_PATH, ENV_NAME, HOSTNAME, NAME, REL_PATH, SECRET_REF
 from .errors import Problem
@@ -63,7 +64,7 @@ def _rule_definition(schema: dict[str, Any], schema_path: tuple[Any, ...]) -> di
 
 def _type_words(constraint: Any) -> str:
     kinds = constraint if isinstance(constraint, list) else [constraint]
-    return " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+    return " or ".join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds)
 
 
 def _message(error: Any, schema: dict[str, Any], allowed_fields: list[str]) -> str:
@@ -74,8 +75,11 @@ def _message(error: Any, schema: dict[str, Any], allowed_fields: list[str]) -> s
     if code == E.REQUIRED_FIELD.code:
         return "is required but missing"
     if code == E.UNKNOWN_FIELD.code:
-        hint = f"; expected one of: {', '.join(allowed_fields)}" if allowed_fields else ""
-        return f"unknown field{hint}"
+        name = str(error.document_path[-1]) if error.document_path else ""
+        close = difflib.get_close_matches(name, allowed_fields, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f" Expected one of: {', '.join(allowed_fields)}" if allowed_fields else ""
+        return f"unknown field{guess}{hint}"
     if code == E.BAD_TYPE.code:
         return f"found {_describe(value)}; expected {_type_words(error.constraint)}"
     if code == E.NOT_NULLABLE.code:
@@ -87,7 +91,9 @@ def _message(error: Any, schema: dict[str, Any], allowed_fields: list[str]) -> s
                 "(put the value in the secret store, never in git)"
             )
         words = meta.get("expected") or _REGEX_WORDS.get(error.constraint)
-        return f"found {_describe(value)}; expected {words or 'a value matching ' + error.constraint}"
+        return (
+            f"found {_describe(value)}; expected {words or 'a value matching ' + error.constraint}"
+        )
     if code == E.UNALLOWED_VALUE.code:
         return f"found {_describe(value)}; expected one of: {', '.join(map(str, error.constraint))}"
     if code == E.MIN_VALUE.code:
@@ -133,9 +139,7 @@ def problems_from(
     for error in _leaves(validator_errors):
         path = (*prefix, *error.document_path)
         allowed = (
-            _allowed_fields(schema, error.schema_path)
-            if error.code == E.UNKNOWN_FIELD.code
-            else []
+            _allowed_fields(schema, error.schema_path) if error.code == E.UNKNOWN_FIELD.code else []
         )
         out.append(
             Problem(filename, doc.line(path), field_path(path), _message(error, schema, allowed))

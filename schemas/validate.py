@@ -24,7 +24,7 @@ import copy
 import fnmatch
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,7 +36,7 @@ from . import build
 from .apps_config import APPS_CONFIG, REPO_CONFIG
 from .catalog import CATALOG
 from .errors import ConfigError, Problem
-from .model import Project, RepoConfig
+from .model import Instance, Project, RepoConfig
 from .yamlfile import YamlDocument, field_path, parse_yaml
 
 APPS_FILE = "apps.config"
@@ -70,21 +70,28 @@ class ConfigValidator(cerberus.Validator):
         if not match:
             self._error(field, f"found {value!r}; expected an image reference such as name:1.2.3")
         elif not match["tag"] and not match["digest"]:
-            self._error(field, f"found {value!r} without a tag; expected e.g. {value}:1.2.3 "
-                        "(an untagged image changes under you)")
+            self._error(
+                field,
+                f"found {value!r} without a tag; expected e.g. {value}:1.2.3 "
+                "(an untagged image changes under you)",
+            )
         elif match["tag"] == "latest" and not match["digest"]:
             self._error(field, f"found {value!r}; expected a pinned tag, not 'latest'")
 
     def _check_with_size(self, field: str, value: str) -> None:
         size = parse_size(value)
         if size is None or size < 64 * _SIZE_FACTORS["M"]:
-            self._error(field, f"found {value!r}; expected a size such as 512M, 10G or 1T "
-                        "(at least 64M)")
+            self._error(
+                field, f"found {value!r}; expected a size such as 512M, 10G or 1T (at least 64M)"
+            )
 
     def _check_with_cron(self, field: str, value: str) -> None:
         if len(value.split()) != 5 or not croniter.is_valid(value):
-            self._error(field, f"found {value!r}; expected a 5-field cron expression "
-                        "(minute hour day month weekday), e.g. '0 3 * * *'")
+            self._error(
+                field,
+                f"found {value!r}; expected a 5-field cron expression "
+                "(minute hour day month weekday), e.g. '0 3 * * *'",
+            )
 
     def _check_with_timezone(self, field: str, value: str) -> None:
         if value not in _timezones():
@@ -159,23 +166,28 @@ def _parse_field(text: str) -> tuple[Any, ...]:
 class RepoLoader:
     """Reads one config repository; `load()` returns the model or raises ConfigError."""
 
-    def __init__(self, root: Path, only: str | None = None):
+    def __init__(
+        self, root: Path, only: str | None = None, known_secrets: Collection[str] | None = None
+    ):
         self.root = root
         self.only = only
+        self.known_secrets = known_secrets
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
 
     def load(self) -> RepoConfig:
         repo_doc, repo_data = self._repo_file()
         projects = self._projects(repo_data)
-        instances = []
+        instances: list[Instance] = []
         for name, doc in self._instance_files():
             chosen = [p for p in projects if _selects(list(p.instances), name)]
             if not chosen:
                 self.warnings.append(f"instances/{name}: not selected by any project; not deployed")
-                chosen_layers = [(None, {})]
+                chosen_layers: list[tuple[Project | None, dict[str, Any]]] = [(None, {})]
             else:
-                chosen_layers = [(p, repo_data.get("projects", {}).get(p.name) or {}) for p in chosen]
+                chosen_layers = [
+                    (p, repo_data.get("projects", {}).get(p.name) or {}) for p in chosen
+                ]
             for project, project_data in chosen_layers:
                 instance = self._instance(name, doc, project, project_data, repo_doc, repo_data)
                 if instance is not None and project is not None:
@@ -229,21 +241,29 @@ class RepoLoader:
             spec = declared[name]
             for branch in spec["branches"]:
                 if branch in claimed:
-                    self.problems.append(Problem(
-                        REPO_FILE, None, f"projects.{name}.branches",
-                        f"branch {branch!r} already deploys to project {claimed[branch]!r}; "
-                        "expected each branch in one project",
-                    ))
+                    self.problems.append(
+                        Problem(
+                            REPO_FILE,
+                            None,
+                            f"projects.{name}.branches",
+                            f"branch {branch!r} already deploys to project {claimed[branch]!r}; "
+                            "expected each branch in one project",
+                        )
+                    )
                 claimed[branch] = name
-            projects.append(Project(name, tuple(spec["branches"]),
-                                    tuple(spec.get("instances") or ["*"])))
+            projects.append(
+                Project(name, tuple(spec["branches"]), tuple(spec.get("instances") or ["*"]))
+            )
         return projects
 
     def _instance_files(self) -> Iterator[tuple[str, YamlDocument]]:
         base = self.root / "instances"
         if not base.is_dir():
-            self.problems.append(Problem(
-                ".", None, "", f"no instances/ directory; expected instances/<name>/{APPS_FILE}"))
+            self.problems.append(
+                Problem(
+                    ".", None, "", f"no instances/ directory; expected instances/<name>/{APPS_FILE}"
+                )
+            )
             return
         names = sorted(p.name for p in base.iterdir() if p.is_dir())
         if self.only is not None:
@@ -251,22 +271,34 @@ class RepoLoader:
         for name in names:
             path = base / name / APPS_FILE
             if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name):
-                self.problems.append(Problem(
-                    f"instances/{name}", None, "",
-                    "instance directory name: expected lowercase letters, digits and '-', "
-                    "starting with a letter, at most 40"))
+                self.problems.append(
+                    Problem(
+                        f"instances/{name}",
+                        None,
+                        "",
+                        "instance directory name: expected lowercase letters, digits and '-', "
+                        "starting with a letter, at most 40",
+                    )
+                )
                 continue
             if not path.is_file():
-                self.problems.append(Problem(f"instances/{name}", None, "",
-                                             f"{APPS_FILE} is missing"))
+                self.problems.append(
+                    Problem(f"instances/{name}", None, "", f"{APPS_FILE} is missing")
+                )
                 continue
             doc = self._read(path)
             if doc is None:
                 continue
             if not isinstance(doc.data, dict):
-                self.problems.append(Problem(
-                    f"instances/{name}/{APPS_FILE}", 1, "",
-                    f"expected a mapping with at least `apps:`; found {type(doc.data).__name__}"))
+                found = "an empty file" if doc.data is None else f"a {type(doc.data).__name__}"
+                self.problems.append(
+                    Problem(
+                        f"instances/{name}/{APPS_FILE}",
+                        1,
+                        "",
+                        f"found {found}; expected a mapping with at least `apps:`",
+                    )
+                )
                 continue
             yield name, doc
 
@@ -278,14 +310,16 @@ class RepoLoader:
         project_data: dict[str, Any],
         repo_doc: YamlDocument,
         repo_data: dict[str, Any],
-    ) -> Any:
+    ) -> Instance | None:
         filename = f"instances/{name}/{APPS_FILE}"
         layers: list[tuple[str, YamlDocument, tuple[Any, ...]]] = [(filename, doc, ())]
         merged: Any = {}
         for defaults, prefix in (
             (repo_data.get("defaults") or {}, ("defaults",)),
-            (project_data.get("defaults") or {} if project else {},
-             ("projects", project.name if project else "", "defaults")),
+            (
+                project_data.get("defaults") or {} if project else {},
+                ("projects", project.name if project else "", "defaults"),
+            ),
         ):
             clean = {k: v for k, v in defaults.items() if v is not None}
             merged = deep_merge(merged, clean)
@@ -300,6 +334,8 @@ class RepoLoader:
             return None
         files = self._shipped_files(name)
         instance_problems = build.instance_checks(config, files, source)
+        if self.known_secrets is not None:
+            instance_problems += build.secret_checks(config, self.known_secrets, source)
         if instance_problems:
             self.problems.extend(instance_problems)
             return None
@@ -316,7 +352,9 @@ class RepoLoader:
                 continue
             raw = app.get("settings", {})
             settings, found = _validate_against(
-                entry.settings, raw if raw is not None else {}, source.within("apps", index, "settings")
+                entry.settings,
+                raw if raw is not None else {},
+                source.within("apps", index, "settings"),
             )
             if settings is None:
                 problems.extend(found)
@@ -334,16 +372,28 @@ class RepoLoader:
             rel = PurePosixPath(path.relative_to(base).as_posix())
             where = f"instances/{name}/files/{rel}"
             if path.is_symlink():
-                self.problems.append(Problem(where, None, "", "is a symbolic link; expected a "
-                                             "regular file (links could point outside the repo)"))
+                self.problems.append(
+                    Problem(
+                        where,
+                        None,
+                        "",
+                        "is a symbolic link; expected a "
+                        "regular file (links could point outside the repo)",
+                    )
+                )
             elif path.is_file():
                 files[str(rel)] = data = path.read_bytes()
                 total += len(data)
         if total > MAX_SHIPPED_BYTES:
-            self.problems.append(Problem(
-                f"instances/{name}/files", None, "",
-                f"holds {total} bytes; expected at most {MAX_SHIPPED_BYTES} (ship large data "
-                "through the data volume or an image)"))
+            self.problems.append(
+                Problem(
+                    f"instances/{name}/files",
+                    None,
+                    "",
+                    f"holds {total} bytes; expected at most {MAX_SHIPPED_BYTES} (ship large data "
+                    "through the data volume or an image)",
+                )
+            )
         return files
 
 
@@ -355,9 +405,13 @@ def find_root(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
-def load_repo(path: str | Path) -> RepoConfig:
-    """Validate the repository (or one instance directory) at `path` and build its model."""
+def load_repo(path: str | Path, known_secrets: Collection[str] | None = None) -> RepoConfig:
+    """Validate the repository (or one instance directory) at `path` and build its model.
+
+    With `known_secrets` (the names the secret store holds), every `secret:NAME`
+    reference must name one of them.
+    """
     root, only = find_root(Path(path))
     if not root.is_dir():
         raise ConfigError([Problem(str(path), None, "", "no such directory")])
-    return RepoLoader(root, only).load()
+    return RepoLoader(root, only, known_secrets).load()

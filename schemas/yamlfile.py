@@ -30,9 +30,9 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
+                    None,
+                    None,
+                    f"duplicate key {key!r}; each key may appear once",
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -76,17 +76,23 @@ def parse_yaml(text: str, filename: str) -> YamlDocument:
     """Parse one YAML document; raise ConfigError with line and column on bad syntax."""
     try:
         node = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         column = f"column {mark.column + 1}: " if mark else ""
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ConfigError([Problem(filename, line, "", f"{column}invalid YAML: {problem}")]) from None
+        if "block" in problem:
+            problem += " (check the indentation)"
+        raise ConfigError(
+            [Problem(filename, line, "", f"{column}invalid YAML: {problem}")]
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(filename, None, "", f"invalid YAML: {exc}")]) from None
     except RecursionError:
-        raise ConfigError([Problem(filename, None, "", "invalid YAML: nested too deeply")]) from None
+        raise ConfigError(
+            [Problem(filename, None, "", "invalid YAML: nested too deeply")]
+        ) from None
     lines: dict[Path, int] = {}
     if node is not None:
         _lines(node, (), lines)

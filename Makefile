@@ -1,0 +1,25 @@
+.PHONY: setup test lint fix bench docs quickstart
+
+setup:
+	scripts/setup --test
+
+test:
+	scripts/test
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+fix:
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+docs:
+	.venv/bin/swapyard schema --format markdown --out docs/config-reference.md
+
+bench:
+	.venv/bin/python bench/render.py
+
+quickstart:
+	scripts/quickstart

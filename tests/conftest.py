@@ -1,0 +1,40 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+def shared_dir() -> Path:
+    """The upstream reference data beside the repository (never copied into it)."""
+    return Path(os.environ.get("SWAPYARD_SHARED", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture
+def shared() -> Path:
+    path = shared_dir()
+    if not (path / "reference").is_dir():
+        pytest.skip(f"reference data not found at {path}/reference (set SWAPYARD_SHARED)")
+    return path / "reference"
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `swapyard` command line in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -1,0 +1,38 @@
+"""Imports run one way: service -> handlers -> (schemas, renderers, deploy)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+FORBIDDEN = {
+    "schemas": {"service", "handlers", "deploy", "renderers"},
+    "renderers": {"service", "handlers", "deploy"},
+    "deploy": {"service", "handlers"},
+    "handlers": {"service"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_run_one_way(package: str) -> None:
+    offenders = [
+        f"{path.relative_to(REPO)} imports {sorted(imported_packages(path) & FORBIDDEN[package])}"
+        for path in sorted((REPO / package).rglob("*.py"))
+        if imported_packages(path) & FORBIDDEN[package]
+    ]
+    assert offenders == []
