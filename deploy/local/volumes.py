@@ -26,6 +26,8 @@ from deploy.types import ProviderError, VolumeInUse
 
 log = logging.getLogger(__name__)
 
+SNAPSHOTS = ".swapyard-snapshots"  # btrfs snapshots live here, inside the volume
+
 MKFS = {
     "ext4": ["mkfs.ext4", "-q", "-F", "-L"],
     "xfs": ["mkfs.xfs", "-q", "-f", "-L"],
@@ -217,6 +219,28 @@ class LoopVolumes:
         if after is not None and (after.mountpoints or after.loop_devices):
             raise ProviderError(f"volume {vid} is still busy after detach: {after}")
         return after
+
+    def snapshot(self, vid: str, name: str) -> Path:
+        """Read-only btrfs snapshot `name` of mounted volume `vid`, inside the volume."""
+        info = self.info(vid)
+        if info is None or not info.mountpoints:
+            raise ProviderError(f"volume {vid} is not mounted; attach it before a snapshot")
+        if info.directory_mode or info.filesystem != "btrfs":
+            raise ProviderError(f"volume {vid} ({info.filesystem}) has no snapshots; use btrfs")
+        target = info.mountpoints[0] / SNAPSHOTS / name
+        target.parent.mkdir(exist_ok=True)
+        if not target.exists():
+            run(["btrfs", "subvolume", "snapshot", "-r", str(info.mountpoints[0]), str(target)])
+        return target
+
+    def delete_snapshot(self, vid: str, name: str) -> None:
+        """Delete snapshot `name` of volume `vid`; a no-op when it is gone."""
+        info = self.info(vid)
+        if info is None or not info.mountpoints:
+            return
+        target = info.mountpoints[0] / SNAPSHOTS / name
+        if target.exists():
+            run(["btrfs", "subvolume", "delete", str(target)])
 
     def delete(self, vid: str) -> None:
         """Detach and delete volume `vid` with its data."""
