@@ -154,6 +154,14 @@ class Provider:
         """
         raise _missing("volume_path")
 
+    def mount_on_host(self, volume: VolumeHandle) -> Path:
+        """Mount a detached volume where this host can write it (restores, drills).
+
+        Undo with `detach_volume`. Raises `VolumeInUse` when it is attached
+        to an instance.
+        """
+        raise _missing("mount_on_host")
+
     def can_snapshot(self, volume: VolumeHandle) -> bool:
         """True when `snapshot_volume` works for this volume (e.g. a mounted btrfs)."""
         return False

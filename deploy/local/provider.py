@@ -380,6 +380,13 @@ class LocalProvider(Provider):
             raise ProviderError(f"volume {volume.id} is attached nowhere; nothing to read")
         return self.volumes.image(volume.id) if info.directory_mode else info.mountpoints[0]
 
+    def mount_on_host(self, volume: VolumeHandle) -> Path:
+        """Loop-mount the volume at `<state_dir>/mounts/<id>` (`VolumeInUse` if attached)."""
+        point = self.state_dir / "mounts" / volume.id
+        point.parent.mkdir(parents=True, exist_ok=True)
+        self.volumes.attach(volume.id, point)
+        return self.volume_path(volume)
+
     def can_snapshot(self, volume: VolumeHandle) -> bool:
         """True for a loop-mounted btrfs volume."""
         info = self.volumes.info(volume.id)

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.commands import run
-from deploy.types import ProviderError, VolumeInUse
+from deploy.types import SNAPSHOT_DIR, ProviderError, VolumeInUse
 
 log = logging.getLogger(__name__)
-
-SNAPSHOTS = ".swapyard-snapshots"  # btrfs snapshots live here, inside the volume
 
 MKFS = {
     "ext4": ["mkfs.ext4", "-q", "-F", "-L"],
@@ -227,7 +225,7 @@ class LoopVolumes:
             raise ProviderError(f"volume {vid} is not mounted; attach it before a snapshot")
         if info.directory_mode or info.filesystem != "btrfs":
             raise ProviderError(f"volume {vid} ({info.filesystem}) has no snapshots; use btrfs")
-        target = info.mountpoints[0] / SNAPSHOTS / name
+        target = info.mountpoints[0] / SNAPSHOT_DIR / name
         target.parent.mkdir(exist_ok=True)
         if not target.exists():
             run(["btrfs", "subvolume", "snapshot", "-r", str(info.mountpoints[0]), str(target)])
@@ -238,7 +236,7 @@ class LoopVolumes:
         info = self.info(vid)
         if info is None or not info.mountpoints:
             return
-        target = info.mountpoints[0] / SNAPSHOTS / name
+        target = info.mountpoints[0] / SNAPSHOT_DIR / name
         if target.exists():
             run(["btrfs", "subvolume", "delete", str(target)])
 
