@@ -209,10 +209,19 @@ class ResticRepo:
             r_init.run(self._base())
         return True
 
-    def backup(self, source: str | Path, tags: list[str], host: str | None = None) -> BackupSummary:
+    def backup(
+        self,
+        source: str | Path,
+        tags: list[str],
+        *,
+        exclude: list[str] | None = None,
+        host: str | None = None,
+    ) -> BackupSummary:
         """Back up the content of directory `source` (snapshot paths relative to it)."""
         with self._call("backup", cwd=source):
-            out = r_backup.run(self._base(), paths=["."], tags=tags, host=host)
+            out = r_backup.run(
+                self._base(), paths=["."], tags=tags, exclude_patterns=exclude, host=host
+            )
         if out.get("message_type") != "summary" or "snapshot_id" not in out:
             raise ResticError(f"restic backup on {self.repository}: no summary in its output")
         return BackupSummary(
