@@ -20,6 +20,7 @@ import contextvars
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -125,17 +126,17 @@ class Node:
     size: int
 
 
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
 def _parse_time(text: str) -> dt.datetime:
-    # restic prints nanoseconds and Z or an offset; keep microseconds.
-    head, _, rest = text.partition(".")
-    frac, zone = rest, "+00:00"
-    for sep in ("Z", "+", "-"):
-        if sep in rest:
-            idx = rest.index(sep)
-            frac, zone = rest[:idx], ("+00:00" if sep == "Z" else rest[idx:])
-            break
-    frac = (frac + "000000")[:6] if frac else "000000"
-    return dt.datetime.fromisoformat(f"{head}.{frac}{zone}")
+    """restic's RFC 3339 time with nanoseconds, to an aware datetime (microseconds)."""
+    m = _TIME.match(text)
+    if m is None:
+        raise ResticError(f"restic printed a time swapyard cannot read: {text!r}")
+    frac = ((m.group(2) or "") + "000000")[:6]
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return dt.datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}")
 
 
 class ResticRepo:
@@ -260,7 +261,8 @@ class ResticRepo:
         if not any(keep.values()):
             raise ResticError("a retention keeping nothing would delete every snapshot; refused")
         with self._call("forget"):
-            out = r_forget.run(self._base(), tags=tags, group_by=[], prune=True, **keep)
+            # one --tag a,b means "a and b"; resticpy would pass "--tag a --tag b" ("a or b")
+            out = r_forget.run(self._base(), tags=[",".join(tags)], group_by=[], prune=True, **keep)
         groups = out if isinstance(out, list) else []
         return [s["id"] for g in groups for s in (g.get("remove") or [])]
 
