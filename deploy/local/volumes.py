@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +215,10 @@ class LoopVolumes:
         for device in info.loop_devices:
             run(["losetup", "-d", device])
         after = self.info(vid)
+        deadline = time.monotonic() + 5  # the kernel may release a just-unmounted loop lazily
+        while after is not None and after.loop_devices and time.monotonic() < deadline:
+            time.sleep(0.1)
+            after = self.info(vid)
         if after is not None and (after.mountpoints or after.loop_devices):
             raise ProviderError(f"volume {vid} is still busy after detach: {after}")
         return after
