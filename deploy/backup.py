@@ -197,7 +197,9 @@ class BackupRunner:
         """restic backup; an error is kept for the verdict, the repository has the last word."""
         try:
             summary = self._step(
-                run_id, "restic_backup", lambda: repo.backup(source, tags, exclude=[SNAPSHOT_DIR])
+                run_id,
+                "restic_backup",
+                lambda: repo.backup(source, tags, exclude=[f"{source}/{SNAPSHOT_DIR}"]),
             )
         except Exception as exc:
             return None, _describe(exc)
