@@ -200,8 +200,13 @@ class SwapEngine:
 
     # -- rollback ------------------------------------------------------------
     def _rollback(self, record: SwapRecord, reason: str) -> Outcome:
-        """Undo an unfinished swap, step by step, each step checked against reality."""
+        """Undo an unfinished swap, step by step, each step checked against reality.
+
+        The reason is journaled first, so a rollback cut short by a crash is
+        resumed by `recover()` with its original reason.
+        """
         p, sid, errors = self.provider, record.id, []
+        self.journal.update(sid, reason=reason)
         new = p.get_instance(record.new_instance) if record.new_instance else None
         old = p.get_instance(record.old_instance) if record.old_instance else None
 
@@ -316,7 +321,7 @@ class SwapEngine:
                 elif "switch_traffic" in record.done:
                     outcomes.append(self._complete(record, record.new_instance))
                 else:
-                    reason = f"the worker stopped after {last}"
+                    reason = record.reason or f"the worker stopped after {last}"
                     outcomes.append(self._rollback(record, reason))
             except Exception as exc:
                 log.exception("recovering swap %s failed", record.id)

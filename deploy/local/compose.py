@@ -9,8 +9,9 @@ proxy must run (and show the maintenance page) while the volume is
 attached elsewhere, so it cannot hold the volume.
 
 Services that need the volume — labelled `org.swapyard.writer=true`, or
-binding anything below the data mount — are started only once it is
-attached and stopped before it is detached.
+binding anything below the data mount — and every service depending on one
+of them (an app waiting for its database) are started only once the volume
+is attached, and stopped before it is detached.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ WRITER_LABEL = "org.swapyard.writer"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 WORKDIR_LABEL = "com.docker.compose.project.working_dir"
+DEPENDS_LABEL = "com.docker.compose.depends_on"
 DATA_VAR = "${SWAPYARD_DATA"
 
 
@@ -82,6 +84,24 @@ def needs_volume(container: Any, data_dir: Path) -> bool:
     if container.labels.get(WRITER_LABEL, "false").lower() == "true":
         return True
     return any(_below(s, data_dir) for s in mount_sources(container))
+
+
+def depends_on(container: Any) -> set[str]:
+    """The services a container's service depends on (compose's `depends_on` label)."""
+    label = container.labels.get(DEPENDS_LABEL, "")
+    return {entry.split(":")[0] for entry in label.split(",") if entry.strip()}
+
+
+def deferred_services(containers: list[Any], data_dir: Path) -> set[str]:
+    """Services to start after the volume is attached: volume users and their dependents."""
+    deferred = {service_of(c) for c in containers if needs_volume(c, data_dir)}
+    graph = {service_of(c): depends_on(c) for c in containers}
+    changed = True
+    while changed:
+        grown = {s for s, deps in graph.items() if deps & deferred} - deferred
+        deferred |= grown
+        changed = bool(grown)
+    return deferred
 
 
 def mount_sources(container: Any) -> list[str]:

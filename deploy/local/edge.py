@@ -29,6 +29,8 @@ from deploy.types import ProviderError
 
 log = logging.getLogger(__name__)
 
+SERVER = "swapyard-edge"  # the server name marks a Caddy as ours
+
 
 class LocalEdge:
     """A Caddy process owned by the service; `listen` like ["127.0.0.1:8080"]."""
@@ -37,7 +39,7 @@ class LocalEdge:
         self,
         state_dir: Path,
         listen: tuple[str, ...] = ("127.0.0.1:8080",),
-        admin: str = "127.0.0.1:2019",
+        admin: str = "127.0.0.1:2119",  # not 2019: Debian's caddy.service has that one
         caddy: str = "caddy",
         grace_period: str = "10s",
     ):
@@ -91,7 +93,7 @@ class LocalEdge:
                 "http": {
                     "grace_period": self.grace_period,
                     "servers": {
-                        "edge": {
+                        SERVER: {
                             "listen": list(self.listen),
                             "automatic_https": {"disable": True},
                             "routes": caddy_routes,
@@ -112,33 +114,69 @@ class LocalEdge:
         (self.dir / "config.json").write_text(json.dumps(self.config(routes), indent=2))
 
     # -- process -----------------------------------------------------------
-    def is_running(self) -> bool:
-        """True when the admin API answers."""
+    def _pid(self) -> int | None:
+        """The pid in our pid file while that process lives and is our Caddy.
+
+        The command line must name our config, so a recycled pid never gets
+        a signal from `stop`. A dead child of ours is reaped on the way.
+        """
         try:
-            return requests.get(f"http://{self.admin}/config/", timeout=1).status_code == 200
-        except requests.RequestException:
+            pid = int((self.dir / "caddy.pid").read_text().strip())
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            return None
+        ours = str(self.dir / "config.json").encode() in cmdline
+        return pid if ours and state != "Z" else None
+
+    def is_running(self) -> bool:
+        """True when our edge answers on the admin address, False when nothing listens.
+
+        Raises `ProviderError` when some other Caddy answers there (e.g. the
+        system's caddy.service on :2019): its config must never be replaced;
+        also when the admin API accepts but does not answer in time.
+        """
+        url = f"http://{self.admin}/config/apps/http/servers"
+        try:
+            resp = requests.get(url, timeout=5)
+        except requests.Timeout as exc:
+            raise ProviderError(f"the edge admin API on {self.admin} does not answer") from exc
+        except requests.ConnectionError:
             return False
+        servers = resp.json() if resp.status_code == 200 else None
+        if resp.status_code == 200 and isinstance(servers, dict) and SERVER in servers:
+            return True
+        raise ProviderError(
+            f"another program answers on the edge's admin address {self.admin}; "
+            "choose a free one (ex_edge_admin)"
+        )
 
     def ensure_running(self, timeout: float = 15) -> None:
-        """Start the edge Caddy with the persisted routes unless it already answers."""
+        """Start the edge Caddy with the persisted routes unless it already answers.
+
+        Never starts a second one while the process in our pid file lives
+        (it may just be slow to answer): it waits for that one instead.
+        """
         if self.is_running():
             return
-        self._save(self.routes())
-        spawn(
-            [
+        if self._pid() is None:
+            self._save(self.routes())
+            argv = [
                 self.caddy,
                 "run",
                 "--config",
                 str(self.dir / "config.json"),
                 "--pidfile",
                 str(self.dir / "caddy.pid"),
-            ],
-            log_path=self.dir / "caddy.log",
-        )
+            ]
+            spawn(argv, log_path=self.dir / "caddy.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.is_running():
-                return
+            with contextlib.suppress(ProviderError):  # admin may answer before the config
+                if self.is_running():
+                    return
             time.sleep(0.1)
         raise ProviderError(
             f"the edge Caddy did not answer on {self.admin} within {timeout} s; "
@@ -146,26 +184,19 @@ class LocalEdge:
         )
 
     def stop(self, timeout: float = 15) -> None:
-        """Stop the edge Caddy if this state directory started it."""
-        pidfile = self.dir / "caddy.pid"
-        if not pidfile.exists():
-            return
-        try:
-            pid = int(pidfile.read_text().strip())
+        """Stop the edge Caddy this state directory started (SIGTERM, then SIGKILL)."""
+        pid = self._pid()
+        if pid is not None:
             os.kill(pid, signal.SIGTERM)
-        except (ValueError, ProcessLookupError):
-            pidfile.unlink(missing_ok=True)
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(ChildProcessError):  # reap it when it is our child
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        pidfile.unlink(missing_ok=True)
+            deadline = time.monotonic() + timeout
+            while self._pid() is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._pid() is not None:
+                log.warning("the edge Caddy (pid %s) ignored SIGTERM; killing it", pid)
+                os.kill(pid, signal.SIGKILL)
+                while self._pid() is not None:
+                    time.sleep(0.05)
+        (self.dir / "caddy.pid").unlink(missing_ok=True)
 
     # -- switching ---------------------------------------------------------
     def load(self, routes: list[Route]) -> None:

@@ -30,6 +30,7 @@ from deploy.local.compose import (
     SERVICE_LABEL,
     WORKDIR_LABEL,
     default_compose,
+    deferred_services,
     needs_volume,
     service_of,
 )
@@ -57,7 +58,7 @@ class LocalProvider(Provider):
         state_dir: str | Path,
         *,
         ex_edge_listen: tuple[str, ...] = ("127.0.0.1:8080",),
-        ex_edge_admin: str = "127.0.0.1:2019",
+        ex_edge_admin: str = "127.0.0.1:2119",
         ex_use_loop: bool | None = None,
         ex_compose: str | None = None,
         ex_stop_timeout: int = 10,
@@ -106,13 +107,16 @@ class LocalProvider(Provider):
         return run(argv, env=env, timeout=timeout).stdout
 
     def _containers(self, iid: str) -> list[Any]:
-        return self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={iid}"})
+        return self.docker.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{PROJECT_LABEL}={iid}"}
+        )
 
     def _services(self, iid: str, writers: bool) -> list[str]:
-        """Services that need the volume (`writers=True`: see deploy.local.compose) or not."""
-        data = self._dir(iid) / "data"
-        names = {service_of(c) for c in self._containers(iid) if needs_volume(c, data) == writers}
-        return sorted(n for n in names if n)
+        """Services started after the volume (`writers=True`: see deploy.local.compose), or not."""
+        containers = self._containers(iid)
+        deferred = deferred_services(containers, self._dir(iid) / "data")
+        names = {service_of(c) for c in containers} - {""}
+        return sorted(deferred if writers else names - deferred)
 
     def _endpoint(self, iid: str) -> tuple[str, int] | None:
         for c in self._containers(iid):
@@ -183,7 +187,7 @@ class LocalProvider(Provider):
         self._compose(iid, "up", "--no-start", "--pull", "never")
         others = self._services(iid, writers=False)
         if others:
-            self._compose(iid, "up", "-d", "--no-deps", "--no-recreate", "--pull", "never", *others)
+            self._compose(iid, "up", "-d", "--no-recreate", "--pull", "never", *others)
         handle = self._handle(iid)
         assert handle is not None
         return handle
@@ -209,8 +213,9 @@ class LocalProvider(Provider):
         containers = self._containers(iid)
         if not containers:
             return "no containers"
+        deferred = deferred_services(containers, self._dir(iid) / "data")
         for c in containers:
-            if needs_volume(c, self._dir(iid) / "data"):
+            if service_of(c) in deferred:
                 continue
             service = c.labels.get(SERVICE_LABEL)
             looping = c.status == "restarting" and c.attrs.get("RestartCount", 0) >= 3
@@ -262,7 +267,9 @@ class LocalProvider(Provider):
         found, and other state directories on the same engine are not.
         """
         ids = {p.name for p in self.instances_dir.iterdir() if p.is_dir()}
-        for c in self.docker.containers.list(all=True, filters={"label": PROJECT_LABEL}):
+        for c in self.docker.containers.list(
+            all=True, ignore_removed=True, filters={"label": PROJECT_LABEL}
+        ):
             workdir = c.labels.get(WORKDIR_LABEL, "")
             if workdir.startswith(f"{self.instances_dir}/"):
                 ids.add(c.labels.get(PROJECT_LABEL, ""))
@@ -293,9 +300,7 @@ class LocalProvider(Provider):
             raise ProviderError(f"instance {instance.id} has no volume attached; attach one first")
         writers = self._services(instance.id, writers=True)
         if writers:
-            self._compose(
-                instance.id, "up", "-d", "--no-deps", "--no-recreate", "--pull", "never", *writers
-            )
+            self._compose(instance.id, "up", "-d", "--no-recreate", "--pull", "never", *writers)
 
     # -- volumes -----------------------------------------------------------
     def _owner(self, mountpoint: Path) -> str | None:

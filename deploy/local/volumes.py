@@ -89,7 +89,8 @@ class VolumeInfo:
 class LoopVolumes:
     """Create, attach, detach and delete the volumes under `state_dir/volumes`."""
 
-    def __init__(self, state_dir: Path, use_loop: bool | None = None):
+    def __init__(self, state_dir: Path, use_loop: bool | None = None, release_timeout: float = 10):
+        self.release_timeout = release_timeout
         self.dir = state_dir / "volumes"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.use_loop = loop_devices_available() if use_loop is None else use_loop
@@ -212,15 +213,22 @@ class LoopVolumes:
             return self.info(vid)
         for point in info.mountpoints:
             run(["umount", str(point)])
-        for device in info.loop_devices:
-            run(["losetup", "-d", device])
+        # A device something still holds open (a concurrent blkid, udev) is only
+        # marked for autoclear by `losetup -d`; wait for it to go, then insist.
+        deadline = time.monotonic() + self.release_timeout
         after = self.info(vid)
-        deadline = time.monotonic() + 5  # the kernel may release a just-unmounted loop lazily
-        while after is not None and after.loop_devices and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while after is not None and after.loop_devices:
+            for device in after.loop_devices:
+                run(["losetup", "-d", device], check=False)
             after = self.info(vid)
+            if after is None or not after.loop_devices or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if after is not None and (after.mountpoints or after.loop_devices):
-            raise ProviderError(f"volume {vid} is still busy after detach: {after}")
+            raise ProviderError(
+                f"volume {vid} is still busy {self.release_timeout:g} s after detach "
+                f"(loop devices {', '.join(after.loop_devices)}); see `fuser -m` / `losetup -l`"
+            )
         return after
 
     def snapshot(self, vid: str, name: str) -> Path:

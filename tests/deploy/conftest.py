@@ -7,6 +7,7 @@ is removed in teardown, even when the test fails.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import socket
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ def cleanup(provider: LocalProvider, docker_client: Any, project: str) -> None:
             with contextlib.suppress(Exception):
                 provider.destroy_instance(inst)
     label = "com.docker.compose.project"
-    for c in docker_client.containers.list(all=True, filters={"label": label}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": label}):
         if c.labels.get(label, "").startswith(f"sy-{project}-"):
             c.remove(force=True)
     for net in docker_client.networks.list():
@@ -79,6 +80,8 @@ def cleanup(provider: LocalProvider, docker_client: Any, project: str) -> None:
 def provider(
     tmp_path: Path, docker_client: Any, test_image: str, project: str
 ) -> Iterator[LocalProvider]:
+    if os.geteuid() != 0:
+        pytest.skip("the local provider's loop devices and mounts need root")
     p = LocalProvider(
         tmp_path / "state",
         ex_edge_listen=(f"127.0.0.1:{free_port()}",),

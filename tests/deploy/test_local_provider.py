@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,11 @@ import requests
 from deploy.base import Provider, Route
 from deploy.local import LocalProvider
 from deploy.local.commands import run
+from deploy.local.edge import LocalEdge
 from deploy.local.ignition import decode_data_url, materialize
 from deploy.local.volumes import LoopVolumes, filesystem_type, loop_devices_of
 from deploy.providers import DRIVERS, get_driver, set_driver
-from deploy.types import IgnitionError, UnknownProvider
+from deploy.types import IgnitionError, ProviderError, UnknownProvider
 from tests.deploy.conftest import cleanup, free_port
 from tests.deploy.contract import MIB, ProviderContract
 
@@ -170,3 +174,29 @@ class TestLocalProviderDirectoryMode(ProviderContract):
             yield p
         finally:
             cleanup(p, docker_client, project)
+
+
+def test_edge_never_takes_over_a_foreign_caddy(tmp_path: Path) -> None:
+    admin = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "foreign.json"
+    config.write_text(json.dumps({"admin": {"listen": admin}}))
+    foreign = subprocess.Popen(
+        ["caddy", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"http://{admin}/config/", timeout=1)
+                break
+            time.sleep(0.05)
+        edge = LocalEdge(tmp_path, (f"127.0.0.1:{free_port()}",), admin)
+        with pytest.raises(ProviderError, match="another program answers"):
+            edge.switch(Route(("a.test",), "x", ("127.0.0.1", 9)))
+        assert requests.get(f"http://{admin}/config/", timeout=1).json() == {
+            "admin": {"listen": admin}
+        }
+    finally:
+        foreign.terminate()
+        foreign.wait(10)

@@ -349,3 +349,20 @@ def test_destroy_deletes_the_volume_only_when_told(h: Harness, ignition_v1: byte
     assert out.status == "success", out.message
     assert h.provider.get_volume(f"sy-{h.project}-demo") is None and not image.exists()
     assert h.engine.destroy(h.project, "demo").status == "noop"
+
+
+def test_crash_during_a_rollback_is_resumed_with_its_reason(
+    h: Harness, ignition_v1: bytes, ignition_broken: bytes
+) -> None:
+    old = first_deploy(h, ignition_v1)
+    h.get("notes.test", "/cgi-bin/add?kept")
+    h.engine.health_timeout = 1
+    h.crash_after = "rollback:detach_new"
+    with pytest.raises(Crash):
+        h.engine.deploy(spec(h.project, ignition_broken, "c" * 40))
+    h.crash_after = None
+    (out,) = h.make_engine().recover()
+    assert out.status == "failure" and "health check of web timed out" in out.message
+    assert [i.id for i in h.provider.list_instances()] == [old]
+    assert h.get("notes.test", "/cgi-bin/list").text == "kept\n"
+    assert h.journal.locks() == [] and len(h.mounts()) == 1
