@@ -36,6 +36,7 @@ from tests.deploy.fixtures import make_spec
 docker_client = deploy_fixtures.docker_client
 test_image = deploy_fixtures.test_image
 project = deploy_fixtures.project
+provider = deploy_fixtures.provider
 ignition_v1 = deploy_fixtures.ignition_v1
 free_port = deploy_fixtures.free_port
 
@@ -109,31 +110,6 @@ def moto_s3() -> Iterator[S3]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-@pytest.fixture
-def provider(
-    tmp_path: Path, docker_client: Any, test_image: str, project: str
-) -> Iterator[LocalProvider]:
-    """The deploy tests' local provider; cleanup retried when another test run's
-    containers vanish while it lists them (the engine is shared)."""
-    p = LocalProvider(
-        tmp_path / "state",
-        ex_edge_listen=(f"127.0.0.1:{free_port()}",),
-        ex_edge_admin=f"127.0.0.1:{free_port()}",
-        ex_stop_timeout=5,
-    )
-    try:
-        yield p
-    finally:
-        for attempt in range(5):
-            try:
-                deploy_fixtures.cleanup(p, docker_client, project)
-                break
-            except Exception:
-                if attempt == 4:
-                    raise
-                time.sleep(0.5)
 
 
 def port_closed() -> int:
