@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from deploy.backupjournal import FAILED, SKIPPED, SUCCEEDED, BackupJournal, BackupRun
+from deploy.backupjournal import FAILED, RUNNING, SKIPPED, SUCCEEDED, BackupJournal, BackupRun
 from deploy.base import InstanceHandle, Provider
 from deploy.journal import Deployment
 from deploy.restic import BackupSummary, ResticError, ResticRepo
@@ -133,6 +133,9 @@ class BackupRunner:
             return self.history.get(run_id)
         try:
             self._run(run_id, dep, repo, mode)
+        except Exception as exc:  # a bug or a provider crash outside the steps: still journaled
+            if self.history.get(run_id).state == RUNNING:
+                self.history.finish(run_id, FAILED, error=_describe(exc))
         finally:
             self.swaps.release(key, holder)
         record = self.history.get(run_id)
