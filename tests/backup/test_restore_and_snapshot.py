@@ -10,7 +10,7 @@ import pytest
 from deploy.backup import BackupRunner
 from deploy.backupjournal import SUCCEEDED
 from deploy.restic import ResticRepo
-from deploy.restore import RestoreError, drill, restore_to_new_volume
+from deploy.restore import RestoreError, drill, resolve_snapshot, restore_to_new_volume
 from deploy.types import SNAPSHOT_DIR
 from tests.backup.conftest import Deployed, tree
 
@@ -81,3 +81,22 @@ def test_snapshot_mode_keeps_the_window_shorter_than_stop_mode(
     local_repo.restore(snap.snapshot_id or "", tmp_path / "restored")
     assert tree(tmp_path / "restored") == tree(d.volume_path)
     assert d.get("notes.test", "/cgi-bin/add?after").status_code == 200
+
+
+def test_an_instance_whose_volume_is_gone_comes_back_from_its_latest_snapshot(
+    deployed: Deployed, local_repo: ResticRepo
+) -> None:
+    d = deployed
+    assert d.get("notes.test", "/cgi-bin/add?survivor").status_code == 200
+    run = BackupRunner(d.provider, d.swaps, d.history).run(d.project, "demo", local_repo)
+    assert run.state == SUCCEEDED
+    out = d.engine.destroy(d.project, "demo", delete_volume=True)
+    assert out.status == "success" and d.provider.get_volume(d.spec.volume.id) is None
+    vol = d.spec.volume
+    sid = resolve_snapshot(local_repo, d.project, "demo", None)
+    restore_to_new_volume(
+        d.provider, local_repo, sid, vol.id, size_bytes=vol.size_bytes, label=vol.label
+    )
+    out = d.engine.deploy(d.spec)  # a first deploy: create_volume finds the restored one
+    assert out.status == "success", out.message
+    assert d.get("notes.test", "/cgi-bin/list").text == "survivor\n"
