@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -145,6 +146,8 @@ class BackupScheduler:
         self.stale_every = stale_every
         self.retry_after = retry_after
         self.restic_options = restic_options or {}
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
         self.swaps = SqlJournal(self.engine)
         self.history = BackupJournal(self.engine)
         self.runner = BackupRunner(provider, self.swaps, self.history)
@@ -264,6 +267,12 @@ class BackupScheduler:
             self._staleness_all()
             return None
         key = f"{spec['project']}/{spec['name']}"
+        with self._locks_guard:  # restic check and prune lock the repository exclusively
+            lock = self._repo_locks.setdefault(key, threading.Lock())
+        with lock:
+            return self._run_locked(kind, key, spec)
+
+    def _run_locked(self, kind: str, key: str, spec: dict[str, Any]) -> BackupRun | None:
         try:
             repo = self.repo(spec)
             if kind == "check":
