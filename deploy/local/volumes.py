@@ -214,16 +214,15 @@ class LoopVolumes:
         for point in info.mountpoints:
             run(["umount", str(point)])
         # A device something still holds open (a concurrent blkid, udev) is only
-        # marked for autoclear by `losetup -d`; wait for it to go, then insist.
+        # marked for autoclear by `losetup -d`; wait for it to go. `-d` is sent
+        # once: repeating it could hit a device already reused for another file.
+        for device in info.loop_devices:
+            run(["losetup", "-d", device], check=False)
         deadline = time.monotonic() + self.release_timeout
         after = self.info(vid)
-        while after is not None and after.loop_devices:
-            for device in after.loop_devices:
-                run(["losetup", "-d", device], check=False)
-            after = self.info(vid)
-            if after is None or not after.loop_devices or time.monotonic() > deadline:
-                break
+        while after is not None and after.loop_devices and time.monotonic() < deadline:
             time.sleep(0.1)
+            after = self.info(vid)
         if after is not None and (after.mountpoints or after.loop_devices):
             raise ProviderError(
                 f"volume {vid} is still busy {self.release_timeout:g} s after detach "
