@@ -22,6 +22,7 @@ snapshot (tagged with the run id), whatever restic's exit code said. Then
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -162,7 +163,10 @@ class BackupRunner:
         if use_snapshot and not can:
             use_snapshot, note = False, f"volume {vol.id} cannot be snapshotted: stop mode"
         self.history.update(run_id, mode="snapshot" if use_snapshot else "stop", note=note)
-        tags = [*tags_of(dep.project, dep.name), f"commit={dep.commit}", f"run={run_id}"]
+        # the run tag is what `verify` looks for; the nonce keeps it unique when several
+        # databases (a reinstall, staging and production) share one repository
+        run_tag = f"run={run_id}.{secrets.token_hex(4)}"
+        tags = [*tags_of(dep.project, dep.name), f"commit={dep.commit}", run_tag]
         snap = f"backup-{run_id}"
         summary: BackupSummary | None = None
         error: str | None = None
