@@ -162,6 +162,13 @@ class Provider:
         """
         raise _missing("mount_on_host")
 
+    def exchange_volume_data(self, a: VolumeHandle, b: VolumeHandle) -> None:
+        """Exchange what two detached volumes hold; their ids stay (a restore takes the live id).
+
+        Raises `VolumeInUse` when either is attached.
+        """
+        raise _missing("exchange_volume_data")
+
     def can_snapshot(self, volume: VolumeHandle) -> bool:
         """True when `snapshot_volume` works for this volume (e.g. a mounted btrfs)."""
         return False

@@ -392,6 +392,10 @@ class LocalProvider(Provider):
         self.volumes.attach(volume.id, point)
         return self.volume_path(volume)
 
+    def exchange_volume_data(self, a: VolumeHandle, b: VolumeHandle) -> None:
+        """Rename the two images (and their metadata) into each other's place."""
+        self.volumes.exchange(a.id, b.id)
+
     def can_snapshot(self, volume: VolumeHandle) -> bool:
         """True for a loop-mounted btrfs volume."""
         info = self.volumes.info(volume.id)

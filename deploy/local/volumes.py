@@ -230,6 +230,20 @@ class LoopVolumes:
             )
         return after
 
+    def exchange(self, a: str, b: str) -> None:
+        """Exchange the images and metadata of detached volumes `a` and `b`."""
+        for vid in (a, b):
+            info = self.info(vid)
+            if info is None:
+                raise ProviderError(f"volume {vid} does not exist")
+            if info.mountpoints or info.loop_devices:
+                raise VolumeInUse(f"volume {vid} is attached; detach it before exchanging")
+        for path in (self.image, self._meta):
+            tmp = path(a).with_name(path(a).name + ".exchange")
+            path(a).rename(tmp)
+            path(b).rename(path(a))
+            tmp.rename(path(b))
+
     def snapshot(self, vid: str, name: str) -> Path:
         """Read-only btrfs snapshot `name` of mounted volume `vid`, inside the volume."""
         info = self.info(vid)
