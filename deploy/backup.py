@@ -273,7 +273,8 @@ class BackupRunner:
     def recover(self) -> list[BackupRun]:
         """Bring back the apps of every run a dead process left `running`; call at startup.
 
-        Writers started (when their volume is attached), maintenance off, a
+        For a backup or a live restore: the live volume attached again if it
+        is attached nowhere, writers started, maintenance off, a
         leftover snapshot deleted, the lock released, the run marked failed.
         One run's failure does not stop the others.
         """
@@ -282,15 +283,26 @@ class BackupRunner:
             last = record.done[-1] if record.done else "its first step"
             problems: list[str] = []
             inst = self.provider.get_instance(record.instance_id) if record.instance_id else None
-            if inst is not None and record.kind == "backup":
-                problems = self._bring_back(record.id, inst)
             vol = self.provider.get_volume(record.volume_id) if record.volume_id else None
+            detached = vol is not None and vol.attached_to is None
+            if inst is not None and vol is not None and record.kind == "restore" and detached:
+                try:  # died between detach and attach: attach the live volume again
+                    self.provider.attach_volume(vol, inst)
+                except Exception as exc:
+                    problems.append(f"attach: {_describe(exc)}")
+            if inst is not None and record.kind in ("backup", "restore"):
+                problems += self._bring_back(record.id, inst)
+            if vol is not None and record.kind == "drill":  # its scratch volume
+                try:
+                    self.provider.destroy_volume(vol)
+                except Exception as exc:
+                    problems.append(f"delete scratch volume: {_describe(exc)}")
             if vol is not None and record.mode == "snapshot":
                 try:
                     self.provider.delete_volume_snapshot(vol, f"backup-{record.id}")
                 except Exception as exc:
                     problems.append(f"delete_snapshot: {_describe(exc)}")
-            self.swaps.release(record.key, f"backup:{record.id}")
+            self.swaps.release(record.key, f"{record.kind}:{record.id}")
             reason = f"the process stopped after {last}; apps brought back at restart"
             if problems:
                 reason += "; not fully: " + "; ".join(problems)

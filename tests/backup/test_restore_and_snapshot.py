@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from deploy.backup import BackupRunner
-from deploy.backupjournal import SUCCEEDED
+from deploy.backupjournal import FAILED, SUCCEEDED
 from deploy.restic import ResticRepo
 from deploy.restore import RestoreError, drill, resolve_snapshot, restore_to_new_volume
+from deploy.restoreswap import restore_live
+from deploy.spec import AppCheck
 from deploy.types import SNAPSHOT_DIR
 from tests.backup.conftest import Deployed, tree
 
@@ -100,3 +102,34 @@ def test_an_instance_whose_volume_is_gone_comes_back_from_its_latest_snapshot(
     out = d.engine.deploy(d.spec)  # a first deploy: create_volume finds the restored one
     assert out.status == "success", out.message
     assert d.get("notes.test", "/cgi-bin/list").text == "survivor\n"
+
+
+def test_restore_live_swaps_the_snapshot_in_and_keeps_the_previous_data(
+    deployed: Deployed, local_repo: ResticRepo
+) -> None:
+    d = deployed
+    apps = (AppCheck("web", "web.test", "/"), AppCheck("notes", "notes.test", "/"))
+    assert d.get("notes.test", "/cgi-bin/add?before").status_code == 200
+    assert BackupRunner(d.provider, d.swaps, d.history).run(d.project, "demo", local_repo).state
+    assert d.get("notes.test", "/cgi-bin/add?after-backup").status_code == 200
+    # a health check that cannot pass: everything is put back as it was
+    broken = (AppCheck("web", "web.test", "/missing"),)
+    run = restore_live(
+        d.provider, d.swaps, d.history, local_repo, d.project, "demo", broken, health_timeout=1
+    )
+    assert run.state == FAILED and "previous data back" in (run.error or "")
+    assert d.get("notes.test", "/cgi-bin/list").text == "before\nafter-backup\n"
+    assert d.writers_running() == ["notes"] and d.swaps.locks() == []
+    run = restore_live(d.provider, d.swaps, d.history, local_repo, d.project, "demo", apps)
+    assert run.state == SUCCEEDED, run.error
+    assert d.get("notes.test", "/cgi-bin/list").text == "before\n"
+    assert d.get("notes.test", "/cgi-bin/add?again").status_code == 200
+    spare = d.provider.get_volume(f"{d.spec.volume.id}-before-restore-{run.id}")
+    assert spare is not None and spare.attached_to is None
+    root = d.provider.mount_on_host(spare)
+    try:
+        assert (root / "notes" / "notes.txt").read_text() == "before\nafter-backup\n"
+    finally:
+        d.provider.detach_volume(spare)
+    live = d.provider.get_volume(d.spec.volume.id)
+    assert live is not None and live.attached_to == d.instance_id
