@@ -240,13 +240,8 @@ class SwapEngine:
         if errors:
             full += "; rollback incomplete: " + "; ".join(errors)
         self.journal.finish(sid, FAILED if errors else ROLLED_BACK, full)
-        return Outcome(
-            "error" if errors else "failure",
-            record.kind,
-            f"failure: {full}",
-            sid,
-            old.id if old else None,
-        )
+        status = "error" if errors else "failure"
+        return Outcome(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
 
     def _restore_traffic(self, new: InstanceHandle, old: InstanceHandle | None) -> None:
         for route in self.provider.routes():

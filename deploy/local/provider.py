@@ -173,7 +173,7 @@ class LocalProvider(Provider):
         iid = self.instance_id(project, name, shortid)  # the compose project name
         d = self._dir(iid)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "data").mkdir(exist_ok=True)
+        self.volumes.prepare_mountpoint(d / "data")
         ignition.materialize(ignition_config, d / "rootfs")
         compose_file = self._root(iid) / "compose.yaml"
         if not compose_file.exists():
@@ -253,6 +253,7 @@ class LocalProvider(Provider):
         mounts = Path("/proc/self/mounts").read_text()
         if f" {d}/" in mounts or f" {d} " in mounts:
             raise ProviderError(f"{d} still has something mounted; not deleting it")
+        self.volumes.release_mountpoint(d / "data")
         shutil.rmtree(d, ignore_errors=True)
 
     def get_instance(self, instance_id: str) -> InstanceHandle | None:

@@ -102,6 +102,33 @@ class LoopVolumes:
                 self.dir,
             )
 
+    def prepare_mountpoint(self, point: Path) -> None:
+        """Create an instance's data mountpoint and seal it while nothing is mounted there.
+
+        The empty directory gets the immutable flag (`chattr +i`): a writer
+        that starts without its volume — Docker restarting it after a reboot,
+        before swapyard re-attaches — cannot create its bind source there and
+        fails to start instead of writing to the wrong disk. Mounting over
+        the sealed directory works as usual. Skipped in directory mode, and
+        with a warning where the filesystem has no such flag.
+        """
+        point.mkdir(parents=True, exist_ok=True)
+        if not self.use_loop or os.path.ismount(point) or point.is_symlink():
+            return
+        proc = run(["chattr", "+i", str(point)], check=False)
+        if proc.returncode != 0:
+            log.warning(
+                "cannot seal %s (chattr +i: %s); a writer started without its "
+                "volume would write there",
+                point,
+                proc.stderr.strip(),
+            )
+
+    def release_mountpoint(self, point: Path) -> None:
+        """Lift the seal of an unmounted mountpoint so its instance directory can be removed."""
+        if point.is_dir() and not point.is_symlink() and not os.path.ismount(point):
+            run(["chattr", "-i", str(point)], check=False)
+
     def _meta(self, vid: str) -> Path:
         return self.dir / f"{vid}.json"
 
@@ -182,6 +209,7 @@ class LoopVolumes:
             if mountpoint.is_symlink():
                 mountpoint.unlink()
             elif mountpoint.exists():
+                self.release_mountpoint(mountpoint)
                 mountpoint.rmdir()
             mountpoint.symlink_to(self.image(vid))
             self._link_record(vid).write_text(str(mountpoint))
@@ -196,7 +224,7 @@ class LoopVolumes:
             raise ProviderError(
                 f"volume {vid} holds no filesystem; refusing to mount (or format) it"
             )
-        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.prepare_mountpoint(mountpoint)
         run(["mount", device, str(mountpoint)])
         return self.info(vid)  # type: ignore[return-value]
 

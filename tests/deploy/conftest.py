@@ -73,6 +73,8 @@ def cleanup(provider: LocalProvider, docker_client: Any, project: str) -> None:
                 for point in mountpoints_of(dev):
                     run(["umount", "-l", str(point)], check=False)
                 run(["losetup", "-d", dev], check=False)
+    for point in provider.instances_dir.glob("*/data"):
+        provider.volumes.release_mountpoint(point)  # so tmp_path can be removed
     provider.ex_stop_edge()
 
 

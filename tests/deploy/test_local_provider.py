@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from docker import errors as docker_errors
 
 from deploy.base import Provider, Route
 from deploy.local import LocalProvider
@@ -63,6 +64,26 @@ class TestLocalProvider(ProviderContract):
         assert len(loop_devices_of(image)) == 1
         provider.detach_volume(vol)
         assert loop_devices_of(image) == []
+
+    def test_writers_cannot_start_without_the_volume(
+        self, provider: LocalProvider, project: str, ignition_v1: bytes
+    ) -> None:
+        """As after a reboot: Docker restarting a writer before the volume is back."""
+        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata")
+        inst = provider.create_instance(project, "demo", ignition_v1, shortid="r1")
+        data = Path(inst.extra["data"])
+        (notes,) = [c for c in provider._containers(inst.id) if c.name.endswith("-notes-1")]
+        with pytest.raises(docker_errors.APIError):
+            notes.start()
+        with pytest.raises(PermissionError):
+            (data / "stray").mkdir()
+        provider.attach_volume(vol, inst)
+        provider.start_writers(inst)
+        provider.stop_writers(inst)
+        provider.detach_volume(vol)
+        assert list(data.iterdir()) == []  # nothing was ever written to the wrong disk
+        provider.destroy_instance(inst)
+        assert not data.parent.exists()
 
 
 def test_never_formats_an_existing_filesystem(tmp_path: Path) -> None:
