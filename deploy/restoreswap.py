@@ -89,6 +89,7 @@ def _restore_live(
     health_timeout: float,
 ) -> None:
     def step(name: str, fn: Callable[[], Any]) -> Any:
+        """Run one journaled step."""
         history.step_started(run_id, name)
         try:
             result = fn()

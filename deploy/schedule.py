@@ -35,11 +35,14 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from deploy.backup import BackupRunner
+from deploy.backup import BackupRunner, tags_of
 from deploy.backupcheck import check_repository, check_staleness
 from deploy.backupjournal import SKIPPED, BackupJournal, BackupRun
 from deploy.base import Provider
-from deploy.restic import ResticRepo, SecretLookup, repository_for
+from deploy.restic import ResticRepo, SecretLookup, Snapshot, repository_for
+from deploy.restore import RestoreReport, drill
+from deploy.restoreswap import restore_live
+from deploy.spec import AppCheck
 from deploy.sqljournal import SqlJournal
 from schemas.model import Backup, Instance, Retention, SecretRef
 
@@ -253,6 +256,45 @@ class BackupScheduler:
         """When the next backup of an instance is due, or None."""
         job = self.scheduler.get_job(f"backup:{project}/{name}")
         return job.next_run_time if job else None
+
+    # -- on demand (what `swapyard backup now|list|drill|restore` calls) -------------
+    def backup_now(self, instance: Instance) -> BackupRun | None:
+        """Back up one instance now (its schedule is untouched)."""
+        return self.run_now("backup", job_spec(instance))
+
+    def snapshots(self, instance: Instance) -> list[Snapshot]:
+        """The instance's snapshots in its repository, oldest first."""
+        return self.repo(job_spec(instance)).snapshots(tags_of(instance.project, instance.name))
+
+    def drill(self, instance: Instance, snapshot_id: str | None = None) -> RestoreReport:
+        """Restore drill of the latest (or a given) snapshot into a scratch volume."""
+        spec = job_spec(instance)
+        return drill(
+            self.provider,
+            self.repo(spec),
+            self.history,
+            instance.project,
+            instance.name,
+            size_bytes=spec["size_bytes"],
+            filesystem=spec["filesystem"],
+            snapshot_id=snapshot_id,
+        )
+
+    def restore(self, instance: Instance, snapshot_id: str | None = None) -> BackupRun:
+        """Restore a snapshot (default: the latest) and swap it in as the live data."""
+        apps = tuple(
+            AppCheck(a.name, a.domains[0], a.health_path) for a in instance.apps if a.domains
+        )
+        return restore_live(
+            self.provider,
+            self.swaps,
+            self.history,
+            self.repo(job_spec(instance)),
+            instance.project,
+            instance.name,
+            apps,
+            snapshot_id=snapshot_id,
+        )
 
     # -- running -----------------------------------------------------------------
     def repo(self, spec: dict[str, Any]) -> ResticRepo:

@@ -118,6 +118,9 @@ def test_a_scheduled_job_backs_up_the_live_instance(deployed: Deployed, tmp_path
         sched.run_now("check", spec)
         assert d.history.runs(d.project, "demo", "check")[0].state == SUCCEEDED
         assert d.history.alerts() == []  # fresh snapshot: not stale
+        inst = instance(d.project, "demo", str(tmp_path / "repos"))
+        assert [s.id for s in sched.snapshots(inst)] == [runs[0].snapshot_id]
+        assert sched.drill(inst).comparison.ok
     finally:
         sched.shutdown()
     assert d.get("notes.test", "/cgi-bin/add?after").status_code == 200
