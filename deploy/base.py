@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from deploy.types import InstanceState, VolumeState
@@ -144,6 +145,45 @@ class Provider:
     def destroy_volume(self, volume: VolumeHandle) -> None:
         """Delete the volume and its data; only on an explicit request."""
         raise _missing("destroy_volume")
+
+    # -- backups -----------------------------------------------------------
+    def volume_path(self, volume: VolumeHandle) -> Path:
+        """Where this host reads the files of the attached volume (restic's source).
+
+        Raises `ProviderError` when the volume is attached nowhere.
+        """
+        raise _missing("volume_path")
+
+    def mount_on_host(self, volume: VolumeHandle) -> Path:
+        """Mount a detached volume where this host can write it (restores, drills).
+
+        Undo with `detach_volume`. Raises `VolumeInUse` when it is attached
+        to an instance.
+        """
+        raise _missing("mount_on_host")
+
+    def exchange_volume_data(self, a: VolumeHandle, b: VolumeHandle) -> None:
+        """Exchange what two detached volumes hold; their ids stay (a restore takes the live id).
+
+        Raises `VolumeInUse` when either is attached.
+        """
+        raise _missing("exchange_volume_data")
+
+    def can_snapshot(self, volume: VolumeHandle) -> bool:
+        """True when `snapshot_volume` works for this volume (e.g. a mounted btrfs)."""
+        return False
+
+    def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
+        """Take a read-only snapshot `name` of the attached volume; return where to read it.
+
+        The snapshot is consistent as of this call, so writers need to be
+        stopped only while it is taken. Delete it with `delete_volume_snapshot`.
+        """
+        raise _missing("snapshot_volume")
+
+    def delete_volume_snapshot(self, volume: VolumeHandle, name: str) -> None:
+        """Delete snapshot `name` of the volume; a no-op when it does not exist."""
+        raise _missing("delete_volume_snapshot")
 
     # -- traffic -----------------------------------------------------------
     def switch_traffic(self, route: Route) -> None:

@@ -68,7 +68,8 @@ locks = sa.Table(
     "deploy_locks",
     metadata,
     sa.Column("key", sa.String(400), primary_key=True),
-    sa.Column("swap_id", sa.Integer, sa.ForeignKey("deploy_swaps.id"), nullable=False),
+    sa.Column("swap_id", sa.Integer, sa.ForeignKey("deploy_swaps.id"), nullable=True),
+    sa.Column("holder", sa.String(200)),  # set when not a swap holds it (e.g. "backup:12")
     sa.Column("acquired", sa.DateTime, nullable=False),
 )
 
@@ -132,13 +133,39 @@ class SqlJournal:
                 swap_id = inserted[0]
                 conn.execute(locks.insert().values(key=key, swap_id=swap_id, acquired=now))
         except IntegrityError:
-            with self.engine.connect() as conn:
-                holder = conn.execute(sa.select(locks.c.swap_id).where(locks.c.key == key)).scalar()
             raise SwapInProgress(
-                f"{key}: swap {holder} is still running; wait for it, or restart the worker "
-                "so it resumes or rolls it back"
+                f"{key}: {self._holder(key)} is still running; wait for it, or restart the "
+                "worker so it resumes or rolls it back"
             ) from None
         return self.get(swap_id)
+
+    def _holder(self, key: str) -> str:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(locks.c.swap_id, locks.c.holder).where(locks.c.key == key)
+            ).first()
+        if row is None:
+            return "another operation"
+        return row.holder or f"swap {row.swap_id}"
+
+    def lease(self, key: str, holder: str) -> None:
+        """Take the lock of instance `key` (`project/name`) for something else than a swap.
+
+        The same lock row a swap takes, so a backup and a swap of one
+        instance never overlap. Raises `SwapInProgress` when it is held.
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(locks.insert().values(key=key, holder=holder, acquired=_now()))
+        except IntegrityError:
+            raise SwapInProgress(
+                f"{key}: {self._holder(key)} holds the instance's lock; {holder} waits for it"
+            ) from None
+
+    def release(self, key: str, holder: str) -> None:
+        """Give back a lock taken with `lease`; a no-op when `holder` does not hold it."""
+        with self.engine.begin() as conn:
+            conn.execute(locks.delete().where(locks.c.key == key, locks.c.holder == holder))
 
     def update(self, swap_id: int, **fields: Any) -> None:
         """Change fields of a running swap (e.g. `new_instance` before creating it)."""
@@ -299,7 +326,7 @@ class SqlJournal:
                 )
             )
 
-    def locks(self) -> list[tuple[str, int]]:
-        """Held locks as (instance key, swap id)."""
+    def locks(self) -> list[tuple[str, int | None]]:
+        """Held locks as (instance key, swap id); the swap id is None for a `lease`."""
         with self.engine.connect() as conn:
             return [(k, s) for k, s in conn.execute(sa.select(locks.c.key, locks.c.swap_id))]

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from schemas.errors import SwapyardError
 
+SNAPSHOT_DIR = ".swapyard-snapshots"  # volume snapshots for backups; never backed up
+
 
 class InstanceState(StrEnum):
     """Lifecycle of an instance as a provider sees it."""

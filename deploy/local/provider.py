@@ -378,6 +378,40 @@ class LocalProvider(Provider):
         """Detach and delete the volume with its data (only on an explicit request)."""
         self.volumes.delete(volume.id)
 
+    # -- backups -----------------------------------------------------------
+    def volume_path(self, volume: VolumeHandle) -> Path:
+        """The mount point (or, in directory mode, the directory) of the attached volume."""
+        info = self.volumes.info(volume.id)
+        if info is None or not info.mountpoints:
+            raise ProviderError(f"volume {volume.id} is attached nowhere; nothing to read")
+        return self.volumes.image(volume.id) if info.directory_mode else info.mountpoints[0]
+
+    def mount_on_host(self, volume: VolumeHandle) -> Path:
+        """Loop-mount the volume at `<state_dir>/mounts/<id>` (`VolumeInUse` if attached)."""
+        point = self.state_dir / "mounts" / volume.id
+        point.parent.mkdir(parents=True, exist_ok=True)
+        self.volumes.attach(volume.id, point)
+        return self.volume_path(volume)
+
+    def exchange_volume_data(self, a: VolumeHandle, b: VolumeHandle) -> None:
+        """Rename the two images (and their metadata) into each other's place."""
+        self.volumes.exchange(a.id, b.id)
+
+    def can_snapshot(self, volume: VolumeHandle) -> bool:
+        """True for a loop-mounted btrfs volume."""
+        info = self.volumes.info(volume.id)
+        return bool(
+            info and info.mountpoints and info.filesystem == "btrfs" and not info.directory_mode
+        )
+
+    def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
+        """A read-only btrfs snapshot under `.swapyard-snapshots/` of the volume itself."""
+        return self.volumes.snapshot(volume.id, name)
+
+    def delete_volume_snapshot(self, volume: VolumeHandle, name: str) -> None:
+        """Delete a snapshot taken by `snapshot_volume`; a no-op when it is gone."""
+        self.volumes.delete_snapshot(volume.id, name)
+
     # -- traffic -----------------------------------------------------------
     def switch_traffic(self, route: Route) -> None:
         """Point the edge's routes for `route.domains` at the instance (atomic config load)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.commands import run
-from deploy.types import ProviderError, VolumeInUse
+from deploy.types import SNAPSHOT_DIR, ProviderError, VolumeInUse
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,42 @@ class LoopVolumes:
                 f"(loop devices {', '.join(after.loop_devices)}); see `fuser -m` / `losetup -l`"
             )
         return after
+
+    def exchange(self, a: str, b: str) -> None:
+        """Exchange the images and metadata of detached volumes `a` and `b`."""
+        for vid in (a, b):
+            info = self.info(vid)
+            if info is None:
+                raise ProviderError(f"volume {vid} does not exist")
+            if info.mountpoints or info.loop_devices:
+                raise VolumeInUse(f"volume {vid} is attached; detach it before exchanging")
+        for path in (self.image, self._meta):
+            tmp = path(a).with_name(path(a).name + ".exchange")
+            path(a).rename(tmp)
+            path(b).rename(path(a))
+            tmp.rename(path(b))
+
+    def snapshot(self, vid: str, name: str) -> Path:
+        """Read-only btrfs snapshot `name` of mounted volume `vid`, inside the volume."""
+        info = self.info(vid)
+        if info is None or not info.mountpoints:
+            raise ProviderError(f"volume {vid} is not mounted; attach it before a snapshot")
+        if info.directory_mode or info.filesystem != "btrfs":
+            raise ProviderError(f"volume {vid} ({info.filesystem}) has no snapshots; use btrfs")
+        target = info.mountpoints[0] / SNAPSHOT_DIR / name
+        target.parent.mkdir(exist_ok=True)
+        if not target.exists():
+            run(["btrfs", "subvolume", "snapshot", "-r", str(info.mountpoints[0]), str(target)])
+        return target
+
+    def delete_snapshot(self, vid: str, name: str) -> None:
+        """Delete snapshot `name` of volume `vid`; a no-op when it is gone."""
+        info = self.info(vid)
+        if info is None or not info.mountpoints:
+            return
+        target = info.mountpoints[0] / SNAPSHOT_DIR / name
+        if target.exists():
+            run(["btrfs", "subvolume", "delete", str(target)])
 
     def delete(self, vid: str) -> None:
         """Detach and delete volume `vid` with its data."""

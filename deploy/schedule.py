@@ -1,0 +1,364 @@
+"""`BackupScheduler`: APScheduler 3.x jobs for every instance's backups, persisted in SQL.
+
+One background scheduler per process, its jobs in the `backup_jobs` table
+of the service's database (APScheduler's SQLAlchemy job store), so they and
+their next run times survive a restart. Per instance with backups enabled:
+
+- `backup:<project>/<name>` — cron from `backup.schedule` in the instance's
+  timezone (default 03:00), with jitter so instances do not start together;
+  missed runs coalesce into one;
+- `check:<project>/<name>` — `backup.check_schedule` (weekly by default):
+  `restic check` and the staleness check.
+
+Plus `staleness` every `stale_every` seconds over all instances. Jobs are
+created, changed and removed by `sync_instances` (on deploy) and
+`remove_instance` (on destroy). A job holds only plain values (names of
+secrets, never their values); it reaches this object through a registry
+keyed by the scheduler's `name`, because APScheduler stores a textual
+reference to a module-level function, not a bound method.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from deploy.backup import BackupRunner, tags_of
+from deploy.backupcheck import check_repository, check_staleness
+from deploy.backupjournal import SKIPPED, BackupJournal, BackupRun
+from deploy.base import Provider
+from deploy.restic import ResticRepo, SecretLookup, Snapshot, repository_for
+from deploy.restore import RestoreReport, drill
+from deploy.restoreswap import restore_live
+from deploy.spec import AppCheck
+from deploy.sqljournal import SqlJournal
+from schemas.model import Backup, Instance, Retention, SecretRef
+
+log = logging.getLogger(__name__)
+
+_ACTIVE: weakref.WeakValueDictionary[str, BackupScheduler] = weakref.WeakValueDictionary()
+_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(schedule: str, timezone: str, jitter: int | None = None) -> CronTrigger:
+    """A CronTrigger from a 5-field crontab, with crontab's weekdays (0 and 7 are Sunday).
+
+    APScheduler 3.x numbers weekdays from Monday, so numbers become names.
+    """
+    fields = schedule.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron schedule {schedule!r}: expected 5 fields")
+    minute, hour, day, month, dow = fields
+    dow = re.sub(r"\d+", lambda m: _DOW[int(m.group()) % 7], dow)
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=dow,
+        timezone=ZoneInfo(timezone),
+        jitter=jitter,
+    )
+
+
+def job_spec(instance: Instance) -> dict[str, Any]:
+    """What a backup job of `instance` stores: plain values, secrets by name only."""
+    b = instance.backup
+    env = [[k, {"secret": v.name} if isinstance(v, SecretRef) else v] for k, v in b.environment]
+    return {
+        "project": instance.project,
+        "name": instance.name,
+        "schedule": b.schedule,
+        "check_schedule": b.check_schedule,
+        "timezone": instance.timezone,
+        "repository": b.repository,
+        "password": b.password.name if b.password else None,
+        "environment": env,
+        "retention": asdict(b.retention),
+        "size_bytes": instance.volume.size_bytes,
+        "filesystem": instance.volume.filesystem,
+    }
+
+
+def backup_of(spec: dict[str, Any]) -> Backup:
+    """The `Backup` config back from a job spec (for `repository_for`)."""
+    env = tuple(
+        (k, SecretRef(v["secret"]) if isinstance(v, dict) else v) for k, v in spec["environment"]
+    )
+    return Backup(
+        enabled=True,
+        schedule=spec["schedule"],
+        repository=spec["repository"],
+        password=SecretRef(spec["password"]) if spec["password"] else None,
+        retention=Retention(**spec["retention"]),
+        check_schedule=spec["check_schedule"],
+        environment=env,
+    )
+
+
+def run_job(scheduler_name: str, kind: str, spec: dict[str, Any]) -> None:
+    """Entry point APScheduler calls (by textual reference); dispatches to the live scheduler."""
+    owner = _ACTIVE.get(scheduler_name)
+    if owner is None:
+        log.error(
+            "backup job %s for %s: scheduler %r is gone", kind, spec.get("name"), scheduler_name
+        )
+        return
+    owner.run_now(kind, spec)
+
+
+class BackupScheduler:
+    """Scheduled backups, checks and staleness alerts for the instances of one provider.
+
+    `url` is a SQLAlchemy URL or engine (the service's database); `secrets`
+    resolves a secret's name to its value. Call `recover()` and `start()` at
+    startup, `sync_instances()` after each deploy, `remove_instance()` after
+    a destroy, `shutdown()` on exit.
+    """
+
+    def __init__(
+        self,
+        url: str | sa.Engine,
+        provider: Provider,
+        secrets: SecretLookup,
+        *,
+        name: str = "default",
+        jitter: int = 900,
+        stale_every: int = 3600,
+        retry_after: int = 600,
+        misfire_grace: int = 6 * 3600,
+        restic_options: dict[str, Any] | None = None,
+    ):
+        self.engine = sa.create_engine(url) if isinstance(url, str) else url
+        self.provider = provider
+        self.secrets = secrets
+        self.name = name
+        self.jitter = jitter
+        self.stale_every = stale_every
+        self.retry_after = retry_after
+        self.restic_options = restic_options or {}
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.swaps = SqlJournal(self.engine)
+        self.history = BackupJournal(self.engine)
+        self.runner = BackupRunner(provider, self.swaps, self.history)
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="backup_jobs")},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": misfire_grace,
+            },
+            timezone=dt.UTC,
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, paused: bool = False) -> None:
+        """Start the background scheduler (jobs from the database resume their schedule)."""
+        _ACTIVE[self.name] = self
+        self.scheduler.start(paused=paused)
+        self.scheduler.add_job(
+            run_job,
+            "interval",
+            seconds=self.stale_every,
+            id="staleness",
+            args=[self.name, "staleness", {}],
+            replace_existing=True,
+        )
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the scheduler; `wait` lets running jobs finish (their `finally` restarts apps)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        if _ACTIVE.get(self.name) is self:
+            del _ACTIVE[self.name]
+
+    def recover(self) -> list[BackupRun]:
+        """Bring back the apps of backups a dead process left running (call before `start`)."""
+        return self.runner.recover()
+
+    # -- jobs ------------------------------------------------------------------
+    def sync_instances(
+        self,
+        instances: Iterable[Instance],
+        *,
+        project: str | None = None,
+        init_repositories: bool = True,
+    ) -> list[str]:
+        """Create, change or remove jobs to match `instances`; returns the job ids touched.
+
+        Instances absent from the list lose their jobs (only those of
+        `project` when given). An unchanged job keeps its next run time.
+        A new repository is initialized (`init_repositories`); one
+        instance's failure is logged and the others carry on.
+        """
+        wanted: dict[str, dict[str, Any]] = {}
+        for inst in instances:
+            if inst.backup.enabled and inst.state == "present" and inst.backup.repository:
+                wanted[inst.key] = job_spec(inst)
+        touched = []
+        for job in self.scheduler.get_jobs():
+            kind, _, key = job.id.partition(":")
+            if kind not in ("backup", "check"):
+                continue
+            if key not in wanted and (project is None or key.startswith(f"{project}/")):
+                self.scheduler.remove_job(job.id)
+                touched.append(job.id)
+        for key, spec in wanted.items():
+            try:
+                touched += self._ensure_jobs(key, spec, init_repositories)
+            except Exception:
+                log.exception("%s: backup jobs not scheduled", key)
+        return touched
+
+    def _ensure_jobs(self, key: str, spec: dict[str, Any], init: bool) -> list[str]:
+        current = self.scheduler.get_job(f"backup:{key}")
+        if current is not None and current.args[2] == {**spec, "since": current.args[2]["since"]}:
+            return []
+        if init and self.repo(spec).init_if_missing():
+            log.info("%s: restic repository %s initialized", key, spec["repository"])
+        since = current.args[2]["since"] if current else dt.datetime.now(dt.UTC).isoformat()
+        spec = {**spec, "since": since}
+        for kind, cron, jitter in (
+            ("backup", spec["schedule"], self.jitter),
+            ("check", spec["check_schedule"], self.jitter),
+        ):
+            self.scheduler.add_job(
+                run_job,
+                cron_trigger(cron, spec["timezone"], jitter),
+                id=f"{kind}:{key}",
+                name=f"{kind} {key}",
+                args=[self.name, kind, spec],
+                replace_existing=True,
+            )
+        return [f"backup:{key}", f"check:{key}"]
+
+    def remove_instance(self, project: str, name: str) -> None:
+        """Remove the jobs of a destroyed instance (its snapshots stay in the repository)."""
+        for kind in ("backup", "check", "retry"):
+            job_id = f"{kind}:{project}/{name}"
+            if self.scheduler.get_job(job_id):
+                self.scheduler.remove_job(job_id)
+
+    def next_run(self, project: str, name: str) -> dt.datetime | None:
+        """When the next backup of an instance is due, or None."""
+        job = self.scheduler.get_job(f"backup:{project}/{name}")
+        return job.next_run_time if job else None
+
+    # -- on demand (what `swapyard backup now|list|drill|restore` calls) -------------
+    def backup_now(self, instance: Instance) -> BackupRun | None:
+        """Back up one instance now (its schedule is untouched)."""
+        return self.run_now("backup", job_spec(instance))
+
+    def snapshots(self, instance: Instance) -> list[Snapshot]:
+        """The instance's snapshots in its repository, oldest first."""
+        return self.repo(job_spec(instance)).snapshots(tags_of(instance.project, instance.name))
+
+    def drill(self, instance: Instance, snapshot_id: str | None = None) -> RestoreReport:
+        """Restore drill of the latest (or a given) snapshot into a scratch volume."""
+        spec = job_spec(instance)
+        return drill(
+            self.provider,
+            self.repo(spec),
+            self.history,
+            instance.project,
+            instance.name,
+            size_bytes=spec["size_bytes"],
+            filesystem=spec["filesystem"],
+            snapshot_id=snapshot_id,
+        )
+
+    def restore(self, instance: Instance, snapshot_id: str | None = None) -> BackupRun:
+        """Restore a snapshot (default: the latest) and swap it in as the live data."""
+        apps = tuple(
+            AppCheck(a.name, a.domains[0], a.health_path) for a in instance.apps if a.domains
+        )
+        return restore_live(
+            self.provider,
+            self.swaps,
+            self.history,
+            self.repo(job_spec(instance)),
+            instance.project,
+            instance.name,
+            apps,
+            snapshot_id=snapshot_id,
+        )
+
+    # -- running -----------------------------------------------------------------
+    def repo(self, spec: dict[str, Any]) -> ResticRepo:
+        """The restic repository of a job spec, its secrets resolved now."""
+        return repository_for(
+            spec["project"], spec["name"], backup_of(spec), self.secrets, **self.restic_options
+        )
+
+    def run_now(self, kind: str, spec: dict[str, Any]) -> BackupRun | None:
+        """Run a job body now: `backup`, `check` or `staleness`; failures are journaled."""
+        if kind == "staleness":
+            self._staleness_all()
+            return None
+        key = f"{spec['project']}/{spec['name']}"
+        with self._locks_guard:  # restic check and prune lock the repository exclusively
+            lock = self._repo_locks.setdefault(key, threading.Lock())
+        with lock:
+            return self._run_locked(kind, key, spec)
+
+    def _run_locked(self, kind: str, key: str, spec: dict[str, Any]) -> BackupRun | None:
+        try:
+            repo = self.repo(spec)
+            if kind == "check":
+                check_repository(self.history, repo, spec["project"], spec["name"])
+                self._staleness(spec, repo)
+                return None
+            run = self.runner.run(
+                spec["project"], spec["name"], repo, retention=Retention(**spec["retention"])
+            )
+        except Exception as exc:
+            log.error("%s: %s job failed: %s", key, kind, exc)
+            self.history.raise_alert(spec["project"], spec["name"], "failed", f"{kind}: {exc}")
+            return None
+        if run.state == SKIPPED and run.instance_id and self.scheduler.running:
+            when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.retry_after)
+            self.scheduler.add_job(
+                run_job,
+                "date",
+                run_date=when,
+                id=f"retry:{key}",
+                args=[self.name, "backup", spec],
+                replace_existing=True,
+            )
+        return run
+
+    def _staleness(self, spec: dict[str, Any], repo: ResticRepo) -> None:
+        since = dt.datetime.fromisoformat(spec["since"]) if spec.get("since") else None
+        check_staleness(
+            self.history,
+            repo,
+            spec["project"],
+            spec["name"],
+            schedule=spec["schedule"],
+            timezone=spec["timezone"],
+            jitter=self.jitter,
+            since=since,
+        )
+
+    def _staleness_all(self) -> None:
+        for job in self.scheduler.get_jobs():
+            if not job.id.startswith("backup:"):
+                continue
+            spec = job.args[2]
+            try:
+                self._staleness(spec, self.repo(spec))
+            except Exception as exc:
+                log.error("%s: staleness check failed: %s", job.id, exc)
