@@ -78,20 +78,20 @@ def prometheus_text(history: BackupJournal) -> str:
         last[key] = dict(r)
         if r["state"] == SUCCEEDED:
             last_ok[key] = dict(r)
-    for (project, name), r in sorted(last.items()):
+    for (project, name), run in sorted(last.items()):
         lab = _labels(project=project, instance=name)
         out["swapyard_backup_last_run_success"].append(
-            f"swapyard_backup_last_run_success{lab} {int(r['state'] == SUCCEEDED)}"
+            f"swapyard_backup_last_run_success{lab} {int(run['state'] == SUCCEEDED)}"
         )
-        if r["window"] is not None:
+        if run["window"] is not None:
             out["swapyard_backup_last_window_seconds"].append(
-                f"swapyard_backup_last_window_seconds{lab} {r['window']:.3f}"
+                f"swapyard_backup_last_window_seconds{lab} {run['window']:.3f}"
             )
-    for (project, name), r in sorted(last_ok.items()):
+    for (project, name), ok in sorted(last_ok.items()):
         lab = _labels(project=project, instance=name)
-        if r["finished"] is not None:
+        if ok["finished"] is not None:
             out["swapyard_backup_last_success_timestamp_seconds"].append(
-                f"swapyard_backup_last_success_timestamp_seconds{lab} {_epoch(r['finished']):.0f}"
+                f"swapyard_backup_last_success_timestamp_seconds{lab} {_epoch(ok['finished']):.0f}"
             )
         out["swapyard_backup_last_bytes"].append(
             f"swapyard_backup_last_bytes{lab} {r['bytes'] or 0}"

@@ -115,6 +115,6 @@ class Journal(Protocol):
         """Every live deployment (for reconciliation after a restart)."""
         ...
 
-    def locks(self) -> list[tuple[str, int]]:
-        """Held locks as (instance key, swap id)."""
+    def locks(self) -> list[tuple[str, int | None]]:
+        """Held locks as (instance key, swap id); the swap id is None for a backup's lease."""
         ...

@@ -22,11 +22,11 @@ from typing import Any
 
 from deploy.backup import LockAndDeployments
 from deploy.backupjournal import FAILED, SUCCEEDED, BackupJournal, BackupRun
-from deploy.base import Provider
+from deploy.base import InstanceHandle, Provider
 from deploy.restic import ResticRepo
 from deploy.restore import RestoreError, resolve_snapshot, restore_to_new_volume
 from deploy.spec import AppCheck, check_apps
-from deploy.types import DeployError
+from deploy.types import DeployError, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _restore_live(
         step("attach", lambda: p.attach_volume(live, inst))
         step("start_writers", lambda: p.start_writers(inst))
         step("maintenance_off", lambda: p.set_maintenance(inst, False))  # or the check sees 503
-        step("health_check", lambda: check_apps(inst.endpoint, apps, health_timeout, 0.3))
+        step("health_check", lambda: check_apps(_endpoint(inst), apps, health_timeout, 0.3))
     except Exception as exc:
         reason = _describe(exc)
         problems = _undo(p, step, inst, live, spare, exchanged)
@@ -164,3 +164,10 @@ def _undo(
         except Exception as exc:
             problems.append(f"rollback incomplete: {name}: {_describe(exc)}")
     return problems
+
+
+def _endpoint(instance: InstanceHandle) -> tuple[str, int]:
+    """Where the instance's front proxy answers; a running instance always has one."""
+    if instance.endpoint is None:
+        raise ProviderError(f"instance {instance.id} has no endpoint to health-check")
+    return instance.endpoint

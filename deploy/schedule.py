@@ -44,6 +44,7 @@ from deploy.restore import RestoreReport, drill
 from deploy.restoreswap import restore_live
 from deploy.spec import AppCheck
 from deploy.sqljournal import SqlJournal
+from deploy.types import BackupError
 from schemas.model import Backup, Instance, Retention, SecretRef
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,49 @@ class BackupScheduler:
             )
         return [f"backup:{key}", f"check:{key}"]
 
+    def schedule_instance(self, instance: Instance) -> list[str]:
+        """Create or change the jobs of one deployed instance (remove them if it has none).
+
+        What the worker calls after each successful deploy; other instances'
+        jobs are untouched (unlike `sync_instances`, which mirrors a whole list).
+        """
+        if not (
+            instance.backup.enabled and instance.state == "present" and instance.backup.repository
+        ):
+            self.remove_instance(instance.project, instance.name)
+            return []
+        return self._ensure_jobs(instance.key, job_spec(instance), True)
+
+    def spec_of(self, key: str) -> dict[str, Any]:
+        """The stored backup job of `project/name`; `BackupError` naming the known ones."""
+        specs = self.job_specs()
+        if key not in specs:
+            known = ", ".join(sorted(specs)) or "none"
+            raise BackupError(f"no backup is scheduled for {key!r} (scheduled: {known})")
+        return specs[key]
+
+    def drill_spec(self, spec: dict[str, Any], snapshot_id: str | None = None) -> RestoreReport:
+        """Restore drill for a stored job spec (what `swapyard backup drill` runs)."""
+        return drill(
+            self.provider,
+            self.repo(spec),
+            self.history,
+            spec["project"],
+            spec["name"],
+            size_bytes=spec["size_bytes"],
+            filesystem=spec["filesystem"],
+            snapshot_id=snapshot_id,
+        )
+
+    def job_specs(self) -> dict[str, dict[str, Any]]:
+        """The stored backup job of every scheduled instance, by `project/name`."""
+        out = {}
+        for job in self.scheduler.get_jobs():
+            kind, _, key = job.id.partition(":")
+            if kind == "backup":
+                out[key] = job.args[2]
+        return out
+
     def remove_instance(self, project: str, name: str) -> None:
         """Remove the jobs of a destroyed instance (its snapshots stay in the repository)."""
         for kind in ("backup", "check", "retry"):
@@ -268,17 +312,7 @@ class BackupScheduler:
 
     def drill(self, instance: Instance, snapshot_id: str | None = None) -> RestoreReport:
         """Restore drill of the latest (or a given) snapshot into a scratch volume."""
-        spec = job_spec(instance)
-        return drill(
-            self.provider,
-            self.repo(spec),
-            self.history,
-            instance.project,
-            instance.name,
-            size_bytes=spec["size_bytes"],
-            filesystem=spec["filesystem"],
-            snapshot_id=snapshot_id,
-        )
+        return self.drill_spec(job_spec(instance), snapshot_id)
 
     def restore(self, instance: Instance, snapshot_id: str | None = None) -> BackupRun:
         """Restore a snapshot (default: the latest) and swap it in as the live data."""

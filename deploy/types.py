@@ -76,3 +76,7 @@ class HealthCheckFailed(DeployError):
 
 class SwapInProgress(DeployError):
     """Another swap holds the lock of this instance; wait for it or recover it."""
+
+
+class BackupError(DeployError, LookupError):
+    """A backup operation asked for something that is not scheduled or not there."""

@@ -157,6 +157,16 @@ def instances() -> ResponseReturnValue:
         return jsonify(sorted(out.values(), key=lambda e: e["key"]))
 
 
+@bp.get("/instances/<project>/<name>/backups")
+def instance_backups(project: str, name: str) -> ResponseReturnValue:
+    from .backups import get_backups
+
+    backups = get_backups(current_app)
+    if backups is None:
+        return jsonify({"error": "backups are off in this service (DEPLOY or BACKUPS)"}), 404
+    return jsonify(backups.overview(project, name))
+
+
 def metrics() -> ResponseReturnValue:
     lines: list[str] = []
 
@@ -210,7 +220,15 @@ def metrics() -> ResponseReturnValue:
             ('{queue="statuses"}', outbox or 0),
         ],
     )
-    return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4"}
+    text = "\n".join(lines) + "\n"
+    from .backups import get_backups
+
+    backups = get_backups(current_app)
+    if backups is not None:
+        from deploy.backupmetrics import prometheus_text
+
+        text += prometheus_text(backups.scheduler.history)
+    return text, 200, {"Content-Type": "text/plain; version=0.0.4"}
 
 
 def init_app(app: Flask) -> None:

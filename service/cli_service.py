@@ -89,7 +89,7 @@ def worker(config_file: str | None, workers: int | None) -> None:
     w = get_worker(app)
     stop = threading.Event()
     _exit_on_sigterm(stop)
-    w.start()
+    w.start(run_backups=False)  # `serve` runs the backup jobs; this process stores its own
     click.echo(f"swapyard: worker running with {app.config['WORKERS']} thread(s)")
     sys.stdout.flush()
     try:

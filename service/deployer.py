@@ -15,6 +15,7 @@ SECRETS_DIR, IMAGE_MAP, RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class Deployer:
     def __init__(self, settings: dict[str, Any], database: str | sa.Engine):
         data = Path(settings["DATA_DIR"])
         self.settings = settings
+        self.database = database
         self.secrets = DirectorySecretStore(settings["SECRETS_DIR"] or data / "secrets")
         driver: Any = get_driver(settings["PROVIDER"])
         options: dict[str, Any] = {}
@@ -54,6 +56,8 @@ class Deployer:
                 "ex_edge_admin": settings["EDGE_ADMIN"],
             }
         self.provider = driver(settings["STATE_DIR"] or data / "state", **options)
+        self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
+        self.on_destroyed: list[Callable[[Instance], None]] = []
         self.engine = SwapEngine(
             self.provider,
             SqlJournal(database),
@@ -89,6 +93,9 @@ class Deployer:
             except SwapInProgress as exc:
                 return Execution("error", "busy", str(exc))
         state = "success" if outcome.status in ("success", "noop") else outcome.status
+        if state == "success":
+            for hook in self.on_destroyed if instance.state == "absent" else self.on_live:
+                hook(instance)
         return Execution(state, outcome.kind, outcome.message)
 
     def recover(self) -> None:

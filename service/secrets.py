@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from schemas.errors import SecretNotFound
+
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -34,3 +36,10 @@ class DirectorySecretStore:
         if not path.is_file():
             return None
         return path.read_text(encoding="utf-8").rstrip("\n")
+
+    def require(self, name: str) -> str:
+        """The value of `name`; `SecretNotFound` (naming only the secret) when it is missing."""
+        value = self.get(name)
+        if value is None:
+            raise SecretNotFound(name)
+        return value

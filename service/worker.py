@@ -29,7 +29,8 @@ from handlers.errors import GitError
 from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, targets
 
-from . import dispatch, leases, statuses
+from . import backups, dispatch, leases, statuses
+from .backups import Backups
 from .db import Database, get_db, rowcount
 from .deployer import Deployer
 from .models import Deployment, Event, Step
@@ -50,6 +51,7 @@ class Worker:
         self.db = db
         self.settings = settings
         self.deployer = deployer
+        self.backups: Backups | None = None
         self.pipeline = pipeline or Pipeline(executor=deployer)
         self.process_id = uuid.uuid4().hex[:12]
         data = Path(settings["DATA_DIR"])
@@ -299,11 +301,19 @@ class Worker:
             if not busy:
                 self._stop.wait(idle)
 
-    def start(self, threads: int | None = None, statuses: bool = True) -> None:
-        """Start `threads` worker threads (default WORKERS) and the status sender."""
+    def start(
+        self, threads: int | None = None, statuses: bool = True, run_backups: bool = True
+    ) -> None:
+        """Start `threads` worker threads (default WORKERS), the status sender and backups.
+
+        With `run_backups` false (a second process) the backup scheduler only
+        stores the jobs this process's deploys create.
+        """
         count = int(self.settings["WORKERS"] if threads is None else threads)
         if self.deployer is not None and count > 0:
             self.deployer.recover()
+        if self.backups is not None and count > 0:
+            self.backups.start(run_jobs=run_backups)
         self._stop.clear()
         for n in range(count):
             self._spawn(f"swapyard-worker-{n}", self.run_once)
@@ -325,6 +335,8 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self.backups is not None and self.backups.scheduler.scheduler.running:
+            self.backups.shutdown()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
@@ -339,6 +351,7 @@ def init_app(app: Flask, pipeline: Pipeline | None = None) -> Worker:
     db = get_db(app)
     deployer = Deployer(dict(app.config), db.engine) if app.config["DEPLOY"] else None
     worker = Worker(db, dict(app.config), pipeline, deployer)
+    worker.backups = backups.init_app(app, deployer)
     app.extensions["swapyard.worker"] = worker
     return worker
 
