@@ -12,8 +12,9 @@ renderer from a generated config repository and deployed by the real
 edge Caddy). Each run pushes a new version of it while a request loop goes
 through the edge with each app's Host header, a fresh connection per
 request, every response recorded with its time. Beside it, in the same
-run, the same rendered compose project runs as a plain compose project and
-gets what compose GitOps tools do: the new files written in place, then
+run, the same rendered compose project runs as a plain compose project (its
+data in a plain directory) and gets what compose GitOps tools do: the new
+files checked out over the old ones (renamed over them, as git does), then
 `docker compose up -d --force-recreate`, with the same loop hitting its
 Caddy's published port.
 
@@ -342,9 +343,10 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 # -- the swap side ---------------------------------------------------------------
 def step_seconds(steps: list[StepRecord]) -> dict[str, float]:
-    """Seconds per group of the engine's steps, from the journal's timings."""
+    """Seconds per step and per group of steps, from the journal's timings."""
     took = {s.step: (s.finished - s.started).total_seconds() for s in steps if s.finished}
     out = {name: sum(took.get(s, 0.0) for s in names) for name, names in STEP_GROUPS}
+    out.update(took)
     ends = {s.step: s for s in steps}
     if "switch_traffic" in ends and "destroy_old" in ends:
         switched = ends["switch_traffic"].finished
@@ -530,8 +532,10 @@ def report(swaps: list[Measure], inplace: list[Measure], cores: int) -> None:
     rates = [m.requests / m.window for m in swaps + inplace if m.window]
     print(f"(request loop: ~{med(rates):.0f} requests/s, a fresh connection each)")
     print("\nswap steps (journal), median seconds:")
-    for name in [*(g for g, _ in STEP_GROUPS), "drain (sleep)"]:
+    for name, names in [*STEP_GROUPS, ("drain (sleep)", ())]:
         print(f"  {name:30} {med([m.steps.get(name, 0.0) for m in swaps]):6.2f} s")
+        for step in names if len(names) > 1 else ():
+            print(f"    {step:28} {med([m.steps.get(step, 0.0) for m in swaps]):6.2f} s")
     codes = sorted({c for m in swaps + inplace for c in m.non200})
     for side, ms in (("swap", swaps), ("in-place", inplace)):
         per_run = "; ".join(
