@@ -20,6 +20,7 @@ docs:
 
 bench:
 	.venv/bin/python bench/render.py
+	.venv/bin/python bench/swap.py
 
 quickstart:
 	scripts/quickstart

@@ -1,0 +1,641 @@
+"""Swap benchmark: a swap through the edge beside an in-place `docker compose up -d` recreate.
+
+    /work/venv/bin/python bench/swap.py [--runs 3]
+
+Needs root, a running dockerd, Debian's `caddy` and `busybox-static`, loop
+devices; pulls nothing (the images are built locally, see `local_images`).
+
+One three-app instance (a static site served by Caddy, a web app, a writer
+app appending to the data volume through a CGI) is rendered by the real
+renderer from a generated config repository and deployed by the real
+`SwapEngine` on the `local` provider (compose projects, loop-device volume,
+edge Caddy). Each run pushes a new version of it while a request loop goes
+through the edge with each app's Host header, a fresh connection per
+request, every response recorded with its time. Beside it, in the same
+run, the same rendered compose project runs as a plain compose project (its
+data in a plain directory) and gets what compose GitOps tools do: the new
+files checked out over the old ones (renamed over them, as git does), then
+`docker compose up -d --force-recreate`, with the same loop hitting its
+Caddy's published port.
+
+Per side it prints medians over the runs: downtime (first failed request to
+the first 200 after the last failure; on the swap side that 200 comes from
+the new instance), connection errors, other non-200 answers, push-to-live
+(call to the first 200 of the new version), acknowledged writes missing
+afterwards, and for the swap the engine's steps from its journal. Not a
+test: nothing is asserted about time; the goals of issue 4 are printed
+beside the figures. Everything created is removed on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import schemas  # noqa: E402
+from deploy.journal import StepRecord  # noqa: E402
+from deploy.local import LocalProvider  # noqa: E402
+from deploy.local.compose import PROJECT_LABEL, default_compose  # noqa: E402
+from deploy.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
+from deploy.spec import DeploySpec  # noqa: E402
+from deploy.sqljournal import SqlJournal  # noqa: E402
+from deploy.swap import SwapEngine  # noqa: E402
+from renderers import ArtifactSet, RenderOptions, render_instance  # noqa: E402
+
+GOAL_PUSH_TO_LIVE = 20.0  # seconds, issue 4
+INSTANCE = "shop"
+HOSTS = ("site.bench.test", "web.bench.test", "notes.bench.test")
+APP_IMAGE = "bench/app:1"  # what the config names; mapped to a local image
+CADDY_IMAGE = "caddy:2.8.4"  # renderers.layout.CADDY_IMAGE
+STEP_GROUPS = (
+    ("create + ready", ("create_new", "wait_ready")),
+    (
+        "maintenance, detach/attach",
+        (
+            "maintenance_old",
+            "stop_writers_old",
+            "detach_old",
+            "attach_new",
+            "start_writers_new",
+        ),
+    ),
+    ("health check", ("health_check",)),
+    ("switch", ("switch_traffic",)),
+    ("destroy old", ("destroy_old",)),
+)
+
+
+# -- the one seam for subprocesses -----------------------------------------------
+def sh(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run a program to completion (output captured); every subprocess of this script."""
+    full_env = {**os.environ, **env} if env else None
+    proc = subprocess.run(
+        [str(a) for a in argv], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv[:4])}... failed: {(proc.stderr or proc.stdout)[-2000:]}"
+        )
+    return proc
+
+
+def local_images() -> tuple[str, str]:
+    """(app image, caddy image), built locally when missing (no registry here).
+
+    The one place that knows where images come from: switch this import to
+    `deploy.local.images` once it lands.
+    """
+    import docker
+
+    from tests.deploy.fixtures import build_image
+
+    client = docker.from_env()
+    return build_image(client), build_image(client, caddy=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the instance ----------------------------------------------------------------
+ADD_CGI = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo ""
+echo "$QUERY_STRING" >> /data/notes.txt
+echo "ok {version}"
+"""
+
+LIST_CGI = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo ""
+cat /data/notes.txt 2>/dev/null
+"""
+
+# busybox httpd as PID 1 ignores SIGTERM (a stop would wait for the timeout);
+# real app images handle it, so the stand-in does too
+HTTPD = "trap 'exit 0' TERM; httpd -f -p 8080 -h {root} & wait"
+
+
+def apps_config() -> dict[str, Any]:
+    """The three apps: a static site (Caddy), a web app, a writer app on the data volume."""
+    copy = "cp -r /app/. /tmp/www && chmod +x /tmp/www/cgi-bin/* && "
+    return {
+        "instance": {"https": False},
+        "volume": {"size": "64M"},
+        "apps": [
+            {
+                "name": "site",
+                "catalog": "static",
+                "domains": [HOSTS[0]],
+                "settings": {"root": "site"},
+            },
+            {
+                "name": "web",
+                "image": APP_IMAGE,
+                "port": 8080,
+                "command": ["sh", "-c", HTTPD.format(root="/www")],
+                "files": {"web/index.html": "/www/index.html"},
+                "domains": [HOSTS[1]],
+            },
+            {
+                "name": "notes",
+                "image": APP_IMAGE,
+                "port": 8080,
+                "command": ["sh", "-c", copy + HTTPD.format(root="/tmp/www")],
+                "files": {
+                    "notes/index.html": "/app/index.html",
+                    "notes/cgi-bin/add": "/app/cgi-bin/add",
+                    "notes/cgi-bin/list": "/app/cgi-bin/list",
+                },
+                "data": ["/data"],
+                "domains": [HOSTS[2]],
+            },
+        ],
+    }
+
+
+class ConfigRepo:
+    """A generated config repository with one instance; `render(version)` is one push."""
+
+    def __init__(self, root: Path, project: str, images: tuple[str, str]):
+        self.root = root
+        self.project = project
+        root.mkdir(parents=True)
+        self.options = RenderOptions(
+            mode="resolved",
+            secrets=lambda name: None,
+            image_map={APP_IMAGE: images[0], CADDY_IMAGE: images[1]},
+            volume_at_boot=False,  # as the service's deployer renders for a provider
+        )
+        projects = {project: {"branches": ["main"], "instances": ["*"]}}
+        (root / "swapyard.yaml").write_text(yaml.safe_dump({"projects": projects}))
+        self.dir = root / "instances" / INSTANCE
+        self.dir.mkdir(parents=True)
+        (self.dir / "apps.config").write_text(yaml.safe_dump(apps_config(), sort_keys=False))
+
+    def render(self, version: str) -> tuple[Any, ArtifactSet]:
+        """Write the files of `version` (its marker in every answer) and render the instance."""
+        files = {
+            "site/index.html": f"site {version}\n",
+            "web/index.html": f"web {version}\n",
+            "notes/index.html": f"notes {version}\n",
+            "notes/cgi-bin/add": ADD_CGI.format(version=version),
+            "notes/cgi-bin/list": LIST_CGI,
+        }
+        for rel, text in files.items():
+            path = self.dir / "files" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        (instance,) = schemas.load_repo(self.root).instances
+        return instance, render_instance(instance, self.options)
+
+
+# -- the request loop ------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    """One request: when it ended (monotonic), where it went, what came back."""
+
+    t: float
+    host: str
+    path: str
+    status: int | None  # None: a connection error
+    body: str
+    error: str = ""
+
+
+class RequestLoop(threading.Thread):
+    """GETs the three apps in turn through `port`, a fresh connection per request.
+
+    The writer app's requests are writes (`/cgi-bin/add?<tag>`): an answered
+    200 is an acknowledged write, looked for afterwards.
+    """
+
+    def __init__(self, port: int, tag: str):
+        super().__init__(daemon=True)
+        self.port = port
+        self.tag = tag
+        self.samples: list[Sample] = []
+        self.stopping = threading.Event()
+
+    def request(self, host: str, path: str) -> Sample:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace")
+            return Sample(time.monotonic(), host, path, resp.status, body)
+        except (OSError, http.client.HTTPException) as exc:
+            return Sample(time.monotonic(), host, path, None, "", type(exc).__name__)
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            for host in HOSTS:
+                path = f"/cgi-bin/add?{self.tag}-{n}" if host.startswith("notes.") else "/"
+                self.samples.append(self.request(host, path))
+            time.sleep(0.005)
+
+    def seen(self, version: str, hosts: Sequence[str] = HOSTS) -> bool:
+        """True once every host in `hosts` answered 200 with `version`."""
+        done = {s.host for s in self.samples if s.status == 200 and version in s.body}
+        return set(hosts) <= done
+
+    def stop(self) -> list[Sample]:
+        self.stopping.set()
+        self.join()
+        return self.samples
+
+
+@dataclass
+class Measure:
+    """The figures of one push on one side."""
+
+    downtime: float
+    errors: int
+    non200: dict[int, int]
+    push_to_live: float
+    requests: int
+    window: float  # seconds the request loop ran
+    lost_writes: int
+    steps: dict[str, float] = field(default_factory=dict)
+    engine_total: float = 0.0
+
+
+def measure(
+    samples: list[Sample], version: str, called: float, stored: set[str], tag: str
+) -> Measure:
+    """The figures of one push from its samples; `called` is when the push began.
+
+    Downtime: the first failed request (connection error or non-200) to the
+    first 200 of `version` after the last failure. Push-to-live: `called`
+    to that same 200 (to the first 200 of `version` when nothing failed).
+    """
+    bad = [s for s in samples if s.status != 200]
+    new = [s for s in samples if s.status == 200 and version in s.body]
+    after = [s for s in new if not bad or s.t > bad[-1].t]
+    live_at = after[0].t if after else float("nan")
+    downtime = live_at - bad[0].t if bad else 0.0
+    non200: dict[int, int] = {}
+    for s in bad:
+        if s.status is not None:
+            non200[s.status] = non200.get(s.status, 0) + 1
+    acked = {
+        s.path.split("?", 1)[1]
+        for s in samples
+        if s.path.startswith("/cgi-bin/add") and s.status == 200
+    }
+    lost = {a for a in acked if a.startswith(f"{tag}-")} - stored
+    errors = sum(1 for s in samples if s.status is None)
+    window = samples[-1].t - samples[0].t if samples else 0.0
+    live = live_at - called
+    return Measure(downtime, errors, non200, live, len(samples), window, len(lost))
+
+
+def stored_notes(port: int) -> set[str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/cgi-bin/list", headers={"Host": HOSTS[2]})
+        return set(conn.getresponse().read().decode().split())
+    finally:
+        conn.close()
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.05)
+
+
+# -- the swap side ---------------------------------------------------------------
+def step_seconds(steps: list[StepRecord]) -> dict[str, float]:
+    """Seconds per step and per group of steps, from the journal's timings."""
+    took = {s.step: (s.finished - s.started).total_seconds() for s in steps if s.finished}
+    out = {name: sum(took.get(s, 0.0) for s in names) for name, names in STEP_GROUPS}
+    out.update(took)
+    ends = {s.step: s for s in steps}
+    if "switch_traffic" in ends and "destroy_old" in ends:
+        switched = ends["switch_traffic"].finished
+        assert switched is not None
+        out["drain (sleep)"] = (ends["destroy_old"].started - switched).total_seconds()
+    return out
+
+
+class SwapSide:
+    """The swap engine on the local provider, with its own state directory and edge."""
+
+    def __init__(self, work: Path, project: str):
+        self.project = project
+        work.mkdir(parents=True)
+        self.port = free_port()
+        self.provider = LocalProvider(
+            work / "state",
+            ex_edge_listen=(f"127.0.0.1:{self.port}",),
+            ex_edge_admin=f"127.0.0.1:{free_port()}",
+        )
+        self.journal = SqlJournal(f"sqlite:///{work / 'journal.db'}")
+        self.engine = SwapEngine(self.provider, self.journal)  # the service's defaults
+
+    def deploy(self, instance: Any, artifacts: ArtifactSet, commit: str) -> Any:
+        spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
+        outcome = self.engine.deploy(spec)
+        if outcome.status != "success":
+            raise RuntimeError(f"deploy failed: {outcome.message}")
+        return outcome
+
+    def push(self, instance: Any, artifacts: ArtifactSet, version: str, tag: str) -> Measure:
+        loop = RequestLoop(self.port, tag)
+        loop.start()
+        try:
+            time.sleep(0.5)
+            called = time.monotonic()
+            outcome = self.deploy(instance, artifacts, secrets.token_hex(20))
+            returned = time.monotonic()
+            time.sleep(0.3)
+        finally:
+            samples = loop.stop()
+        result = measure(samples, version, called, stored_notes(self.port), tag)
+        result.steps = step_seconds(self.journal.steps(outcome.swap_id))
+        result.engine_total = returned - called
+        return result
+
+    def cleanup(self) -> None:
+        """Remove the instances, containers, networks, mounts, loop devices and the edge."""
+        p, prefix = self.provider, f"sy-{self.project}-"
+        for inst in p.list_instances():
+            with contextlib.suppress(Exception):
+                p.destroy_instance(inst)
+        with contextlib.suppress(Exception):
+            remove_compose_leftovers(p.docker, lambda name: name.startswith(prefix))
+        for vid in p.volumes.ids():
+            if p.volumes.use_loop:
+                for dev in loop_devices_of(p.volumes.image(vid)):
+                    for point in mountpoints_of(dev):
+                        sh(["umount", "-l", str(point)], check=False)
+                    sh(["losetup", "-d", dev], check=False)
+        for point in p.instances_dir.glob("*/data"):
+            p.volumes.release_mountpoint(point)  # lift chattr +i so the directory can go
+        p.ex_stop_edge()  # by the pid in its pid file
+
+
+def remove_compose_leftovers(client: Any, ours: Callable[[str], bool]) -> None:
+    """Containers and networks of our compose projects only (never a prune)."""
+    for c in client.containers.list(
+        all=True, ignore_removed=True, filters={"label": PROJECT_LABEL}
+    ):
+        if ours(c.labels.get(PROJECT_LABEL, "")):
+            c.remove(force=True)
+    for net in client.networks.list(filters={"label": PROJECT_LABEL}):
+        if ours(net.attrs.get("Labels", {}).get(PROJECT_LABEL, "")):
+            net.remove()
+
+
+# -- the in-place side -----------------------------------------------------------
+class InPlaceSide:
+    """The same rendered project as a plain compose project, recreated in place."""
+
+    def __init__(self, work: Path, project: str):
+        self.name = f"{project}-inplace"
+        self.root = work / "inplace" / "root"
+        self.data = work / "inplace" / "data"
+        self.data.mkdir(parents=True)
+        self.port = free_port()  # fixed: a recreated Caddy must publish the same port
+        self.override = work / "inplace" / "override.yaml"
+        self.override.write_text(
+            f'services:\n  caddy:\n    ports: !override ["127.0.0.1:{self.port}:80"]\n'
+        )
+        self.started = False
+
+    def compose(self, *args: str) -> None:
+        argv = [default_compose(), "-p", self.name, "--project-directory", str(self.root)]
+        argv += ["-f", str(self.root / "compose.yaml"), "-f", str(self.override), *args]
+        sh(argv, env={"SWAPYARD_ROOT": str(self.root), "SWAPYARD_DATA": str(self.data)})
+
+    def checkout(self, artifacts: ArtifactSet) -> None:
+        """Write the rendered files as `git checkout` does: each a new file renamed over the old.
+
+        So a running container keeps the file it bound (a bind follows the
+        inode) and sees the new one once recreated, as with a compose GitOps
+        tool pulling the repository.
+        """
+        for rel, data in artifacts.files:
+            target = self.root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.new")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+
+    def up(self, artifacts: ArtifactSet, version: str) -> None:
+        self.checkout(artifacts)
+        self.started = True
+        self.compose("up", "-d", "--pull", "never")
+        probe = RequestLoop(self.port, "warmup")
+        wait_for(lambda: self.answers(probe, version), 60, "the in-place project answering")
+
+    @staticmethod
+    def answers(probe: RequestLoop, version: str) -> bool:
+        return all(
+            version in probe.request(h, "/").body for h in HOSTS if not h.startswith("notes.")
+        )
+
+    def push(self, artifacts: ArtifactSet, version: str, tag: str) -> Measure:
+        loop = RequestLoop(self.port, tag)
+        loop.start()
+        try:
+            time.sleep(0.5)
+            called = time.monotonic()
+            self.checkout(artifacts)  # what a compose GitOps tool does: new files, then up
+            self.compose("up", "-d", "--force-recreate", "--pull", "never")
+            returned = time.monotonic()
+            wait_for(lambda: loop.seen(version), 60, f"{version} answering in place")
+            time.sleep(0.3)
+        finally:
+            samples = loop.stop()
+        result = measure(samples, version, called, stored_notes(self.port), tag)
+        result.engine_total = returned - called
+        return result
+
+    def cleanup(self, client: Any) -> None:
+        if self.started and (self.root / "compose.yaml").exists():
+            with contextlib.suppress(Exception):
+                self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+        with contextlib.suppress(Exception):
+            remove_compose_leftovers(client, lambda name: name == self.name)
+
+
+# -- report ----------------------------------------------------------------------
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(a: float, b: float) -> str:
+    if b == 0:
+        return "-" if a == 0 else "inf"
+    return f"{a / b:.2f}x"
+
+
+def report(swaps: list[Measure], inplace: list[Measure], cores: int) -> None:
+    n = len(swaps)
+    print(
+        f"\nmedians of {n} run(s), {cores} cores; swap vs in-place "
+        "`docker compose up -d --force-recreate`\n"
+    )
+    head = f"{'':32} {'swap':>9} {'in-place':>9} {'ratio':>7}   goal (issue 4)"
+    print(head)
+    print("-" * len(head))
+
+    def row(label: str, key: Callable[[Measure], float], unit: str = "", goal: str = "") -> None:
+        a, b = med([key(m) for m in swaps]), med([key(m) for m in inplace])
+        fa, fb = (f"{a:.2f} s", f"{b:.2f} s") if unit else (f"{a:g}", f"{b:g}")
+        print(f"{label:32} {fa:>9} {fb:>9} {ratio(a, b):>7}   {goal}")
+
+    row("downtime (first fail -> 200)", lambda m: m.downtime, "s", "swap <= in-place")
+    row("connection errors", lambda m: m.errors, goal="swap: 0")
+    row("non-200 answers", lambda m: sum(m.non200.values()))
+    row("push-to-live", lambda m: m.push_to_live, "s", f"swap < {GOAL_PUSH_TO_LIVE:g} s")
+    row("command returned after", lambda m: m.engine_total, "s")
+    row("acknowledged writes lost", lambda m: m.lost_writes, goal="0")
+    rates = [m.requests / m.window for m in swaps + inplace if m.window]
+    print(f"(request loop: ~{med(rates):.0f} requests/s, a fresh connection each)")
+    print("\nswap steps (journal), median seconds:")
+    for name, names in [*STEP_GROUPS, ("drain (sleep)", ())]:
+        print(f"  {name:30} {med([m.steps.get(name, 0.0) for m in swaps]):6.2f} s")
+        for step in names if len(names) > 1 else ():
+            print(f"    {step:28} {med([m.steps.get(step, 0.0) for m in swaps]):6.2f} s")
+    codes = sorted({c for m in swaps + inplace for c in m.non200})
+    for side, ms in (("swap", swaps), ("in-place", inplace)):
+        per_run = "; ".join(
+            ", ".join(
+                [f"{m.downtime:.2f} s", f"{m.errors} errors"]
+                + [f"{m.non200[c]}x{c}" for c in codes if m.non200.get(c)]
+            )
+            for m in ms
+        )
+        print(f"{side:9} per run: {per_run}")
+    print("\ngoals:")
+    a, b = med([m.downtime for m in swaps]), med([m.downtime for m in inplace])
+    errors = max((m.errors for m in swaps), default=0)
+    live = max((m.push_to_live for m in swaps), default=float("nan"))
+    print(
+        f"  downtime no longer than in-place recreate: {'met' if a <= b else 'NOT met'}"
+        f" ({a:.2f} s vs {b:.2f} s)"
+    )
+    print(
+        f"  zero connection errors during a swap:      {'met' if errors == 0 else 'NOT met'}"
+        f" (max {errors}; in-place median {med([m.errors for m in inplace]):g})"
+    )
+    print(
+        f"  push-to-live under {GOAL_PUSH_TO_LIVE:g} s:                 "
+        f"{'met' if live < GOAL_PUSH_TO_LIVE else 'NOT met'} (max {live:.2f} s)"
+    )
+
+
+# -- main ------------------------------------------------------------------------
+@contextlib.contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so cleanup runs for both."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="pushes per side (default 3)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root: loop devices and mounts")
+    images = local_images()  # before any timing: "images present"
+    import docker
+
+    client = docker.from_env()
+    project = "bench" + secrets.token_hex(3)
+    work = Path(tempfile.mkdtemp(prefix="swapyard-bench-"))
+    swap: SwapSide | None = None
+    inplace: InPlaceSide | None = None
+    swaps: list[Measure] = []
+    inplaces: list[Measure] = []
+    try:
+        with interrupts_as_exceptions():
+            repo = ConfigRepo(work / "repo", project, images)
+            swap = SwapSide(work / "swap", project)
+            inplace = InPlaceSide(work, project)
+            instance, artifacts = repo.render("v1")
+            started = time.monotonic()
+            swap.deploy(instance, artifacts, "0" * 40)
+            print(f"first deploy (create): {time.monotonic() - started:.2f} s", flush=True)
+            started = time.monotonic()
+            inplace.up(artifacts, "v1")
+            print(f"in-place project up:   {time.monotonic() - started:.2f} s", flush=True)
+            for run in range(1, args.runs + 1):
+                version = f"v{run + 1}"
+                instance, artifacts = repo.render(version)
+                s = swap.push(instance, artifacts, version, f"s{run}")
+                i = inplace.push(artifacts, version, f"i{run}")
+                swaps.append(s)
+                inplaces.append(i)
+                print(
+                    f"run {run}: swap downtime {s.downtime:.2f} s, {s.errors} errors, "
+                    f"live after {s.push_to_live:.2f} s | in-place downtime "
+                    f"{i.downtime:.2f} s, {i.errors} errors, live after {i.push_to_live:.2f} s",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if swap is not None:
+            swap.cleanup()
+        if inplace is not None:
+            inplace.cleanup(client)
+        shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if swaps and len(swaps) == len(inplaces):
+        report(swaps, inplaces, os.cpu_count() or 0)
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
