@@ -94,7 +94,7 @@ def prometheus_text(history: BackupJournal) -> str:
                 f"swapyard_backup_last_success_timestamp_seconds{lab} {_epoch(ok['finished']):.0f}"
             )
         out["swapyard_backup_last_bytes"].append(
-            f"swapyard_backup_last_bytes{lab} {r['bytes'] or 0}"
+            f"swapyard_backup_last_bytes{lab} {ok['bytes'] or 0}"
         )
     for project, name, kind, state, n in counts:
         lab = _labels(project=project, instance=name, kind=kind, state=state)
