@@ -198,3 +198,11 @@ def settings_markdown() -> str:
         default = "*(secret)*" if s.secret else f"`{s.default!r}`"
         lines.append(f"| `{s.name.lower()}` | {env} | {default} | {s.description} |")
     return "\n".join(lines) + "\n"
+
+
+def update_settings_doc(path: str | Path) -> None:
+    """Rewrite the generated settings table between the markers in `path` (docs/service.md)."""
+    doc = Path(path).read_text(encoding="utf-8")
+    start = doc.index("-->\n", doc.index("<!-- settings:")) + len("-->\n")
+    end = doc.index("<!-- /settings -->")
+    Path(path).write_text(doc[:start] + settings_markdown() + doc[end:], encoding="utf-8")

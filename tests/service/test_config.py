@@ -76,6 +76,5 @@ def test_docs_list_every_setting():
     start = doc.index("-->\n", doc.index("<!-- settings:")) + len("-->\n")
     generated = doc[start : doc.index("<!-- /settings -->")]
     assert generated == settings_markdown(), (
-        "docs/service.md is stale: regenerate its settings table with "
-        "service.config.settings_markdown()"
+        "docs/service.md is stale: regenerate its settings table with `make docs`"
     )
