@@ -78,137 +78,118 @@ def _static(name: str, domains: tuple[str, ...], s: Settings) -> App:
 
 
 def _nextcloud(name: str, domains: tuple[str, ...], s: Settings) -> App:
-    db, cache = f"{name}-db", f"{name}-redis"
-    return App(
-        name=name,
-        kind="nextcloud",
-        domains=domains,
-        upstream=name,
-        port=80,
-        health_path="/status.php",
-        services=(
-            Service(
-                name=name,
-                image="nextcloud:30.0.4-apache",
-                environment=_env(
-                    POSTGRES_HOST=db,
-                    POSTGRES_DB="nextcloud",
-                    POSTGRES_USER="nextcloud",
-                    POSTGRES_PASSWORD=s["db_password"],
-                    NEXTCLOUD_ADMIN_USER=s["admin_user"],
-                    NEXTCLOUD_ADMIN_PASSWORD=s["admin_password"],
-                    NEXTCLOUD_TRUSTED_DOMAINS=" ".join(domains),
-                    OVERWRITEPROTOCOL="https",
-                    REDIS_HOST=cache,
-                ),
-                data=(DataMount(f"{name}/html", "/var/www/html"),),
-                writer=True,
-                exposed=True,
-                port=80,
-                depends_on=(db, cache),
-            ),
-            Service(
-                name=db,
-                image=POSTGRES,
-                environment=_env(
-                    POSTGRES_DB="nextcloud",
-                    POSTGRES_USER="nextcloud",
-                    POSTGRES_PASSWORD=s["db_password"],
-                ),
-                data=(DataMount(f"{name}/postgres", "/var/lib/postgresql/data"),),
-                writer=True,
-                healthcheck=_db_health("postgres"),
-            ),
-            Service(name=cache, image=REDIS, healthcheck=_db_health("redis")),
+    db = Service(
+        name=f"{name}-db",
+        image=POSTGRES,
+        environment=_env(
+            POSTGRES_DB="nextcloud",
+            POSTGRES_USER="nextcloud",
+            POSTGRES_PASSWORD=s["db_password"],
         ),
+        data=(DataMount(f"{name}/postgres", "/var/lib/postgresql/data"),),
+        writer=True,
+        healthcheck=_db_health("postgres"),
+    )
+    cache = Service(name=f"{name}-redis", image=REDIS, healthcheck=_db_health("redis"))
+    web = Service(
+        name=name,
+        image="nextcloud:30.0.4-apache",
+        environment=_env(
+            POSTGRES_HOST=db.name,
+            POSTGRES_DB="nextcloud",
+            POSTGRES_USER="nextcloud",
+            POSTGRES_PASSWORD=s["db_password"],
+            NEXTCLOUD_ADMIN_USER=s["admin_user"],
+            NEXTCLOUD_ADMIN_PASSWORD=s["admin_password"],
+            NEXTCLOUD_TRUSTED_DOMAINS=" ".join(domains),
+            OVERWRITEPROTOCOL="https",
+            REDIS_HOST=cache.name,
+        ),
+        data=(DataMount(f"{name}/html", "/var/www/html"),),
+        writer=True,
+        exposed=True,
+        port=80,
+        depends_on=(db.name, cache.name),
+    )
+    return _exposed_app("nextcloud", domains, "/status.php", web, db, cache)
+
+
+def _exposed_app(
+    kind: str, domains: tuple[str, ...], health: str, web: Service, *backing: Service
+) -> App:
+    """An app whose first service faces the internet and the rest back it."""
+    return App(
+        name=web.name,
+        kind=kind,
+        domains=domains,
+        upstream=web.name,
+        port=web.port,
+        health_path=health,
+        services=(web, *backing),
+    )
+
+
+def _mysql_like(name: str, s: Settings, flavour: str, image: str, database: str) -> Service:
+    """The MySQL or MariaDB container of an app (their images take the same variables)."""
+    prefix = flavour.upper()
+    return Service(
+        name=f"{name}-db",
+        image=image,
+        environment=_env(
+            **{
+                f"{prefix}_DATABASE": database,
+                f"{prefix}_USER": database,
+                f"{prefix}_PASSWORD": s["db_password"],
+                f"{prefix}_ROOT_PASSWORD": s["db_root_password"],
+            }
+        ),
+        data=(DataMount(f"{name}/{flavour}", "/var/lib/mysql"),),
+        writer=True,
+        healthcheck=_db_health(flavour),
     )
 
 
 def _ghost(name: str, domains: tuple[str, ...], s: Settings) -> App:
-    db = f"{name}-db"
-    return App(
+    db = _mysql_like(name, s, "mysql", MYSQL, "ghost")
+    web = Service(
         name=name,
-        kind="ghost",
-        domains=domains,
-        upstream=name,
-        port=2368,
-        health_path="/ghost/api/admin/site/",
-        services=(
-            Service(
-                name=name,
-                image="ghost:5.105.0-alpine",
-                environment=_env(
-                    url=_url(domains),
-                    database__client="mysql",
-                    database__connection__host=db,
-                    database__connection__user="ghost",
-                    database__connection__password=s["db_password"],
-                    database__connection__database="ghost",
-                    NODE_ENV="production",
-                ),
-                data=(DataMount(f"{name}/content", "/var/lib/ghost/content"),),
-                writer=True,
-                exposed=True,
-                port=2368,
-                depends_on=(db,),
-            ),
-            Service(
-                name=db,
-                image=MYSQL,
-                environment=_env(
-                    MYSQL_DATABASE="ghost",
-                    MYSQL_USER="ghost",
-                    MYSQL_PASSWORD=s["db_password"],
-                    MYSQL_ROOT_PASSWORD=s["db_root_password"],
-                ),
-                data=(DataMount(f"{name}/mysql", "/var/lib/mysql"),),
-                writer=True,
-                healthcheck=_db_health("mysql"),
-            ),
+        image="ghost:5.105.0-alpine",
+        environment=_env(
+            url=_url(domains),
+            database__client="mysql",
+            database__connection__host=db.name,
+            database__connection__user="ghost",
+            database__connection__password=s["db_password"],
+            database__connection__database="ghost",
+            NODE_ENV="production",
         ),
+        data=(DataMount(f"{name}/content", "/var/lib/ghost/content"),),
+        writer=True,
+        exposed=True,
+        port=2368,
+        depends_on=(db.name,),
     )
+    return _exposed_app("ghost", domains, "/ghost/api/admin/site/", web, db)
 
 
 def _wordpress(name: str, domains: tuple[str, ...], s: Settings) -> App:
-    db = f"{name}-db"
-    return App(
+    db = _mysql_like(name, s, "mariadb", MARIADB, "wordpress")
+    web = Service(
         name=name,
-        kind="wordpress",
-        domains=domains,
-        upstream=name,
-        port=80,
-        health_path="/wp-login.php",
-        services=(
-            Service(
-                name=name,
-                image="wordpress:6.7.1-apache",
-                environment=_env(
-                    WORDPRESS_DB_HOST=db,
-                    WORDPRESS_DB_USER="wordpress",
-                    WORDPRESS_DB_PASSWORD=s["db_password"],
-                    WORDPRESS_DB_NAME="wordpress",
-                ),
-                data=(DataMount(f"{name}/html", "/var/www/html"),),
-                writer=True,
-                exposed=True,
-                port=80,
-                depends_on=(db,),
-            ),
-            Service(
-                name=db,
-                image=MARIADB,
-                environment=_env(
-                    MARIADB_DATABASE="wordpress",
-                    MARIADB_USER="wordpress",
-                    MARIADB_PASSWORD=s["db_password"],
-                    MARIADB_ROOT_PASSWORD=s["db_root_password"],
-                ),
-                data=(DataMount(f"{name}/mariadb", "/var/lib/mysql"),),
-                writer=True,
-                healthcheck=_db_health("mariadb"),
-            ),
+        image="wordpress:6.7.1-apache",
+        environment=_env(
+            WORDPRESS_DB_HOST=db.name,
+            WORDPRESS_DB_USER="wordpress",
+            WORDPRESS_DB_PASSWORD=s["db_password"],
+            WORDPRESS_DB_NAME="wordpress",
         ),
+        data=(DataMount(f"{name}/html", "/var/www/html"),),
+        writer=True,
+        exposed=True,
+        port=80,
+        depends_on=(db.name,),
     )
+    return _exposed_app("wordpress", domains, "/wp-login.php", web, db)
 
 
 def _single(
@@ -217,26 +198,16 @@ def _single(
     """A catalog app made of one container that keeps everything under one data path."""
 
     def build(name: str, domains: tuple[str, ...], s: Settings) -> App:
-        env = _ENV_BUILDERS[kind](domains, s)
-        return App(
+        web = Service(
             name=name,
-            kind=kind,
-            domains=domains,
-            upstream=name,
+            image=image,
+            environment=_ENV_BUILDERS[kind](domains, s),
+            data=(DataMount(f"{name}/data", data),),
+            writer=True,
+            exposed=True,
             port=port,
-            health_path=health,
-            services=(
-                Service(
-                    name=name,
-                    image=image,
-                    environment=env,
-                    data=(DataMount(f"{name}/data", data),),
-                    writer=True,
-                    exposed=True,
-                    port=port,
-                ),
-            ),
         )
+        return _exposed_app(kind, domains, health, web)
 
     return build
 
