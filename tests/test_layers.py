@@ -36,3 +36,13 @@ def test_imports_run_one_way(package: str) -> None:
         if imported_packages(path) & FORBIDDEN[package]
     ]
     assert offenders == []
+
+
+def test_importing_the_service_opens_nothing() -> None:
+    import threading
+
+    before = threading.active_count()
+    import service
+    import service.worker  # noqa: F401
+
+    assert threading.active_count() == before
