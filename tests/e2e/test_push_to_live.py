@@ -240,7 +240,7 @@ def _stop_waitress(server: Any, thread: threading.Thread) -> None:
 
 
 def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> None:
-    from service.quickstart import api, wait_for_push
+    from service.quickstart_steps import api, wait_for_push
 
     started = time.monotonic()
     sha, out = world.push()
