@@ -82,7 +82,8 @@ def push_payload(
     shas: list[str] = []
     if not deleted:
         if created:
-            spec = [after, "--not", "--exclude", ref, "--branches", "--tags"]
+            # new to the repository: not on any other branch (git wants the short name here)
+            spec = [after, "--not", f"--exclude={ref.removeprefix('refs/heads/')}", "--branches"]
         else:
             spec = [f"{before}..{after}"]
             merge_base = subprocess.run(
