@@ -11,7 +11,6 @@ Needs root, a Docker engine, caddy and busybox-static; skipped otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -206,26 +205,15 @@ def world(tmp_path: Path) -> Iterator[World]:
     finally:
         worker.stop()
         _stop_waitress(server, loop)
+        import docker
+
+        from tests.deploy.conftest import cleanup
+
+        # instances through the provider, then anything a failed destroy left:
+        # containers and networks of sy-<project>-*, loop devices, sealed
+        # mountpoints, and the edge Caddy (by its pid file)
         provider = LocalProvider(state, ex_edge_listen=(edge,), ex_edge_admin=admin)
-        for instance in provider.list_instances():
-            with contextlib.suppress(Exception):
-                provider.destroy_instance(instance)
-        _remove_leftovers(project)
-        provider.ex_stop_edge()
-
-
-def _remove_leftovers(project: str) -> None:
-    """Containers of this test's compose projects that a failed destroy may have left."""
-    label = "label=com.docker.compose.project"
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", label, "--format", "{{.ID}} {{.Labels}}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    mine = [line.split()[0] for line in out.splitlines() if f"project=sy-{project}-" in line]
-    if mine:
-        subprocess.run(["docker", "rm", "-f", *mine], capture_output=True, timeout=120)
+        cleanup(provider, docker.from_env(), project)
 
 
 def _stop_waitress(server: Any, thread: threading.Thread) -> None:
