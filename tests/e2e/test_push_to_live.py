@@ -111,6 +111,7 @@ class World:
     edge: str
     clone: Path
     project: str
+    provider: Any
 
     def push(self) -> tuple[str, str]:
         out = _git("push", "origin", "HEAD:refs/heads/main", cwd=self.clone)
@@ -200,8 +201,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     loop.start()
     worker = get_worker(app)
     worker.start()
+    provider = LocalProvider(state, ex_edge_listen=(edge,), ex_edge_admin=admin)
     try:
-        yield World(f"http://127.0.0.1:{port}", edge, clone, project)
+        yield World(f"http://127.0.0.1:{port}", edge, clone, project, provider)
     finally:
         worker.stop()
         _stop_waitress(server, loop)
@@ -212,7 +214,6 @@ def world(tmp_path: Path) -> Iterator[World]:
         # instances through the provider, then anything a failed destroy left:
         # containers and networks of sy-<project>-*, loop devices, sealed
         # mountpoints, and the edge Caddy (by its pid file)
-        provider = LocalProvider(state, ex_edge_listen=(edge,), ex_edge_admin=admin)
         cleanup(provider, docker.from_env(), project)
 
 
@@ -250,6 +251,11 @@ def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> N
     assert "v2" in world.get("site.test").text
     notes = world.get("notes.test", "/cgi-bin/list")
     assert notes.status_code == 200 and "written-before-the-swap" in notes.text
+    # the old instance is gone; the volume is attached once, to the new one
+    [live] = world.provider.list_instances()
+    assert live.id in second["summary"]
+    [volume] = world.provider.list_volumes()
+    assert volume.attached_to == live.id, volume
 
     key = f"{world.project}/notes"
     history = [
