@@ -37,14 +37,15 @@ class HookError(SwapyardError):
     """The hook cannot be installed or cannot deliver."""
 
 
-def _git(git_dir: Path, *args: str) -> str:
+def _git_run(git_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The one subprocess seam of this module: a git command in the bare repository."""
-    proc = subprocess.run(
-        ["git", "--git-dir", str(git_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, timeout=60
     )
+
+
+def _git(git_dir: Path, *args: str) -> str:
+    proc = _git_run(git_dir, *args)
     if proc.returncode != 0:
         raise HookError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()[-300:]}")
     return proc.stdout
@@ -86,11 +87,7 @@ def push_payload(
             spec = [after, "--not", f"--exclude={ref.removeprefix('refs/heads/')}", "--branches"]
         else:
             spec = [f"{before}..{after}"]
-            merge_base = subprocess.run(
-                ["git", "--git-dir", str(git_dir), "merge-base", "--is-ancestor", before, after],
-                capture_output=True,
-                timeout=60,
-            )
+            merge_base = _git_run(git_dir, "merge-base", "--is-ancestor", before, after)
             forced = merge_base.returncode != 0
         shas = _git(git_dir, "rev-list", "--reverse", "--max-count=20", *spec).split()
     commits = [_commit(git_dir, sha, full_name) for sha in shas]

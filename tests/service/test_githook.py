@@ -45,3 +45,27 @@ def test_install_writes_an_executable_hook_and_its_settings(
     settings = json.loads((config_repo.bare / "hooks" / "swapyard-hook.json").read_text())
     assert settings["clone_url"] == str(config_repo.bare.resolve())
     assert settings["secret_file"] == str(secret.resolve())
+
+
+def test_a_push_succeeds_and_says_so_when_the_service_is_down(
+    config_repo: ConfigRepo, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    install(config_repo.bare, f"http://127.0.0.1:{port}", secret, "me/config")
+    config_repo.commit("change", {"instances/www/files/site/index.html": "v3\n"})
+    proc = subprocess.run(
+        ["git", "push", "origin", "HEAD:refs/heads/main"],
+        cwd=config_repo.work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "swapyard: not delivered (refs/heads/main): cannot reach" in proc.stderr
