@@ -94,10 +94,22 @@ def main(argv: list[str] | None = None) -> int:
     """Run the quick start (see the module docstring)."""
     p = argparse.ArgumentParser(prog="scripts/quickstart", description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--offline", dest="offline", action="store_true", default=None)
-    mode.add_argument("--online", dest="offline", action="store_false")
+    mode.add_argument(
+        "--offline",
+        dest="offline",
+        action="store_true",
+        default=None,
+        help="build local images (default when `docker pull` fails)",
+    )
+    mode.add_argument(
+        "--online", dest="offline", action="store_false", help="use the upstream images"
+    )
     p.add_argument("--stop", action="store_true", help="stop and remove what it started")
-    p.add_argument("--dir", default=os.environ.get("QUICKSTART_DIR", str(ROOT / ".quickstart")))
+    p.add_argument(
+        "--dir",
+        help="where everything lives (default ./.quickstart)",
+        default=os.environ.get("QUICKSTART_DIR", str(ROOT / ".quickstart")),
+    )
     p.add_argument("--port", type=int, default=int(os.environ.get("QUICKSTART_PORT", "8090")))
     p.add_argument("--edge", default=os.environ.get("QUICKSTART_EDGE", "127.0.0.1:8000"))
     p.add_argument(
