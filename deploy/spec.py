@@ -63,8 +63,12 @@ class DeploySpec:
 
     @property
     def all_domains(self) -> tuple[str, ...]:
-        """The domains the edge routes to the instance (default: every app's health domain)."""
-        return self.domains or tuple(dict.fromkeys(a.domain for a in self.apps))
+        """The domains the edge routes to the instance (default: every app's health domain).
+
+        Each once: apps sharing a domain under different paths (a site and its
+        /api) must not repeat it in the edge's host matcher, which Caddy refuses.
+        """
+        return tuple(dict.fromkeys(self.domains or (a.domain for a in self.apps)))
 
     @classmethod
     def from_instance(cls, instance: Instance, ignition: bytes, commit: str) -> DeploySpec:

@@ -173,10 +173,11 @@ def schema(fmt: str, which: str, out: str | None) -> None:
 
 
 def _register_service_commands() -> None:
-    from . import cli_backup, cli_service
+    from . import cli_backup, cli_local, cli_service
 
     cli_service.register(main)
     cli_backup.register(main)
+    cli_local.register(main)
 
 
 _register_service_commands()

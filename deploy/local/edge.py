@@ -65,7 +65,7 @@ class LocalEdge:
         """The Caddy JSON config serving `routes` (unknown hosts get a 404)."""
         caddy_routes: list[dict[str, Any]] = [
             {
-                "match": [{"host": list(r.domains)}],
+                "match": [{"host": list(dict.fromkeys(r.domains))}],
                 "handle": [
                     {
                         "handler": "reverse_proxy",

@@ -1,8 +1,8 @@
 """Test fixtures of the deploy layer: a local image and small Ignition configs.
 
-`build_image` makes an image without a registry: a root filesystem holding
-busybox-static and Debian's caddy (with the libraries it links), imported
-with the Docker SDK and tagged by a hash of its content so reruns reuse it.
+`build_image` makes an image without a registry through the product's
+builder (deploy.local.images): busybox-static and Debian's caddy imported
+with `docker import`, tagged by a hash of its content so reruns reuse it.
 
 `make_ignition` stands in for `renderers.render_instance` until that lands:
 an Ignition 3.4.0 config with a compose project of three services — the
@@ -15,90 +15,21 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
-import io
 import json
 import shutil
-import subprocess
-import tarfile
-from pathlib import Path
 from typing import Any
-
-IMAGE_REPO = "swapyard-test/base"
-BINARIES = ["/bin/busybox", "/usr/bin/caddy"]
-
-
-def _libraries(binary: str) -> list[str]:
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
-    libs = []
-    for line in out.splitlines():
-        parts = line.split()
-        for p in parts:
-            if p.startswith("/"):
-                libs.append(p)
-    return libs
-
-
-def _rootfs_tar() -> tuple[bytes, str]:
-    files = sorted({*BINARIES, *(lib for b in BINARIES for lib in _libraries(b))})
-    digest = hashlib.sha256()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in files:
-            real = Path(path).resolve()
-            data = real.read_bytes()
-            digest.update(path.encode() + hashlib.sha256(data).digest())
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-        applets = subprocess.run(
-            ["/bin/busybox", "--list"], capture_output=True, text=True
-        ).stdout.split()
-        for applet in applets:
-            if applet == "busybox":
-                continue
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "/bin/busybox"
-            tar.addfile(info)
-        for name, text in {
-            "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
-            "etc/group": "root:x:0:\n",
-        }.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text)
-            tar.addfile(info, io.BytesIO(text.encode()))
-        for d in ("tmp", "root", "etc/caddy", "srv", "data", "config"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
-            tar.addfile(info)
-    digest.update(" ".join(applets).encode())
-    return buf.getvalue(), digest.hexdigest()[:12]
-
-
-CADDY_CHANGES = [
-    'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
-    "ENV XDG_DATA_HOME=/data XDG_CONFIG_HOME=/config HOME=/root",
-    "WORKDIR /srv",
-]
 
 
 def build_image(client: Any, caddy: bool = False) -> str:
     """Build (or reuse) the test image; returns its `repo:tag`.
 
-    `caddy=True` gives the same files with the upstream caddy image's
-    command, so it can stand in for `caddy:2` in a rendered compose file.
+    The builder is the product's (deploy.local.images): busybox and Debian's
+    caddy with `sh` as command, or with `caddy=True` the image that stands in
+    for upstream `caddy:2.8.4`. `client` is unused (kept for callers).
     """
-    data, tag = _rootfs_tar()
-    repo = f"{IMAGE_REPO}-caddy" if caddy else IMAGE_REPO
-    ref = f"{repo}:{tag}"
-    try:
-        client.images.get(ref)
-        return ref
-    except Exception:  # docker.errors.ImageNotFound; docker is imported lazily
-        pass
-    changes = CADDY_CHANGES if caddy else ['CMD ["/bin/sh"]', "WORKDIR /"]
-    client.api.import_image_from_data(data, repository=repo, tag=tag, changes=changes)
-    return ref
+    from deploy.local.images import caddy_image, tools_image
+
+    return caddy_image() if caddy else tools_image()
 
 
 def _file(path: str, data: bytes, mode: int = 0o644, gz: bool = False) -> dict[str, Any]:

@@ -9,13 +9,10 @@ never collides with anything else on the machine.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,44 +28,9 @@ from .test_compose import _docker_compose
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-IMAGE_REPO = "swapyard-test/render-e2e"
-BINARIES = ("/bin/busybox", "/usr/bin/caddy")
-
 
 def _run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, check=False, timeout=300, **kwargs)  # type: ignore[call-overload]
-
-
-def _libraries(binary: str) -> list[str]:
-    out = _run("ldd", binary).stdout
-    libs = []
-    for line in out.splitlines():
-        parts = line.split()
-        for part in parts:
-            if part.startswith("/"):
-                libs.append(part)
-    return sorted(set(libs))
-
-
-def _rootfs() -> bytes:
-    files = sorted({*BINARIES, *(lib for b in BINARIES for lib in _libraries(b))})
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in files:
-            real = os.path.realpath(path)
-            info = tar.gettarinfo(real, arcname=path.lstrip("/"))
-            info.mtime = 0
-            with open(real, "rb") as f:
-                tar.addfile(info, f)
-        for applet in ("sh", "httpd", "env", "cat", "nslookup"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        for directory in ("tmp", "data", "config", "etc/caddy", "srv"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
-            tar.addfile(info)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -76,22 +38,12 @@ def local_image() -> str:
     """An image like the official caddy one (CMD, XDG dirs), with busybox for the app."""
     if shutil.which("docker") is None or _run("docker", "info").returncode != 0:
         pytest.skip("no Docker engine; install docker.io and start dockerd")
-    for binary in BINARIES:
+    for binary in ("/bin/busybox", "/usr/bin/caddy"):
         if not Path(binary).exists():
             pytest.skip(f"{binary} is missing; apt-get install busybox-static caddy")
-    rootfs = _rootfs()
-    tag = f"{IMAGE_REPO}:{hashlib.sha256(rootfs).hexdigest()[:12]}"
-    if _run("docker", "image", "inspect", tag).returncode != 0:
-        changes = [
-            "ENV XDG_CONFIG_HOME=/config",
-            "ENV XDG_DATA_HOME=/data",
-            "ENV PATH=/bin:/usr/bin",
-            'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
-        ]
-        args = ["docker", "import", *(a for c in changes for a in ("--change", c)), "-", tag]
-        result = subprocess.run(args, input=rootfs, capture_output=True, check=False, timeout=300)
-        assert result.returncode == 0, result.stderr.decode()
-    return tag
+    from deploy.local.images import caddy_image
+
+    return caddy_image()
 
 
 def _instance() -> Instance:

@@ -1,0 +1,266 @@
+"""From a git push to a live app: the whole flow, for real, on this machine.
+
+A bare repository (the "forge") with swapyard's own post-receive hook
+(service.githook, the one the quick start installs) delivers signed push
+webhooks to the service, served by waitress on loopback with its worker, DEPLOY
+on and the local provider (real Docker engine, loop-mounted volume, edge
+Caddy). Images are the product's offline ones (deploy.local.images).
+
+Needs root, a Docker engine, caddy and busybox-static; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SECRET = "e2e-webhook-secret"
+TOKEN = "e2e-api-token"
+FULL_NAME = "e2e/config"
+
+NOTES_CONFIG = """\
+instance:
+  provider: local
+volume:
+  size: 64M
+apps:
+  - name: site
+    catalog: static
+    domains: [site.test]
+    settings:
+      root: site
+  - name: notes
+    image: busybox:1.36
+    port: 8080
+    domains: [notes.test]
+    command:
+      - sh
+      - -c
+      - >-
+        mkdir -p /www/cgi-bin && cp /srv/notes/add /srv/notes/list /www/cgi-bin/ &&
+        chmod +x /www/cgi-bin/add /www/cgi-bin/list && cp /srv/notes/index.html /www/ &&
+        exec httpd -f -p 8080 -h /www
+    data: [/var/lib/notes]
+    files:
+      notes/add: /srv/notes/add
+      notes/list: /srv/notes/list
+      notes/index.html: /srv/notes/index.html
+"""
+
+ADD = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo ""
+echo "$QUERY_STRING" >> /var/lib/notes/notes.txt
+sync
+echo ok
+"""
+
+LIST = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo ""
+cat /var/lib/notes/notes.txt 2>/dev/null
+"""
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "e2e",
+        "GIT_AUTHOR_EMAIL": "e2e@example.org",
+        "GIT_COMMITTER_NAME": "e2e",
+        "GIT_COMMITTER_EMAIL": "e2e@example.org",
+    }
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@dataclass
+class World:
+    url: str
+    edge: str
+    clone: Path
+    project: str
+    provider: Any
+
+    def push(self) -> tuple[str, str]:
+        out = _git("push", "origin", "HEAD:refs/heads/main", cwd=self.clone)
+        return _git("rev-parse", "HEAD", cwd=self.clone).strip(), out
+
+    def commit(self, message: str, files: dict[str, str]) -> None:
+        _write(self.clone, files)
+        _git("add", "-A", cwd=self.clone)
+        _git("commit", "-qm", message, cwd=self.clone)
+
+    def get(self, host: str, path: str = "/") -> requests.Response:
+        return requests.get(f"http://{self.edge}{path}", headers={"Host": host}, timeout=10)
+
+
+def _requirements() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, mount)")
+    for tool in ("docker", "caddy", "git"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    if not Path("/bin/busybox").exists():
+        pytest.skip("busybox-static is not installed")
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("no Docker engine running")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A config repository with its hook, and the service deploying it for real."""
+    _requirements()
+    import waitress
+
+    from deploy.local import LocalProvider
+    from deploy.local.images import image_map_for_repository
+    from service import create_app
+    from service.githook import install
+    from service.worker import get_worker
+
+    project = "e2e" + secrets.token_hex(3)
+    bare, clone = tmp_path / "forge" / "config.git", tmp_path / "config"
+    bare.parent.mkdir()
+    _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    _git("clone", "-q", str(bare), str(clone), cwd=tmp_path)
+    _git("checkout", "-q", "-B", "main", cwd=clone)
+    _write(
+        clone,
+        {
+            "swapyard.yaml": f"projects:\n  {project}:\n    branches: [main]\n",
+            "instances/notes/apps.config": NOTES_CONFIG,
+            "instances/notes/files/site/index.html": "<h1>hello site v1</h1>\n",
+            "instances/notes/files/notes/add": ADD,
+            "instances/notes/files/notes/list": LIST,
+            "instances/notes/files/notes/index.html": "notes\n",
+        },
+    )
+    _git("add", "-A", cwd=clone)
+    _git("commit", "-qm", "first config", cwd=clone)
+
+    port, edge, admin = _free_port(), f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    (tmp_path / "secret").write_text(SECRET)
+    state = tmp_path / "state"
+    settings: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "webhook_secret": SECRET,
+        "api_token": TOKEN,
+        "public_url": f"http://127.0.0.1:{port}",
+        "workers": 1,
+        "poll_seconds": 0.1,
+        "repositories": {FULL_NAME: str(bare)},
+        "github_token": None,
+        "deploy": True,
+        "provider": "local",
+        "state_dir": str(state),
+        "secrets_dir": str(tmp_path / "secrets"),
+        "edge_listen": edge,
+        "edge_admin": admin,
+        "image_map": image_map_for_repository(clone),
+        "render_https": False,
+        "ready_timeout": 60,
+        "health_timeout": 30,
+    }
+    (tmp_path / "secrets").mkdir()
+    install(bare, f"http://127.0.0.1:{port}", tmp_path / "secret", FULL_NAME, sys.executable)
+    app = create_app(settings)
+    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
+    worker = get_worker(app)
+    worker.start()
+    provider = LocalProvider(state, ex_edge_listen=(edge,), ex_edge_admin=admin)
+    try:
+        yield World(f"http://127.0.0.1:{port}", edge, clone, project, provider)
+    finally:
+        worker.stop()
+        _stop_waitress(server, loop)
+        import docker
+
+        from tests.deploy.conftest import cleanup
+
+        # instances through the provider, then anything a failed destroy left:
+        # containers and networks of sy-<project>-*, loop devices, sealed
+        # mountpoints, and the edge Caddy (by its pid file)
+        cleanup(provider, docker.from_env(), project)
+
+
+def _stop_waitress(server: Any, thread: threading.Thread) -> None:
+    from waitress import wasyncore
+
+    def close_all() -> None:
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+
+    server.trigger.pull_trigger(close_all)
+    thread.join(10)
+
+
+def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> None:
+    from service.quickstart_steps import api, wait_for_push
+
+    started = time.monotonic()
+    sha, out = world.push()
+    assert "delivered -> HTTP 202" in out, out  # the hook signed it; the service accepted it
+    [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)
+    assert (first["status"], first["action"]) == ("success", "create"), first
+
+    site = world.get("site.test")
+    assert site.status_code == 200 and "hello site v1" in site.text
+    assert world.get("notes.test", "/cgi-bin/add?written-before-the-swap").text.strip() == "ok"
+    assert "written-before-the-swap" in world.get("notes.test", "/cgi-bin/list").text
+
+    world.commit("change the site", {"instances/notes/files/site/index.html": "<h1>v2</h1>\n"})
+    sha2, out = world.push()
+    assert "delivered -> HTTP 202" in out, out
+    [second] = wait_for_push(world.url, TOKEN, sha2, timeout=120)
+    assert (second["status"], second["action"]) == ("success", "replace"), second
+
+    assert "v2" in world.get("site.test").text
+    notes = world.get("notes.test", "/cgi-bin/list")
+    assert notes.status_code == 200 and "written-before-the-swap" in notes.text
+    # the old instance is gone; the volume is attached once, to the new one
+    [live] = world.provider.list_instances()
+    assert live.id in second["summary"]
+    [volume] = world.provider.list_volumes()
+    assert volume.attached_to == live.id, volume
+
+    key = f"{world.project}/notes"
+    history = [
+        d for d in api(world.url, TOKEN, "/deployments?limit=50") if d["instance"] == "notes"
+    ]
+    assert [d["action"] for d in sorted(history, key=lambda d: d["id"])] == ["create", "replace"]
+    assert {f"{d['project']}/{d['instance']}" for d in history} == {key}
+    assert time.monotonic() - started < 170
