@@ -108,17 +108,10 @@ def sh(
 
 
 def local_images() -> tuple[str, str]:
-    """(app image, caddy image), built locally when missing (no registry here).
+    """(app image, caddy image), built locally when missing (no registry here)."""
+    from deploy.local.images import caddy_image, tools_image
 
-    The one place that knows where images come from: switch this import to
-    `deploy.local.images` once it lands.
-    """
-    import docker
-
-    from tests.deploy.fixtures import build_image
-
-    client = docker.from_env()
-    return build_image(client), build_image(client, caddy=True)
+    return tools_image(), caddy_image()
 
 
 def free_port() -> int:
