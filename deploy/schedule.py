@@ -90,6 +90,7 @@ def job_spec(instance: Instance) -> dict[str, Any]:
         "retention": asdict(b.retention),
         "size_bytes": instance.volume.size_bytes,
         "filesystem": instance.volume.filesystem,
+        "apps": [[a.name, a.domains[0], a.health_path] for a in instance.apps if a.domains],
     }
 
 
@@ -316,16 +317,18 @@ class BackupScheduler:
 
     def restore(self, instance: Instance, snapshot_id: str | None = None) -> BackupRun:
         """Restore a snapshot (default: the latest) and swap it in as the live data."""
-        apps = tuple(
-            AppCheck(a.name, a.domains[0], a.health_path) for a in instance.apps if a.domains
-        )
+        return self.restore_spec(job_spec(instance), snapshot_id)
+
+    def restore_spec(self, spec: dict[str, Any], snapshot_id: str | None = None) -> BackupRun:
+        """Restore for a stored job spec (what `swapyard backup restore` runs)."""
+        apps = tuple(AppCheck(*app) for app in spec.get("apps", ()))
         return restore_live(
             self.provider,
             self.swaps,
             self.history,
-            self.repo(job_spec(instance)),
-            instance.project,
-            instance.name,
+            self.repo(spec),
+            spec["project"],
+            spec["name"],
             apps,
             snapshot_id=snapshot_id,
         )

@@ -1,4 +1,4 @@
-"""`swapyard backup list|now|drill INSTANCE`: backups of deployed instances, on demand.
+"""`swapyard backup list|now|drill|restore INSTANCE`: backups of deployed instances, on demand.
 
 They work on what the service scheduled (the jobs in its database, written
 after each deploy), so they need the service's config, not the config
@@ -41,7 +41,7 @@ def _run_line(run: Any) -> str:
 
 @click.group()
 def backup() -> None:
-    """Backups of deployed instances: list, run now, restore drill."""
+    """Backups of deployed instances: list, run now, restore drill, restore."""
 
 
 @backup.command("list")
@@ -82,6 +82,23 @@ def drill(config_file: str | None, instance: str, snapshot: str | None) -> None:
         click.echo(f"drill of snapshot {report.snapshot_id[:8]}: {report.comparison.summary()}")
         if not report.comparison.ok:
             raise click.ClickException(f"restore drill of {instance} failed")
+
+
+@backup.command()
+@config_option
+@click.argument("instance")
+@click.option("--snapshot", default=None, help="Snapshot id (default: the latest).")
+def restore(config_file: str | None, instance: str, snapshot: str | None) -> None:
+    """Restore a snapshot of INSTANCE into a new volume and swap it in as the live data.
+
+    The apps show the maintenance page while the data is exchanged; a failed
+    health check puts the previous data back (the swap's rules).
+    """
+    with _backups(config_file) as b:
+        run = b.scheduler.restore_spec(b.scheduler.spec_of(instance), snapshot)
+        click.echo(_run_line(run))
+        if run.state != "succeeded":
+            raise click.ClickException(f"restore of {instance} failed: {run.error or run.state}")
 
 
 def register(group: click.Group) -> None:
