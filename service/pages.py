@@ -92,7 +92,11 @@ def instance(project: str, name: str) -> ResponseReturnValue:
         rows = [deployment_json(d) for d in deps]
     if not rows:
         return render_template("missing.html", what=f"instance {key}"), 404
-    return render_template("instance.html", key=key, deployments=rows)
+    from .backups import get_backups
+
+    backups = get_backups(current_app)
+    overview = backups.overview(project, name) if backups is not None else None
+    return render_template("instance.html", key=key, deployments=rows, backups=overview)
 
 
 @bp.get("/deployments/<int:deployment_id>")
