@@ -112,6 +112,9 @@ class World:
     clone: Path
     project: str
     provider: Any
+    app: Any
+    settings: dict[str, Any]
+    tmp: Path
 
     def push(self) -> tuple[str, str]:
         out = _git("push", "origin", "HEAD:refs/heads/main", cwd=self.clone)
@@ -203,7 +206,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     worker.start()
     provider = LocalProvider(state, ex_edge_listen=(edge,), ex_edge_admin=admin)
     try:
-        yield World(f"http://127.0.0.1:{port}", edge, clone, project, provider)
+        yield World(
+            f"http://127.0.0.1:{port}", edge, clone, project, provider, app, settings, tmp_path
+        )
     finally:
         worker.stop()
         _stop_waitress(server, loop)
@@ -264,3 +269,60 @@ def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> N
     assert [d["action"] for d in sorted(history, key=lambda d: d["id"])] == ["create", "replace"]
     assert {f"{d['project']}/{d['instance']}" for d in history} == {key}
     assert time.monotonic() - started < 170
+
+
+def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `swapyard` command line, on the same service config as the test's service."""
+    import yaml
+
+    config = world.tmp / "service.yaml"
+    config.write_text(yaml.safe_dump(world.settings))
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+
+
+def test_a_deployed_instance_is_backed_up_and_restored(world: World) -> None:
+    from service.quickstart_steps import api, wait_for_push
+
+    (world.tmp / "secrets" / "restic_password").write_text("e2e-restic-password\n")
+    repository = world.tmp / "restic"
+    backup = f"backup:\n  enabled: true\n  repository: {repository}\n"
+    backup += "  password: secret:restic_password\n"
+    world.commit("with backups", {"instances/notes/apps.config": NOTES_CONFIG + backup})
+    sha, _ = world.push()
+    [done] = wait_for_push(world.url, TOKEN, sha, timeout=120)
+    assert done["status"] == "success", done
+    assert world.get("notes.test", "/cgi-bin/add?kept-by-restic").text.strip() == "ok"
+
+    key = f"{world.project}/notes"
+    overview = api(world.url, TOKEN, f"/instances/{key}/backups")
+    assert overview["next_run"], overview  # scheduled by the deploy
+
+    now = _cli(world, "backup", "now", key)
+    assert now.returncode == 0, now.stderr
+    assert "succeeded" in now.stdout and "snapshot" in now.stdout
+    assert world.get("notes.test", "/cgi-bin/list").status_code == 200  # apps came back
+
+    listed = _cli(world, "backup", "list", key)
+    assert listed.returncode == 0, listed.stderr
+    assert "instance=notes" in listed.stdout and "snapshot " in listed.stdout
+
+    world.get("notes.test", "/cgi-bin/add?written-after-the-backup")
+    restored = _cli(world, "backup", "restore", key)
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    notes = world.get("notes.test", "/cgi-bin/list").text
+    assert "kept-by-restic" in notes and "written-after-the-backup" not in notes
+
+    drill = _cli(world, "backup", "drill", key)
+    assert drill.returncode == 0, drill.stderr + drill.stdout
+    runs = api(world.url, TOKEN, f"/instances/{key}/backups")["runs"]
+    assert {r["kind"] for r in runs} >= {"backup", "restore", "drill"}
+    metrics = requests.get(f"{world.url}/metrics", timeout=10).text
+    assert f'swapyard_backup_last_run_success{{instance="notes",project="{world.project}"}} 1' in (
+        metrics
+    )
