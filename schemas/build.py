@@ -355,7 +355,7 @@ def instance(
     project: str, name: str, source: str, config: dict[str, Any], files: dict[str, bytes]
 ) -> Instance:
     """The model of one validated, normalized `apps.config` in one project."""
-    from .validate import parse_size
+    from .rules import parse_size
 
     inst, vol, dns, backup = (config[k] for k in ("instance", "volume", "dns", "backup"))
     size_bytes = parse_size(vol["size"])

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from schemas import ConfigError, SecretRef, load_repo
-from schemas.validate import deep_merge, parse_size
+from schemas.rules import parse_size
+from schemas.validate import deep_merge
 
 SITE = """\
 apps:

@@ -1,0 +1,91 @@
+"""The cerberus validator with swapyard's own rules, and the size and image grammar.
+
+`check_with` rules each word what they expect, for the error message; the
+validator for a schema is built once per thread (building one checks the
+whole schema definition, which costs more than validating a document).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zoneinfo
+from functools import cache
+from typing import Any
+
+import cerberus
+from croniter import croniter
+
+_SIZE = re.compile(r"([1-9][0-9]*)([MGT])")
+_SIZE_FACTORS = {"M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_IMAGE = re.compile(
+    r"(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[a-f0-9]{64}))?"
+)
+
+
+def parse_size(text: str) -> int | None:
+    """`10G` -> bytes (binary units); None when it is not a size."""
+    match = _SIZE.fullmatch(text)
+    return int(match[1]) * _SIZE_FACTORS[match[2]] if match else None
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+class ConfigValidator(cerberus.Validator):
+    """cerberus with swapyard's checks; each custom error says what is expected."""
+
+    def _check_with_image(self, field: str, value: str) -> None:
+        match = _IMAGE.fullmatch(value)
+        if not match:
+            self._error(field, f"found {value!r}; expected an image reference such as name:1.2.3")
+        elif not match["tag"] and not match["digest"]:
+            self._error(
+                field,
+                f"found {value!r} without a tag; expected e.g. {value}:1.2.3 "
+                "(an untagged image changes under you)",
+            )
+        elif match["tag"] == "latest" and not match["digest"]:
+            self._error(field, f"found {value!r}; expected a pinned tag, not 'latest'")
+
+    def _check_with_size(self, field: str, value: str) -> None:
+        size = parse_size(value)
+        if size is None or size < 64 * _SIZE_FACTORS["M"]:
+            self._error(
+                field, f"found {value!r}; expected a size such as 512M, 10G or 1T (at least 64M)"
+            )
+
+    def _check_with_cron(self, field: str, value: str) -> None:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            self._error(
+                field,
+                f"found {value!r}; expected a 5-field cron expression "
+                "(minute hour day month weekday), e.g. '0 3 * * *'",
+            )
+
+    def _check_with_timezone(self, field: str, value: str) -> None:
+        if value not in _timezones():
+            self._error(field, f"found {value!r}; expected an IANA timezone, e.g. Europe/Berlin")
+
+    def _normalize_coerce_to_env_string(self, value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+_VALIDATORS = threading.local()
+
+
+def validator_for(schema: dict[str, Any]) -> ConfigValidator:
+    """A validator for `schema`, reused within a thread.
+
+    Building a cerberus validator checks the whole schema definition, which
+    cost more than validating a document; `validate()` resets all state, so
+    one instance per schema and thread is safe (worker threads get their own).
+    """
+    cache: dict[int, ConfigValidator] = _VALIDATORS.__dict__.setdefault("by_schema", {})
+    validator = cache.get(id(schema))
+    if validator is None:
+        validator = cache[id(schema)] = ConfigValidator(schema)
+    return validator
