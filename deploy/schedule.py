@@ -8,7 +8,9 @@ their next run times survive a restart. Per instance with backups enabled:
   timezone (default 03:00), with jitter so instances do not start together;
   missed runs coalesce into one;
 - `check:<project>/<name>` — `backup.check_schedule` (weekly by default):
-  `restic check` and the staleness check.
+  `restic check` and the staleness check;
+- `drill:<project>/<name>` — only with `backup.drill_schedule`: a restore
+  drill of the latest snapshot into a scratch volume.
 
 Plus `staleness` every `stale_every` seconds over all instances. Jobs are
 created, changed and removed by `sync_instances` (on deploy) and
@@ -83,6 +85,7 @@ def job_spec(instance: Instance) -> dict[str, Any]:
         "name": instance.name,
         "schedule": b.schedule,
         "check_schedule": b.check_schedule,
+        "drill_schedule": b.drill_schedule,
         "timezone": instance.timezone,
         "repository": b.repository,
         "password": b.password.name if b.password else None,
@@ -213,7 +216,7 @@ class BackupScheduler:
         touched = []
         for job in self.scheduler.get_jobs():
             kind, _, key = job.id.partition(":")
-            if kind not in ("backup", "check"):
+            if kind not in ("backup", "check", "drill"):
                 continue
             if key not in wanted and (project is None or key.startswith(f"{project}/")):
                 self.scheduler.remove_job(job.id)
@@ -233,19 +236,21 @@ class BackupScheduler:
             log.info("%s: restic repository %s initialized", key, spec["repository"])
         since = current.args[2]["since"] if current else dt.datetime.now(dt.UTC).isoformat()
         spec = {**spec, "since": since}
-        for kind, cron, jitter in (
-            ("backup", spec["schedule"], self.jitter),
-            ("check", spec["check_schedule"], self.jitter),
-        ):
+        kinds = [("backup", spec["schedule"]), ("check", spec["check_schedule"])]
+        if spec.get("drill_schedule"):
+            kinds.append(("drill", spec["drill_schedule"]))
+        elif self.scheduler.get_job(f"drill:{key}"):
+            self.scheduler.remove_job(f"drill:{key}")
+        for kind, cron in kinds:
             self.scheduler.add_job(
                 run_job,
-                cron_trigger(cron, spec["timezone"], jitter),
+                cron_trigger(cron, spec["timezone"], self.jitter),
                 id=f"{kind}:{key}",
                 name=f"{kind} {key}",
                 args=[self.name, kind, spec],
                 replace_existing=True,
             )
-        return [f"backup:{key}", f"check:{key}"]
+        return [f"{kind}:{key}" for kind, _ in kinds]
 
     def schedule_instance(self, instance: Instance) -> list[str]:
         """Create or change the jobs of one deployed instance (remove them if it has none).
@@ -292,7 +297,7 @@ class BackupScheduler:
 
     def remove_instance(self, project: str, name: str) -> None:
         """Remove the jobs of a destroyed instance (its snapshots stay in the repository)."""
-        for kind in ("backup", "check", "retry"):
+        for kind in ("backup", "check", "drill", "retry"):
             job_id = f"{kind}:{project}/{name}"
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
@@ -357,6 +362,9 @@ class BackupScheduler:
             if kind == "check":
                 check_repository(self.history, repo, spec["project"], spec["name"])
                 self._staleness(spec, repo)
+                return None
+            if kind == "drill":
+                self.drill_spec(spec)  # journaled; a failed drill raises a `drill` alert
                 return None
             run = self.runner.run(
                 spec["project"], spec["name"], repo, retention=Retention(**spec["retention"])

@@ -35,6 +35,7 @@ def backup_settings(instance: Instance) -> dict[str, Any]:
         "enabled": backup.enabled,
         "schedule": backup.schedule,
         "check_schedule": backup.check_schedule,
+        **({"drill_schedule": backup.drill_schedule} if backup.drill_schedule else {}),
         "repository": backup.repository,
         "retention": {
             "daily": retention.daily,

@@ -297,6 +297,15 @@ BACKUP = {
         expected="a 5-field cron expression",
         default="0 5 * * 0",
     ),
+    "drill_schedule": field(
+        "string",
+        "Cron schedule of a restore drill: the latest snapshot restored into a scratch "
+        "volume and compared with its file list; unset, drills run only on demand.",
+        check_with="cron",
+        expected="a 5-field cron expression",
+        nullable=True,
+        default=None,
+    ),
     "repository": field(
         "string",
         "restic repository: an absolute path, `s3:`, `b2:` or `rest:` URL. The project and "

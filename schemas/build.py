@@ -392,6 +392,7 @@ def instance(
             password=password,
             retention=Retention(**backup["retention"]),
             check_schedule=backup["check_schedule"],
+            drill_schedule=backup.get("drill_schedule"),
             environment=_env({}, backup.get("env") or {}),
         ),
         state=config["state"],

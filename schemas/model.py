@@ -135,6 +135,7 @@ class Backup:
     retention: Retention = field(default_factory=Retention)
     check_schedule: str = "0 5 * * 0"
     environment: tuple[tuple[str, Value], ...] = ()
+    drill_schedule: str | None = None
 
 
 @dataclass(frozen=True)

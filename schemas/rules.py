@@ -38,7 +38,9 @@ def _timezones() -> frozenset[str]:
 class ConfigValidator(cerberus.Validator):
     """cerberus with swapyard's checks; each custom error says what is expected."""
 
-    def _check_with_image(self, field: str, value: str) -> None:
+    def _check_with_image(self, field: str, value: str | None) -> None:
+        if value is None:  # cerberus runs check_with on null too; `nullable` decides that
+            return
         match = _IMAGE.fullmatch(value)
         if not match:
             self._error(field, f"found {value!r}; expected an image reference such as name:1.2.3")
@@ -51,14 +53,18 @@ class ConfigValidator(cerberus.Validator):
         elif match["tag"] == "latest" and not match["digest"]:
             self._error(field, f"found {value!r}; expected a pinned tag, not 'latest'")
 
-    def _check_with_size(self, field: str, value: str) -> None:
+    def _check_with_size(self, field: str, value: str | None) -> None:
+        if value is None:
+            return
         size = parse_size(value)
         if size is None or size < 64 * _SIZE_FACTORS["M"]:
             self._error(
                 field, f"found {value!r}; expected a size such as 512M, 10G or 1T (at least 64M)"
             )
 
-    def _check_with_cron(self, field: str, value: str) -> None:
+    def _check_with_cron(self, field: str, value: str | None) -> None:
+        if value is None:
+            return
         if len(value.split()) != 5 or not croniter.is_valid(value):
             self._error(
                 field,
@@ -66,7 +72,9 @@ class ConfigValidator(cerberus.Validator):
                 "(minute hour day month weekday), e.g. '0 3 * * *'",
             )
 
-    def _check_with_timezone(self, field: str, value: str) -> None:
+    def _check_with_timezone(self, field: str, value: str | None) -> None:
+        if value is None:
+            return
         if value not in _timezones():
             self._error(field, f"found {value!r}; expected an IANA timezone, e.g. Europe/Berlin")
 

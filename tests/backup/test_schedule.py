@@ -37,6 +37,7 @@ def instance(project: str, name: str, repository: str, **backup: object) -> Inst
         backup=Backup(
             enabled=True,
             schedule=str(backup.get("schedule", "0 3 * * *")),
+            drill_schedule=backup.get("drill_schedule"),  # type: ignore[arg-type]
             repository=repository,
             password=SecretRef("restic"),
             retention=Retention(daily=3),
@@ -87,6 +88,16 @@ def test_jobs_follow_the_instances_and_survive_a_restart(tmp_path: Path) -> None
             "check:q/shop",
             "staleness",
         }
+        drilled = replace(later, backup=replace(later.backup, drill_schedule="0 6 1 * *"))
+        assert second.sync_instances([drilled, other], project=None) == [
+            "backup:p/blog",
+            "check:p/blog",
+            "drill:p/blog",
+        ]
+        drill_job = second.scheduler.get_job("drill:p/blog")
+        assert drill_job.args[1] == "drill" and drill_job.args[2]["drill_schedule"] == "0 6 1 * *"
+        second.sync_instances([later, other])  # the drill schedule removed: its job goes
+        assert second.scheduler.get_job("drill:p/blog") is None
         second.remove_instance("q", "shop")
         second.sync_instances([])
         assert [j.id for j in second.scheduler.get_jobs()] == ["staleness"]
