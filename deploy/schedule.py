@@ -232,8 +232,8 @@ class BackupScheduler:
         current = self.scheduler.get_job(f"backup:{key}")
         if current is not None and current.args[2] == {**spec, "since": current.args[2]["since"]}:
             return []
-        if init and self.repo(spec).init_if_missing():
-            log.info("%s: restic repository %s initialized", key, spec["repository"])
+        if init:
+            self._init_repository(key, spec)
         since = current.args[2]["since"] if current else dt.datetime.now(dt.UTC).isoformat()
         spec = {**spec, "since": since}
         kinds = [("backup", spec["schedule"]), ("check", spec["check_schedule"])]
@@ -251,6 +251,25 @@ class BackupScheduler:
                 replace_existing=True,
             )
         return [f"{kind}:{key}" for kind, _ in kinds]
+
+    def _init_repository(self, key: str, spec: dict[str, Any]) -> bool:
+        """Create the repository if missing; a failure is an alert, never a missing schedule.
+
+        A repository that cannot be reached at deploy time (network, credentials)
+        must not leave the instance without backup jobs: the jobs are scheduled
+        anyway, and each run tries again.
+        """
+        try:
+            created = self.repo(spec).init_if_missing()
+        except Exception as exc:
+            log.error("%s: restic repository %s not ready: %s", key, spec["repository"], exc)
+            self.history.raise_alert(
+                spec["project"], spec["name"], "failed", f"repository not ready: {exc}"
+            )
+            return False
+        if created:
+            log.info("%s: restic repository %s initialized", key, spec["repository"])
+        return True
 
     def schedule_instance(self, instance: Instance) -> list[str]:
         """Create or change the jobs of one deployed instance (remove them if it has none).
@@ -366,6 +385,7 @@ class BackupScheduler:
             if kind == "drill":
                 self.drill_spec(spec)  # journaled; a failed drill raises a `drill` alert
                 return None
+            repo.init_if_missing()  # it may not have been reachable when it was scheduled
             run = self.runner.run(
                 spec["project"], spec["name"], repo, retention=Retention(**spec["retention"])
             )

@@ -135,3 +135,18 @@ def test_a_scheduled_job_backs_up_the_live_instance(deployed: Deployed, tmp_path
     finally:
         sched.shutdown()
     assert d.get("notes.test", "/cgi-bin/add?after").status_code == 200
+
+
+def test_an_unreachable_repository_still_gets_its_jobs_and_an_alert(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'swapyard.db'}"
+    secrets = {"restic": "pw-schedule"}.__getitem__
+    closed = instance("p", "blog", "rest:http://127.0.0.1:9/")  # nothing listens on port 9
+    sched = BackupScheduler(url, Provider(), secrets, jitter=0)
+    sched.start(paused=True)
+    try:
+        assert sched.schedule_instance(closed) == ["backup:p/blog", "check:p/blog"]
+        [alert] = sched.history.alerts("p", "blog")
+        assert alert.kind == "failed" and "repository not ready" in alert.message
+        assert "pw-schedule" not in alert.message
+    finally:
+        sched.shutdown()
