@@ -37,6 +37,7 @@ from .quickstart_steps import (
     ROOT,
     Layout,
     app_urls,
+    backup_now,
     fill_secrets,
     probe,
     push,
@@ -163,11 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quickstart: example.org {shown} the change after the swap")
         ok = _show(args.edge, lay.clone)
         total = len(app_urls(lay.clone))
+        print("quickstart: a backup of production/www now (maintenance page while it runs):")
+        print(f"  {backup_now(lay, 'production/www')}")
         print(
             f"\nquickstart: done in {time.monotonic() - started:.0f} s: {ok}/{total} URLs answer "
             f"through http://{args.edge}/ (curl -H 'Host: example.org' http://{args.edge}/).\n"
             f"  service {url} (API token in {lay.base}/api-token), history: "
             f"swapyard history --config {lay.config}\n"
+            f"  backups: swapyard backup list production/www --config {lay.config}\n"
             f"  change {lay.clone} and `git push` to deploy; stop: scripts/quickstart --stop"
         )
         return 0 if ok == total else 1

@@ -231,9 +231,29 @@ def seed_repository(lay: Layout, url: str) -> bool:
         run(["git", "clone", "-q", str(lay.bare), str(lay.clone)])
         run(["git", "checkout", "-q", "-B", "main"], cwd=lay.clone)
         shutil.copytree(EXAMPLE, lay.clone, dirs_exist_ok=True)
+        local_backups(lay)
         run(["git", "add", "-A"], cwd=lay.clone)
-        run(["git", "commit", "-qm", "Seed from swapyard's examples/config-repo"], cwd=lay.clone)
+        message = "Seed from swapyard's examples/config-repo, backing up to a local repository"
+        run(["git", "commit", "-qm", message], cwd=lay.clone)
     return created
+
+
+EXAMPLE_BACKUPS = "s3:https://s3.eu-central-003.backblazeb2.com/example-backups"
+
+
+def local_backups(lay: Layout) -> None:
+    """The example backs up to B2; the quick start keeps its snapshots in `<dir>/backups`."""
+    path = lay.clone / "swapyard.yaml"
+    text = path.read_text()
+    if EXAMPLE_BACKUPS not in text:
+        raise QuickstartError(f"{path}: expected the example's backup repository to replace")
+    path.write_text(text.replace(EXAMPLE_BACKUPS, str(lay.base / "backups")))
+
+
+def backup_now(lay: Layout, instance: str) -> str:
+    """`swapyard backup now` on the quick start's service config; returns its output line."""
+    argv = [sys.executable, "-m", "service.cli", "backup", "now", instance]
+    return run([*argv, "--config", str(lay.config)], cwd=ROOT, timeout=300).strip()
 
 
 def push(clone: Path) -> tuple[str, str]:
