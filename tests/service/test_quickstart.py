@@ -30,3 +30,17 @@ def test_written_config_loads_with_the_local_provider_and_no_forge(tmp_path: Pat
     assert settings["WEBHOOK_SECRET"] and settings["API_TOKEN"]
     assert settings["GITHUB_TOKEN"] is None  # statuses are given up at once, not retried
     assert settings["REPOSITORIES"] == {"quickstart/config": str(lay.bare)}
+
+
+def test_the_seeded_copy_backs_up_locally_and_stays_valid(tmp_path: Path) -> None:
+    import shutil
+
+    from schemas import load_repo
+    from service.quickstart_steps import local_backups
+
+    lay = Layout(tmp_path / "qs")
+    shutil.copytree(EXAMPLE, lay.clone)
+    local_backups(lay)
+    repo = load_repo(lay.clone)
+    production = [i for i in repo.instances if i.project == "production"]
+    assert production and all(i.backup.repository == str(lay.base / "backups") for i in production)
