@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from flask import Flask, current_app
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Base
@@ -38,6 +38,13 @@ class Database:
         """A session whose transaction commits on success and rolls back on error."""
         with self._serial, self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core connection in a transaction: for short hot-path writes (the inbox insert)
+        that need no ORM unit of work, so the write lock is held for less time."""
+        with self._serial, self.engine.begin() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
