@@ -93,6 +93,17 @@ def wrk(
     return result
 
 
+def settle(seconds: float = 2.0) -> None:
+    """Pause between the load and the steady phase.
+
+    wrk stops counting at its deadline with up to N requests in flight; the
+    server still reads, persists and answers them (~1 ms each), so a steady
+    phase started at once measures that drain (its first request per
+    connection waits ~0.1-0.2 s), not the steady rate.
+    """
+    time.sleep(seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -181,25 +192,25 @@ def main() -> None:
                 urllib.request.urlopen(req, timeout=10).read()
             results = {}
             for name, url in urls.items():
-                results[name] = {
-                    "load": wrk(
-                        url,
-                        body,
-                        signature,
-                        connections=args.connections,
-                        seconds=args.seconds,
-                        run=f"{name}-load",
-                    ),
-                    "steady": wrk(
-                        url,
-                        body,
-                        signature,
-                        connections=10,
-                        seconds=args.seconds,
-                        delay_ms=100,
-                        run=f"{name}-steady",
-                    ),
-                }
+                load = wrk(
+                    url,
+                    body,
+                    signature,
+                    connections=args.connections,
+                    seconds=args.seconds,
+                    run=f"{name}-load",
+                )
+                settle()
+                steady = wrk(
+                    url,
+                    body,
+                    signature,
+                    connections=10,
+                    seconds=args.seconds,
+                    delay_ms=100,
+                    run=f"{name}-steady",
+                )
+                results[name] = {"load": load, "steady": steady}
             with sqlite3.connect(tmpdir / "data" / "swapyard.db") as db:
                 persisted = db.execute("select count(*) from events").fetchone()[0] - 1
         finally:
