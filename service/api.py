@@ -132,29 +132,38 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
         return jsonify(deployment_json(d, full=True))
 
 
+def latest_per_instance(session: Any) -> list[tuple[Deployment, Deployment | None]]:
+    """Per instance key, sorted: its latest deployment and its latest successful one."""
+    rows = session.scalars(
+        select(Deployment).where(Deployment.mode == "deploy").order_by(Deployment.id)
+    ).all()
+    latest: dict[str, Deployment] = {}
+    current: dict[str, Deployment] = {}
+    for d in rows:
+        latest[d.key] = d
+        if d.status == "success":
+            current[d.key] = d
+    return [(latest[key], current.get(key)) for key in sorted(latest)]
+
+
 @bp.get("/instances")
 def instances() -> ResponseReturnValue:
     """Each instance key with its latest finished and latest queued deployment."""
     with get_db().session() as session:
-        rows = session.scalars(
-            select(Deployment).where(Deployment.mode == "deploy").order_by(Deployment.id)
-        ).all()
-        out: dict[str, dict[str, Any]] = {}
-        for d in rows:
-            entry = out.setdefault(
-                d.key,
+        return jsonify(
+            [
                 {
-                    "key": d.key,
-                    "project": d.project,
-                    "instance": d.instance,
-                    "current": None,
-                    "latest": None,
-                },
-            )
-            entry["latest"] = deployment_json(d)
-            if d.status == "success":
-                entry["current"] = {"sha": d.sha, "deployment": d.id, "digest": d.digest}
-        return jsonify(sorted(out.values(), key=lambda e: e["key"]))
+                    "key": last.key,
+                    "project": last.project,
+                    "instance": last.instance,
+                    "current": {"sha": ok.sha, "deployment": ok.id, "digest": ok.digest}
+                    if ok
+                    else None,
+                    "latest": deployment_json(last),
+                }
+                for last, ok in latest_per_instance(session)
+            ]
+        )
 
 
 @bp.get("/instances/<project>/<name>/backups")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 
 from flask import (
     Blueprint,
@@ -24,7 +23,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from .api import deployment_json, iso
+from .api import deployment_json, iso, latest_per_instance
 from .db import get_db
 from .models import Deployment
 
@@ -65,18 +64,15 @@ def login() -> ResponseReturnValue:
 @bp.get("/")
 def instances() -> ResponseReturnValue:
     with get_db().session() as db:
-        rows = db.scalars(
-            select(Deployment).where(Deployment.mode == "deploy").order_by(Deployment.id)
-        ).all()
-        found: dict[str, dict[str, Any]] = {}
-        for d in rows:
-            entry = found.setdefault(d.key, {"key": d.key, "current": None, "latest": None})
-            entry["latest"] = deployment_json(d)
-            if d.status == "success":
-                entry["current"] = deployment_json(d)
-    return render_template(
-        "instances.html", instances=sorted(found.values(), key=lambda e: e["key"])
-    )
+        found = [
+            {
+                "key": last.key,
+                "current": deployment_json(ok) if ok else None,
+                "latest": deployment_json(last),
+            }
+            for last, ok in latest_per_instance(db)
+        ]
+    return render_template("instances.html", instances=found)
 
 
 @bp.get("/instances/<project>/<name>")
