@@ -1,14 +1,11 @@
 """The cerberus validator with swapyard's own rules, and the size and image grammar.
 
-`check_with` rules each word what they expect, for the error message; the
-validator for a schema is built once per thread (building one checks the
-whole schema definition, which costs more than validating a document).
+`check_with` rules each word what they expect, for the error message.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import zoneinfo
 from functools import cache
 from typing import Any
@@ -80,20 +77,3 @@ class ConfigValidator(cerberus.Validator):
 
     def _normalize_coerce_to_env_string(self, value: Any) -> str:
         return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-_VALIDATORS = threading.local()
-
-
-def validator_for(schema: dict[str, Any]) -> ConfigValidator:
-    """A validator for `schema`, reused within a thread.
-
-    Building a cerberus validator checks the whole schema definition, which
-    cost more than validating a document; `validate()` resets all state, so
-    one instance per schema and thread is safe (worker threads get their own).
-    """
-    cache: dict[int, ConfigValidator] = _VALIDATORS.__dict__.setdefault("by_schema", {})
-    validator = cache.get(id(schema))
-    if validator is None:
-        validator = cache[id(schema)] = ConfigValidator(schema)
-    return validator

@@ -31,7 +31,7 @@ from .apps_config import APPS_CONFIG, REPO_CONFIG
 from .catalog import CATALOG
 from .errors import ConfigError, Problem
 from .model import Instance, Project, RepoConfig
-from .rules import ConfigValidator, validator_for
+from .rules import ConfigValidator
 from .yamlfile import YamlDocument, field_path, parse_yaml
 
 APPS_FILE = "apps.config"
@@ -73,7 +73,7 @@ def _validate_against(
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
     from .messages import problems_from  # late: messages imports the schema constants
 
-    validator = validator_for(schema)
+    validator = ConfigValidator(schema)
     if validator.validate(data):
         return validator.document, []
     problems = []
