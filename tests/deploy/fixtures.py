@@ -4,11 +4,13 @@
 builder (deploy.local.images): busybox-static and Debian's caddy imported
 with `docker import`, tagged by a hash of its content so reruns reuse it.
 
-`make_ignition` stands in for `renderers.render_instance` until that lands:
+`make_ignition` builds a small Ignition config by hand, so the provider is
+tested against the Ignition spec rather than the renderer's output (the
+renderer's output is deployed in tests/e2e and bench/swap.py):
 an Ignition 3.4.0 config with a compose project of three services — the
 front `caddy` (maintenance when `maintenance/on` exists), a static `web`
 app, and a writer `notes` app (busybox httpd CGI appending to the data
-volume). Replace it with the real renderer when the render branch merges.
+volume).
 """
 
 from __future__ import annotations
