@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs
 
+import orjson
 from werkzeug.datastructures import Headers as HttpHeaders
 
 from .errors import PayloadError, SignatureError
@@ -113,8 +113,8 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
             raise PayloadError("form-encoded delivery without a payload= field")
         body = fields["payload"][0].encode()
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise PayloadError(
             f"body is not JSON ({exc}); configure the webhook with content type application/json"
         ) from None

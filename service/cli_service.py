@@ -1,7 +1,7 @@
 """CLI commands of the running service: `serve`, `worker`, `history`.
 
 `register(group)` adds them (and `web`) to the `swapyard` click group. `serve` runs the
-web app under gunicorn (see service.server) with the worker threads in
+web app under Granian (see service.server) with the worker threads in
 the same process; `worker` runs only the worker, for a second process.
 """
 
@@ -52,9 +52,9 @@ config_option = click.option(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", type=int, default=None, help="Worker threads (0: web only).")
-@click.option("--threads", default=16, show_default=True, help="HTTP threads of gunicorn.")
+@click.option("--threads", default=16, show_default=True, help="HTTP request threads.")
 def serve(config_file: str | None, host: str, port: int, workers: int | None, threads: int) -> None:
-    """Serve webhooks, API, pages and metrics under gunicorn, with the worker in-process."""
+    """Serve webhooks, API, pages and metrics under Granian, with the worker in-process."""
     from . import server
 
     app = _app(config_file, workers=workers)
@@ -67,7 +67,7 @@ def serve(config_file: str | None, host: str, port: int, workers: int | None, th
 @config_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=16, show_default=True, help="HTTP threads of gunicorn.")
+@click.option("--threads", default=16, show_default=True, help="HTTP request threads.")
 def web(config_file: str | None, host: str, port: int, threads: int) -> None:
     """Serve webhooks, API, pages and metrics only; run `swapyard worker` beside it."""
     from . import server

@@ -53,8 +53,10 @@ def test_two_workers_run_each_event_once(tmp_path, config_repo, forge, launch, d
         name = ("blog", "cloud", "www")[n % 3]
         after = config_repo.commit(f"{name} {n}", {f"instances/{name}/n.txt": f"{n}\n"})
         config_repo.push()
-        ids.append(web.push(before, after).json()["event"])
+        ids.append(web.push(before, after, delivery=f"d{n}").json()["event"])
         before = after
+    redelivered = web.push(ZERO, before, delivery="d7")  # a forge's redelivery: same id
+    assert (redelivered.status_code, redelivered.json()["event"]) == (200, ids[-1])
 
     engine = create_engine(db_url)
 
