@@ -7,6 +7,7 @@ fully dispatched (deployments and statuses stored) or still claimable.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,6 +59,7 @@ def create_deployments(session: Session, event: Event, chosen: Targets, public_u
         state = dep.status if chosen.problem else "pending"
         status(session, event, dep, state, chosen.problem or f"queued: {chosen.note}", public_url)
     event.processed_at, event.lease_owner, event.lease_expires = now, None, None
+    settle(session, event, public_url, chosen.note)
 
 
 def status(
@@ -74,3 +76,94 @@ def status(
         description=text,
         target_url=f"{public_url}/deployments/{dep.id}",
     )
+
+
+# -- the push as a whole ------------------------------------------------------
+
+PUSH_CONTEXT = "swapyard"
+"""Status context of a whole push: `pending` when its delivery is stored (before the
+202), then settled once its instances' deployments have all ended."""
+
+_FINISHED = ("success", "failure", "error", "superseded")
+
+
+def received_status(
+    event_id: int, forge: str, repository: str, sha: str, public_url: str, now: float
+) -> dict[str, object]:
+    """The outbox row of a push's first status, stored with the delivery itself."""
+    return statuses.outbox_row(
+        forge=forge,
+        repository=repository,
+        sha=sha,
+        state="pending",
+        context=PUSH_CONTEXT,
+        description="received: looking for the instances this commit changes",
+        target_url=f"{public_url}/events/{event_id}",
+        now=now,
+    )
+
+
+def push_status(session: Session, event: Event, state: str, text: str, public_url: str) -> None:
+    statuses.enqueue(
+        session,
+        forge=event.forge,
+        repository=event.repository or "",
+        sha=event.after or "",
+        state=state,
+        context=PUSH_CONTEXT,
+        description=text,
+        target_url=f"{public_url}/events/{event.id}",
+    )
+
+
+def settle(session: Session, event: Event, public_url: str, note: str | None = None) -> None:
+    """Post the push's status: still pending while a deployment waits or runs, else final.
+
+    Called whenever one of the event's deployments changes; the event row is locked
+    first (PostgreSQL), so of two deployments finishing at once exactly one settles it.
+    """
+    if not event.repository or not event.after:
+        return
+    session.execute(select(Event.id).where(Event.id == event.id).with_for_update())
+    deps = session.scalars(
+        select(Deployment).where(Deployment.event_id == event.id).order_by(Deployment.id)
+    ).all()
+    open_ = [_label(d) for d in deps if d.status not in _FINISHED]
+    if open_:
+        verb = "planning" if all(d.mode == "plan" for d in deps) else "deploying"
+        push_status(session, event, "pending", f"{verb} {', '.join(open_)}", public_url)
+        return
+    state, text = _outcome(deps, note or event.reason or "nothing to deploy")
+    push_status(session, event, state, text, public_url)
+
+
+_PAST = {"success": "succeeded", "failure": "failed", "error": "errored"}
+
+
+def _label(d: Deployment) -> str:
+    return d.key if d.mode == "deploy" else "plan"
+
+
+def _outcome(deps: Sequence[Deployment], note: str) -> tuple[str, str]:
+    if not deps:
+        return "success", note
+    if len(deps) == 1:
+        d = deps[0]
+        state = "error" if d.status == "superseded" else d.status
+        return state, f"{_label(d)}: {d.summary or d.status}"
+    counts: dict[str, int] = {}
+    for d in deps:
+        counts[_PAST.get(d.status, d.status)] = counts.get(_PAST.get(d.status, d.status), 0) + 1
+    worst = next((d for d in deps if d.status in ("failure", "error")), None)
+    statuses_ = {d.status for d in deps}
+    state = (
+        "failure"
+        if "failure" in statuses_
+        else "error"
+        if statuses_ & {"error", "superseded"}
+        else "success"
+    )
+    text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if worst is not None:
+        text += f"; {_label(worst)}: {worst.summary or worst.status}"
+    return state, text

@@ -6,7 +6,10 @@ queued so far, inserts them in one statement and commits once, then wakes the
 others with their ids. Under load that turns N commits (each an fsync with
 SQLite's `synchronous=FULL`) into one, and on an idle service it is a plain
 insert-and-commit: nobody waits for a batch to fill. No acknowledgement is
-given before the commit that holds its row has returned.
+given before the commit that holds its row has returned. A queued push's
+first commit status (`pending` on the `swapyard` context) is stored in the
+same transaction, so the forge shows the push as received within the
+status sender's next round, whatever the worker is doing.
 
 A delivery id seen before (a forge's redelivery, or the same delivery twice
 in one batch) is not inserted again (`ON CONFLICT DO NOTHING`): it is
@@ -20,13 +23,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Insert, select, tuple_
+from sqlalchemy import Connection, Insert, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from handlers.events import QUEUED
 from handlers.hooks import Incoming, Recorded
 
 from .db import Database
-from .models import Event
+from .dispatch import received_status
+from .models import Event, StatusOutbox
 
 # INSERT ... ON CONFLICT is dialect-specific in SQLAlchemy (same SQL on both)
 _UPSERTS: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -106,6 +111,7 @@ class SqlInbox:
             )
         }
         pending: list[_Slot] = []
+        received: list[dict[str, Any]] = []
         for slot in batch:
             c, key = slot.incoming.classified, _key(slot.incoming)
             event_id = inserted.pop(key, None)  # pop: a second slot with this key is a duplicate
@@ -113,6 +119,14 @@ class SqlInbox:
                 pending.append(slot)
                 continue
             slot.recorded = (event_id, c.status, c.reason, False)
+            if c.status == QUEUED and c.repository and c.after:
+                received.append(
+                    received_status(
+                        event_id, slot.incoming.forge, c.repository, c.after, self.public_url, now
+                    )
+                )
+        if received:
+            connection.execute(insert(StatusOutbox), received)
         if pending:
             keys = {_key(slot.incoming) for slot in pending}
             seen = {

@@ -1,4 +1,4 @@
-"""Server-rendered HTML pages: instances, deployments per instance, one deployment's timeline.
+"""Server-rendered HTML pages: instances, deployments per instance, one push, one deployment.
 
 Behind the same token as the API: `/login` takes it once and keeps a signed
 session cookie; the session key is derived from the token, so changing the
@@ -23,9 +23,9 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from .api import deployment_json, iso, latest_per_instance
+from .api import deployment_json, event_json, iso, latest_per_instance
 from .db import get_db
-from .models import Deployment
+from .models import Deployment, Event
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 PUBLIC = {"pages.login", "static"}
@@ -112,6 +112,19 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
             "received_at": iso(d.event.received_at),
         }
     return render_template("deployment.html", d=data, event=event)
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int) -> ResponseReturnValue:
+    """One delivery: what it was, what became of it, and its deployments (the target of
+    the push-wide `swapyard` commit status)."""
+    with get_db().session() as db:
+        e = db.get(Event, event_id)
+        if e is None:
+            return render_template("missing.html", what=f"event {event_id}"), 404
+        data = event_json(e)
+        deployments = [deployment_json(d) for d in sorted(e.deployments, key=lambda d: d.id)]
+    return render_template("event.html", e=data, deployments=deployments)
 
 
 def init_app(app: Flask) -> None:

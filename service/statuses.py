@@ -28,8 +28,7 @@ STATES = ("pending", "success", "failure", "error")
 SENDER_LEASE = "status-sender"
 
 
-def enqueue(
-    session: Session,
+def outbox_row(
     *,
     forge: str,
     repository: str,
@@ -38,22 +37,29 @@ def enqueue(
     context: str,
     description: str,
     target_url: str | None,
-) -> StatusOutbox:
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The columns of a status waiting in the outbox (for Core inserts and `enqueue`)."""
     assert state in STATES, state
-    now = time.time()
-    row = StatusOutbox(
-        forge=forge,
-        repository=repository,
-        sha=sha,
-        state=state,
-        context=context,
-        description=clip(description),
-        target_url=target_url,
-        created_at=now,
-        next_attempt_at=now,
-        attempts=0,
-        given_up=False,
-    )
+    now = time.time() if now is None else now
+    return {
+        "forge": forge,
+        "repository": repository,
+        "sha": sha,
+        "state": state,
+        "context": context,
+        "description": clip(description),
+        "target_url": target_url,
+        "created_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+        "given_up": False,
+    }
+
+
+def enqueue(session: Session, **status: Any) -> StatusOutbox:
+    """Queue a status (the keywords of `outbox_row`) in the session's transaction."""
+    row = StatusOutbox(**outbox_row(**status))
     session.add(row)
     return row
 

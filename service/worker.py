@@ -102,6 +102,7 @@ class Worker:
                     event.status, event.processed_at = "failed", now
                     event.reason = f"gave up after {MAX_EVENT_ATTEMPTS} attempts: {event.reason}"
                     event.lease_owner = event.lease_expires = None
+                    self._push_status(session, event, "error", event.reason)
                     continue
                 return event
         return None
@@ -140,6 +141,7 @@ class Worker:
                     time.time(),
                 )
                 current.lease_owner = current.lease_expires = None
+                self._push_status(session, current, "error", f"not deployed: {reason}")
 
     def _dispatch(self, event: Event) -> None:
         try:
@@ -178,6 +180,7 @@ class Worker:
             current.reason = reason
             if current.attempts >= MAX_EVENT_ATTEMPTS:
                 current.status, current.processed_at = "failed", time.time()
+                self._push_status(session, current, "error", reason)
             else:
                 current.status = "queued"
                 current.lease_expires = time.time() + min(2.0**current.attempts, 60.0)
@@ -186,6 +189,10 @@ class Worker:
         self, session: Session, event: Event, dep: Deployment, state: str, text: str
     ) -> None:
         dispatch.status(session, event, dep, state, text, self.settings["PUBLIC_URL"])
+
+    def _push_status(self, session: Session, event: Event, state: str, text: str) -> None:
+        if event.repository and event.after:
+            dispatch.push_status(session, event, state, text, self.settings["PUBLIC_URL"])
 
     # -- deployments ----------------------------------------------------------
 
@@ -209,6 +216,7 @@ class Worker:
                     leases.release(session, key, self.owner)
                     continue
                 newest, older = pending[0], pending[1:]
+                superseded_events = []
                 for dep in older:
                     dep.status, dep.finished_at = "superseded", time.time()
                     dep.summary = f"superseded by {newest.sha}"
@@ -219,6 +227,9 @@ class Worker:
                         "error",
                         f"superseded by {newest.sha[:12]}: the newer commit deploys instead",
                     )
+                    superseded_events.append(dep.event)
+                for event in superseded_events:
+                    dispatch.settle(session, event, self.settings["PUBLIC_URL"])
                 newest.status, newest.started_at = "running", time.time()
                 return newest
         return None
@@ -271,6 +282,7 @@ class Worker:
                     )
                 )
             self._status(session, event, current, outcome.state, outcome.description)
+            dispatch.settle(session, current.event, self.settings["PUBLIC_URL"])
             leases.release(session, dep.key, self.owner)
 
     # -- loop -----------------------------------------------------------------

@@ -13,14 +13,21 @@ from .conftest import ZERO, wait_for
 from .test_worker import finished
 
 
-def test_older_waiting_commits_are_superseded(serve, config_repo, forge):
-    served = serve(config_repo, workers=0)
+def queue_blog_commits(served, config_repo, count: int) -> tuple[list[str], list[int]]:
+    """Push `count` commits to blog with no worker running, then start one worker thread
+    (deterministic order) and wait for every event; returns (shas, event ids)."""
     shas, events = [config_repo.sha()], []
-    for n in range(3):
+    for n in range(count):
         shas.append(config_repo.commit(f"blog {n}", {"instances/blog/n.txt": f"{n}\n"}))
         config_repo.push()
         events.append(served.push(shas[-2], shas[-1]).json()["event"])
-    get_worker(served.app).start(1, statuses=False)  # one more thread: deterministic order
+    get_worker(served.app).start(1, statuses=False)
+    return shas, events
+
+
+def test_older_waiting_commits_are_superseded(serve, config_repo, forge):
+    served = serve(config_repo, workers=0)
+    shas, events = queue_blog_commits(served, config_repo, 3)
     results = [finished(served, e) for e in events]
     deps = [r["deployments"][0] for r in results]
     assert [d["status"] for d in deps] == ["superseded", "superseded", "success"]

@@ -114,15 +114,20 @@ def test_unmapped_branch_is_planned_only(serve, config_repo, forge):
     assert final[-1]["description"].startswith("plan only: 4 instance(s) valid")
 
 
-def test_invalid_config_fails_that_instance_only(serve, config_repo, forge):
-    served = serve(config_repo)
+def push_broken_blog(served, config_repo) -> tuple[str, dict]:
+    """Push a commit that breaks blog's apps.config and changes www; wait for it."""
     before = config_repo.sha()
     bad = config_repo.read("instances/blog/apps.config").replace("domains:", "domainz:", 1)
     after = config_repo.commit(
         "break blog", {"instances/blog/apps.config": bad, "instances/www/z.txt": "ok\n"}
     )
     config_repo.push()
-    event = finished(served, served.push(before, after).json()["event"])
+    return after, finished(served, served.push(before, after).json()["event"])
+
+
+def test_invalid_config_fails_that_instance_only(serve, config_repo, forge):
+    served = serve(config_repo)
+    _, event = push_broken_blog(served, config_repo)
     by_name = {d["instance"]: d for d in event["deployments"]}
     assert by_name["blog"]["status"] == "failure"
     assert "instances/blog/apps.config" in by_name["blog"]["summary"]
