@@ -160,6 +160,17 @@ class Served:
         return self.hook("github", "push", push_body(self.repo, before, after, branch), **kw)
 
 
+def outbox_drained(served: Served) -> None:
+    """Wait until no commit status is left to send (each one sent or given up)."""
+    wait_for(
+        lambda: (
+            'swapyard_queue_depth{queue="statuses"} 0'
+            in requests.get(f"{served.url}/metrics", timeout=5).text
+        ),
+        what="the status outbox to drain (each status sent or given up)",
+    )
+
+
 def sign_headers(
     forge: str, event: str, raw: bytes, secret: str | None, delivery: str
 ) -> dict[str, str]:
