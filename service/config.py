@@ -58,6 +58,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GITHUB_TOKEN", None, "Token that may post commit statuses on GitHub.", secret=True),
     Setting("GITEA_API_URL", None, "Gitea/Forgejo API base URL, e.g. https://git.example/api/v1."),
     Setting("GITEA_TOKEN", None, "Token that may post commit statuses on Gitea.", secret=True),
+    Setting(
+        "GITLAB_API_URL",
+        "https://gitlab.com/api/v4",
+        "GitLab REST API v4 base URL, e.g. https://gitlab.example/api/v4 when self-managed.",
+    ),
+    Setting(
+        "GITLAB_TOKEN",
+        None,
+        "Token (scope `api`, role Developer or more) that may post commit statuses on GitLab.",
+        secret=True,
+    ),
     Setting("STATUS_MAX_ATTEMPTS", 50, "Attempts before a commit status is given up."),
     Setting("STATUS_BACKOFF_SECONDS", 2.0, "First retry delay of a status; doubles each time."),
     Setting("STATUS_BACKOFF_MAX_SECONDS", 300.0, "Longest delay between two status attempts."),

@@ -4,7 +4,8 @@ A forge that is down delays a status, never loses it and never fails a
 deployment. Only the newest status per (repository, commit, context) is
 sent: an older one still waiting is dropped, so a late retry can never
 overwrite a newer state. GitHub, GitHub Enterprise and Gitea/Forgejo (its
-GitHub-compatible status endpoint) go through PyGithub.
+GitHub-compatible status endpoint) go through PyGithub, GitLab through its own
+status API (gitlab_api.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from handlers.pipeline import clip
 
 from . import leases
 from .db import Database, rowcount
+from .gitlab_api import GitLabAnswer, GitLabStatuses
 from .models import StatusOutbox
 
 STATES = ("pending", "success", "failure", "error")
 SENDER_LEASE = "status-sender"
+# Answers that the same request would get again: bad request, no or wrong
+# token, no access, no such repository or commit, rejected fields.
+PERMANENT = (400, 401, 403, 404, 422)
 
 
 def outbox_row(
@@ -70,14 +75,14 @@ class StatusSender:
         self.settings = settings
         self._process = uuid.uuid4().hex[:12]
 
-    def _client(self, forge: str) -> Github | str:
-        """A PyGithub client for `forge`, or why there is none."""
-        if forge == "gitlab":
-            return "GitLab commit statuses are not supported yet"
-        prefix = "GITHUB" if forge == "github" else "GITEA"
-        url, token = self.settings[f"{prefix}_API_URL"], self.settings[f"{prefix}_TOKEN"]
+    def _client(self, forge: str) -> Github | GitLabStatuses | str:
+        """A client for `forge` (PyGithub, or GitLab's status API), or why there is none."""
+        prefix = forge.upper()  # github, gitea, gitlab
+        url, token = self.settings.get(f"{prefix}_API_URL"), self.settings.get(f"{prefix}_TOKEN")
         if not url or not token:
             return f"no {prefix}_API_URL/{prefix}_TOKEN configured (set SWAPYARD_{prefix}_TOKEN)"
+        if forge == "gitlab":
+            return GitLabStatuses(url, token, float(self.settings["STATUS_TIMEOUT_SECONDS"]))
         return Github(
             base_url=url,
             auth=Auth.Token(token),
@@ -176,18 +181,38 @@ class StatusSender:
         if isinstance(client, str):
             return client, True
         try:
-            repo = client.get_repo(row.repository)
-            repo.get_commit(row.sha).create_status(
-                state=row.state,
-                target_url=row.target_url or "",
-                description=row.description,
-                context=row.context,
-            )
+            _post(client, row)
         except GithubException as exc:
-            permanent = exc.status in (401, 403, 404, 422)
-            return f"forge answered {exc.status}: {clip(str(exc.data), 200)}", permanent
+            return _answered(exc.status, exc.data)
+        except GitLabAnswer as exc:
+            return _answered(exc.status, exc.message)
         except (OSError, ValueError) as exc:  # connection refused, timeouts, bad JSON
             return f"{type(exc).__name__}: {clip(str(exc), 200)}", False
         finally:
             client.close()
         return None, False
+
+
+def _post(client: Github | GitLabStatuses, row: StatusOutbox) -> None:
+    """One status call through the forge's own API."""
+    if isinstance(client, GitLabStatuses):
+        client.post(
+            row.repository,
+            row.sha,
+            state=row.state,
+            name=row.context,
+            description=row.description,
+            target_url=row.target_url,
+        )
+        return
+    client.get_repo(row.repository).get_commit(row.sha).create_status(
+        state=row.state,
+        target_url=row.target_url or "",
+        description=row.description,
+        context=row.context,
+    )
+
+
+def _answered(status: int, detail: object) -> tuple[str, bool]:
+    """The outbox error for an HTTP error answer of the forge, and whether it is permanent."""
+    return f"forge answered {status}: {clip(str(detail), 200)}", status in PERMANENT

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from .forge_stub import ForgeStub
+from .forge_stub import GITLAB_TOKEN, ForgeStub
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SWAPYARD_SHARED", ROOT.parent / "shared"))
@@ -160,6 +160,17 @@ class Served:
         return self.hook("github", "push", push_body(self.repo, before, after, branch), **kw)
 
 
+def outbox_drained(served: Served) -> None:
+    """Wait until no commit status is left to send (each one sent or given up)."""
+    wait_for(
+        lambda: (
+            'swapyard_queue_depth{queue="statuses"} 0'
+            in requests.get(f"{served.url}/metrics", timeout=5).text
+        ),
+        what="the status outbox to drain (each status sent or given up)",
+    )
+
+
 def sign_headers(
     forge: str, event: str, raw: bytes, secret: str | None, delivery: str
 ) -> dict[str, str]:
@@ -203,6 +214,16 @@ def push_body(
     return body
 
 
+def gitlab_push_body(repo: ConfigRepo, before: str, after: str, branch: str = "main") -> dict:
+    """GitLab's documented push payload, adapted to the test repository and its commits."""
+    body = payload("gitlab/push-docs-example.json")
+    body.update(ref=f"refs/heads/{branch}", before=before, after=after, checkout_sha=after)
+    body["project"].update(path_with_namespace=REPO_NAME, git_http_url=str(repo.bare))
+    body["repository"].update(git_http_url=str(repo.bare))
+    body["commits"][-1]["id"] = after
+    return body
+
+
 def make_settings(tmp_path: Path, forge: ForgeStub | None, port: int, **extra: Any) -> dict:
     return {
         "data_dir": str(tmp_path / "data"),
@@ -213,6 +234,8 @@ def make_settings(tmp_path: Path, forge: ForgeStub | None, port: int, **extra: A
         "github_token": "forge-token",
         "gitea_api_url": forge.url if forge else None,
         "gitea_token": "forge-token",
+        "gitlab_api_url": forge.url + "/api/v4" if forge else "http://127.0.0.1:9",
+        "gitlab_token": GITLAB_TOKEN,
         "workers": 2,
         "poll_seconds": 0.05,
         "lease_seconds": 10,

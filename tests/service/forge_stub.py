@@ -1,4 +1,10 @@
-"""A loopback stand-in for the forge's REST API that records what PyGithub sends."""
+"""A loopback stand-in for the forge's REST API that records what the status clients send.
+
+GitHub and Gitea calls (PyGithub) are accepted as they come. GitLab calls
+(`/api/v4/projects/...`) are answered the way GitLab does: the `PRIVATE-TOKEN`
+is checked, and each (project, commit, name) status moves through a state
+machine that refuses to enter the state it is already in with a 400.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+GITLAB_TOKEN = "gitlab-token"
+GITLAB_EVENTS = {  # GitLab state -> the state machine event that enters it
+    "pending": "enqueue",
+    "running": "run",
+    "success": "succeed",
+    "failed": "drop",
+    "canceled": "cancel",
+}
+
 
 @dataclass
 class Call:
@@ -15,13 +30,17 @@ class Call:
     path: str
     body: dict[str, Any]
     authorization: str | None
+    private_token: str | None = None
+    code: int = 201  # what the stand-in answered
 
 
 @dataclass
 class ForgeStub:
     fail_first: int = 0  # answer 503 to this many status posts first
+    lose_answers: int = 0  # GitLab: apply this many status posts, then answer 502 anyway
     calls: list[Call] = field(default_factory=list)
     failures: int = 0
+    gitlab_states: dict[tuple[str, str], str] = field(default_factory=dict)  # (path, name)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -36,8 +55,30 @@ class ForgeStub:
             for c in list(self.calls)
             if c.method == "POST"
             and "/statuses/" in c.path
-            and (context is None or c.body.get("context") == context)
+            and c.code < 300
+            and (context is None or c.body.get("context", c.body.get("name")) == context)
         ]
+
+    def gitlab(self, path: str, body: dict[str, Any], token: str | None) -> tuple[int, dict]:
+        """GitLab's answer to `POST /projects/:id/statuses/:sha`, and its effect."""
+        if token != GITLAB_TOKEN:
+            return 401, {"message": "401 Unauthorized"}
+        wanted, name = body.get("state"), body.get("name") or "default"
+        if wanted not in GITLAB_EVENTS:
+            return 400, {"error": "state does not have a valid value"}
+        current = self.gitlab_states.get((path, name))
+        if current == wanted:
+            event = GITLAB_EVENTS[wanted]
+            return 400, {
+                "message": f"Cannot transition status via :{event} from :{current} "
+                f'(Reason(s): Status cannot transition via "{event}")'
+            }
+        self.gitlab_states[(path, name)] = wanted
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            return 502, {"message": "answer lost on the way back (stand-in)"}
+        sha = path.rsplit("/", 1)[-1]
+        return 201, {"id": len(self.calls) + 1, "sha": sha, "status": wanted, **body}
 
     def start(self) -> ForgeStub:
         stub = self
@@ -60,6 +101,12 @@ class ForgeStub:
                 if "/statuses/" in self.path and stub.failures < stub.fail_first:
                     stub.failures += 1
                     self._answer(503, {"message": "forge is down (stand-in)"})
+                    return
+                if self.path.startswith("/api/v4/projects/"):
+                    token = self.headers.get("PRIVATE-TOKEN")
+                    code, data = stub.gitlab(self.path, body, token)
+                    stub.calls.append(Call("POST", self.path, body, None, token, code))
+                    self._answer(code, data)
                     return
                 stub.calls.append(Call("POST", self.path, body, self.headers.get("Authorization")))
                 self._answer(201, {"id": len(stub.calls), "url": self.path, **body})

@@ -1,8 +1,6 @@
-"""Each forge end to end: GitHub pull requests, Gitea pushes and statuses, GitLab pushes."""
+"""Each forge end to end: GitHub pull requests, Gitea pushes and statuses (GitLab: test_gitlab)."""
 
 from __future__ import annotations
-
-import requests
 
 from handlers.gitmirror import MirrorCache
 
@@ -39,24 +37,6 @@ def test_gitea_push_gets_statuses_through_the_gitea_api(serve, config_repo, forg
     assert sorted(d["instance"] for d in event["deployments"]) == ["blog", "cloud", "www"]
     sent = wait_for(lambda: forge.statuses("swapyard/production/cloud"), what="gitea status")
     assert sent[0]["path"] == f"/api/v1/repos/{REPO_NAME}/statuses/{sha}"
-
-
-def test_gitlab_push_is_processed_and_statuses_are_not_retried(serve, config_repo, forge):
-    served = serve(config_repo)
-    sha = config_repo.sha()
-    body = payload("gitlab/push-docs-example.json")
-    body.update(ref="refs/heads/main", before=ZERO, after=sha, checkout_sha=sha)
-    body["project"].update(path_with_namespace=REPO_NAME, git_http_url=str(config_repo.bare))
-    event = finished(served, served.hook("gitlab", "Push Hook", body).json()["event"])
-    assert {d["status"] for d in event["deployments"]} == {"success"}
-    wait_for(
-        lambda: (
-            'swapyard_queue_depth{queue="statuses"} 0'
-            in requests.get(f"{served.url}/metrics", timeout=5).text
-        ),
-        what="GitLab statuses to be set aside",
-    )
-    assert forge.statuses() == []
 
 
 def test_mirror_fetches_only_what_is_new(tmp_path, config_repo):

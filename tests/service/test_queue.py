@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import time
 
-import requests
-
 from service.db import get_db
 from service.worker import Worker, get_worker
 
-from .conftest import ZERO, wait_for
+from .conftest import ZERO, outbox_drained, wait_for
 from .test_worker import finished
 
 
@@ -80,10 +78,4 @@ def test_a_failing_forge_delays_statuses_but_loses_none(serve, config_repo, forg
             what=f"{ctx} success status despite the forge failing",
         )
     assert forge.failures == 4
-    wait_for(
-        lambda: (
-            'swapyard_queue_depth{queue="statuses"} 0'
-            in requests.get(f"{served.url}/metrics", timeout=5).text
-        ),
-        what="the status outbox to drain (older pending ones are dropped, not sent late)",
-    )
+    outbox_drained(served)  # older pending ones are dropped, not sent late
