@@ -8,14 +8,19 @@ The app is built in the main process (so a bad config fails before anything
 listens); Granian forks one worker process, which drops the database
 connections inherited through fork, starts the work threads, serves, and
 stops the work threads when Granian shuts it down (SIGTERM or SIGINT to the
-main process). A worker that dies is respawned. Killing the whole process
-group loses nothing: acknowledged events are in the database and leases
-expire.
+main process). A worker that dies is respawned; a worker whose main process
+dies (SIGKILL) is stopped by the kernel, as gunicorn's workers stop
+themselves, so no orphan keeps serving and running jobs. Killing the whole
+process group loses nothing: acknowledged events are in the database and
+leases expire.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
 from typing import Any
 
 from flask import Flask
@@ -36,10 +41,22 @@ class _ThreadCountIsIntended(logging.Filter):
         return "Python threads" not in record.getMessage()
 
 
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux)."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(app: Flask, host: str, port: int, threads: int, background: bool = True) -> None:
     """Serve `app`; with `background`, the worker threads run in the same process."""
+    main_pid = os.getpid()
 
     def load(_target: str) -> Flask:  # in the forked worker process
+        _end_with_parent(main_pid)
         get_db(app).engine.dispose(close=False)  # connections from before fork stay unused
         if background:
             get_worker(app).start()

@@ -98,3 +98,24 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path, launch):
     proc = launch("serve", "--port", str(free_port()), log=log)
     assert proc.wait(30) == 1
     assert "no webhook secret configured" in log.read_text()
+
+
+def test_the_worker_process_ends_with_a_killed_main_process(tmp_path, config_repo, forge, launch):
+    port = free_port()
+    config = tmp_path / "swapyard.yaml"
+    config.write_text(yaml.safe_dump(make_settings(tmp_path, forge, port)))
+    log = tmp_path / "service.log"
+    main = launch("serve", "--config", str(config), "--port", str(port), log=log)
+
+    def answering() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(answering, what=f"swapyard serve to listen ({log})")
+    [child] = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
+    main.kill()  # SIGKILL to the main process only: nothing of it can clean up
+    main.wait(10)
+    wait_for(lambda: not Path(f"/proc/{child}").exists(), what="the orphaned worker to end")
+    assert not answering()
