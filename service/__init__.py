@@ -29,10 +29,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
     database = db.init_app(app)
-    hooks.init_app(app, SqlInbox(database, settings["PUBLIC_URL"]))
+    inbox = SqlInbox(database, settings["PUBLIC_URL"])
+    hooks.init_app(app, inbox)
     api.init_app(app)
     pages.init_app(app)
-    worker.init_app(app)
+    inbox.listeners.append(worker.init_app(app).wake)  # a delivery wakes idle threads
 
     @app.errorhandler(SwapyardError)
     def _domain_error(exc: SwapyardError) -> ResponseReturnValue:

@@ -18,6 +18,7 @@ answered as a duplicate with the first event's id.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from handlers.hooks import Incoming, Recorded
 from .db import Database
 from .dispatch import received_status
 from .models import Event, StatusOutbox
+
+log = logging.getLogger(__name__)
 
 # INSERT ... ON CONFLICT is dialect-specific in SQLAlchemy (same SQL on both)
 _UPSERTS: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -65,6 +68,7 @@ class SqlInbox:
         self._queue_lock = threading.Lock()
         self._writer = threading.Lock()
         self.batches = 0  # transactions committed; read by tests and the benchmark
+        self.listeners: list[Callable[[], None]] = []  # told when queued events were stored
 
     @property
     def waiting(self) -> int:
@@ -91,9 +95,10 @@ class SqlInbox:
         return Recorded(event_id, status, reason, duplicate, self.event_url(event_id))
 
     def _write(self, batch: list[_Slot]) -> None:
+        queued = 0
         try:
             with self.db.connection() as connection:
-                self._store(connection, batch)
+                queued = self._store(connection, batch)
             self.batches += 1
         except BaseException as exc:  # every waiter learns its delivery was not stored
             for slot in batch:
@@ -101,8 +106,14 @@ class SqlInbox:
         finally:
             for slot in batch:
                 slot.done = True
+        for listener in self.listeners if queued else ():
+            try:
+                listener()
+            except Exception:  # stored and acknowledged all the same; the worker polls
+                log.exception("inbox listener failed")
 
-    def _store(self, connection: Connection, batch: list[_Slot]) -> None:
+    def _store(self, connection: Connection, batch: list[_Slot]) -> int:
+        """Insert the batch's events (and first statuses); returns how many were queued."""
         now = time.time()
         inserted = {
             (forge, delivery): event_id
@@ -139,6 +150,7 @@ class SqlInbox:
             }
             for slot in pending:
                 slot.recorded = seen[_key(slot.incoming)]
+        return len(received)
 
 
 def _key(incoming: Incoming) -> tuple[str, str]:

@@ -40,6 +40,34 @@ log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5
 
 
+class Doorbell:
+    """Wakes this process's idle threads as soon as work is stored here.
+
+    Idle threads still poll (work stored by another process rings no bell
+    here), but a delivery or a finished deployment in this process is picked up
+    at once instead of after up to POLL_SECONDS. A ring between a thread's
+    look for work and its wait is not lost: the thread waits only if nothing
+    rang since it looked.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._rings = 0
+
+    @property
+    def rings(self) -> int:
+        return self._rings
+
+    def ring(self) -> None:
+        with self._cond:
+            self._rings += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._rings != seen, timeout)
+
+
 class Worker:
     def __init__(
         self,
@@ -62,6 +90,11 @@ class Worker:
         self.reconciler = Reconciler(db, settings, self.mirrors)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.doorbell = Doorbell()
+
+    def wake(self) -> None:
+        """New work was stored in this process: idle threads look now."""
+        self.doorbell.ring()
 
     @property
     def owner(self) -> str:
@@ -296,21 +329,28 @@ class Worker:
         event = self.claim_event()
         if event is not None:
             self.dispatch(event)
+            self.wake()  # its deployments and statuses, for the idle threads
             return True
         dep = self.claim_deployment()
         if dep is not None:
             self.run_deployment(dep)
+            self.wake()
             return True
         return False
 
-    def _loop(self, step: Any, idle: float) -> None:
+    def _loop(self, step: Any, idle: float, woken: bool) -> None:
         while not self._stop.is_set():
+            seen = self.doorbell.rings
             try:
                 busy = step()
             except Exception:  # keep the thread alive; the lease frees the work
                 log.exception("worker step failed")
                 busy = False
-            if not busy:
+            if busy or self._stop.is_set():
+                continue
+            if woken:
+                self.doorbell.wait(seen, idle)
+            else:
                 self._stop.wait(idle)
 
     def start(
@@ -333,20 +373,23 @@ class Worker:
             self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
         every = float(self.settings["RECONCILE_SECONDS"])
         if every > 0:
-            self._spawn("swapyard-reconciler", self._reconcile, every)
+            self._spawn("swapyard-reconciler", self._reconcile, every, woken=False)
 
     def _reconcile(self) -> bool:
         self.reconciler.run_once()
         return False  # then wait a full RECONCILE_SECONDS
 
-    def _spawn(self, name: str, step: Any, idle: float | None = None) -> None:
+    def _spawn(self, name: str, step: Any, idle: float | None = None, woken: bool = True) -> None:
         idle = float(self.settings["POLL_SECONDS"]) if idle is None else idle
-        thread = threading.Thread(target=self._loop, args=(step, idle), name=name, daemon=True)
+        thread = threading.Thread(
+            target=self._loop, args=(step, idle, woken), name=name, daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self.doorbell.ring()
         if self.backups is not None and self.backups.scheduler.scheduler.running:
             self.backups.shutdown()
         for thread in self._threads:

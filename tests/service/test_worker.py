@@ -176,3 +176,15 @@ def test_instances_api_shows_current_commit(serve, config_repo):
     assert (www["latest"]["sha"], www["latest"]["status"]) == (after, "failure")
     history = served.api("/api/deployments?instance=production/www")
     assert [d["status"] for d in history] == ["failure", "success"]
+
+
+def test_a_delivery_wakes_the_idle_worker_at_once(serve, config_repo, forge):
+    # Polling alone would look only after a minute: well past wait_for's 20 s.
+    served = serve(config_repo, poll_seconds=60)
+    sha = config_repo.sha()
+    event = finished(served, served.push(ZERO, sha).json()["event"])
+    assert {d["status"] for d in event["deployments"]} == {"success"}
+    wait_for(
+        lambda: [s for s in forge.statuses("swapyard") if s["state"] == "success"],
+        what="the push's final status, sent by the woken status sender",
+    )
