@@ -7,7 +7,7 @@ import os
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .conftest import TOKEN, ZERO
+from .conftest import TOKEN, ZERO, wait_for
 from .test_worker import finished
 
 CHROMIUM = os.environ.get("SWAPYARD_CHROMIUM", "/usr/bin/chromium")
@@ -50,4 +50,31 @@ def test_log_in_and_follow_an_instance_to_its_deployment(serve, config_repo, pag
     failed.get_by_role("link").first.click()
     expect(page.locator("#status")).to_have_text("failure")
     expect(page.locator("#steps")).to_contain_text("validate")
+    expect(page.locator("#log")).to_contain_text("apps.config")
+
+
+def test_the_push_status_link_leads_to_the_push_and_its_deployments(
+    serve, config_repo, forge, page
+):
+    served = serve(config_repo)
+    before = config_repo.sha()
+    bad = config_repo.read("instances/blog/apps.config").replace("domains:", "domainz:", 1)
+    after = config_repo.commit(
+        "break blog", {"instances/blog/apps.config": bad, "instances/www/z.txt": "ok\n"}
+    )
+    config_repo.push()
+    event = finished(served, served.push(before, after).json()["event"])
+    sent = wait_for(lambda: forge.statuses("swapyard"), what="the push's status")
+    [link] = {s["target_url"] for s in sent}  # what the forge links to
+
+    page.goto(link)
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(link)
+    expect(page.locator("h1")).to_have_text(f"Event {event['id']}: push to refs/heads/main")
+    expect(page.locator("#status")).to_have_text("dispatched")
+    expect(page.locator("#deployments tr", has_text="production/www")).to_contain_text("success")
+    failed = page.locator("#deployments tr", has_text="production/blog")
+    expect(failed).to_contain_text("failure")
+    failed.get_by_role("link").first.click()
     expect(page.locator("#log")).to_contain_text("apps.config")
