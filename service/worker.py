@@ -28,6 +28,7 @@ from handlers.changes import Change, diff_push
 from handlers.errors import GitError
 from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, targets
+from schemas import Instance
 
 from . import backups, dispatch, leases, statuses
 from .backups import Backups
@@ -62,6 +63,8 @@ class Worker:
         self.reconciler = Reconciler(db, settings, self.mirrors)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        if deployer is not None:
+            deployer.on_wait.append(self._note_waiting)
 
     @property
     def owner(self) -> str:
@@ -247,6 +250,20 @@ class Worker:
         except GitError as exc:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
         self._finish(dep, event, outcome)
+
+    def _note_waiting(self, instance: Instance, text: str) -> None:
+        """Show what the running deploy of `instance` waits for: its log, summary and status."""
+        with self.db.session() as session:
+            dep = session.scalars(
+                select(Deployment).where(
+                    Deployment.key == instance.key, Deployment.status == "running"
+                )
+            ).first()
+            if dep is None:
+                return
+            dep.summary = text
+            dep.log = "\n".join(filter(None, [dep.log, text]))
+            self._status(session, dep.event, dep, "pending", text)
 
     def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
         now = time.time()
