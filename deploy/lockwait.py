@@ -54,9 +54,9 @@ def wait_for_lock(
             result = attempt()
         except SwapInProgress as exc:
             waited = time.monotonic() - started
-            if exc.is_swap or waited >= timeout:
-                if not waiting_for:  # never waited: the journal's own message says it best
-                    raise
+            if exc.is_swap or timeout <= 0:  # the journal's own message says it best
+                raise
+            if waited >= timeout:
                 raise SwapInProgress(
                     f"{key}: instance busy with {_busy_with(exc.holder)} for {timeout:g} s "
                     f"({holder_text(exc.holder)} holds its lock); deploy again once it has ended",
