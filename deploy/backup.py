@@ -16,7 +16,9 @@ before the next; `recover()` at startup brings back the apps of a run whose
 process died. A run is a success only when the repository lists the new
 snapshot (tagged with the run id), whatever restic's exit code said. Then
 `forget --prune` applies the retention. The per-instance lock is the swap's
-(`SqlJournal.lease`), so a backup and a swap of one instance never overlap.
+(`SqlJournal.lease`), so a backup and a swap of one instance never overlap:
+a backup that meets a swap is `skipped` at once (the scheduler retries it),
+while a deploy that meets a backup waits for it (`deploy.lockwait`).
 """
 
 from __future__ import annotations

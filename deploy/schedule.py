@@ -17,28 +17,27 @@ created, changed and removed by `sync_instances` (on deploy) and
 `remove_instance` (on destroy). A job holds only plain values (names of
 secrets, never their values); it reaches this object through a registry
 keyed by the scheduler's `name`, because APScheduler stores a textual
-reference to a module-level function, not a bound method.
+reference to a module-level function, not a bound method (so `run_job`
+stays here: stored jobs name `deploy.schedule:run_job`). What a job stores
+and its cron trigger are `deploy.backupjobs`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
 import weakref
 from collections.abc import Iterable
-from dataclasses import asdict
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from deploy.backup import BackupRunner, tags_of
 from deploy.backupcheck import check_repository, check_staleness
+from deploy.backupjobs import backup_of, cron_trigger, job_spec
 from deploy.backupjournal import SKIPPED, BackupJournal, BackupRun
 from deploy.base import Provider
 from deploy.restic import ResticRepo, SecretLookup, Snapshot, repository_for
@@ -47,70 +46,12 @@ from deploy.restoreswap import restore_live
 from deploy.spec import AppCheck
 from deploy.sqljournal import SqlJournal
 from deploy.types import BackupError
-from schemas.model import Backup, Instance, Retention, SecretRef
+from schemas.model import Instance, Retention
 
 log = logging.getLogger(__name__)
+__all__ = ["BackupScheduler", "backup_of", "cron_trigger", "job_spec", "run_job"]
 
 _ACTIVE: weakref.WeakValueDictionary[str, BackupScheduler] = weakref.WeakValueDictionary()
-_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def cron_trigger(schedule: str, timezone: str, jitter: int | None = None) -> CronTrigger:
-    """A CronTrigger from a 5-field crontab, with crontab's weekdays (0 and 7 are Sunday).
-
-    APScheduler 3.x numbers weekdays from Monday, so numbers become names.
-    """
-    fields = schedule.split()
-    if len(fields) != 5:
-        raise ValueError(f"cron schedule {schedule!r}: expected 5 fields")
-    minute, hour, day, month, dow = fields
-    dow = re.sub(r"\d+", lambda m: _DOW[int(m.group()) % 7], dow)
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=dow,
-        timezone=ZoneInfo(timezone),
-        jitter=jitter,
-    )
-
-
-def job_spec(instance: Instance) -> dict[str, Any]:
-    """What a backup job of `instance` stores: plain values, secrets by name only."""
-    b = instance.backup
-    env = [[k, {"secret": v.name} if isinstance(v, SecretRef) else v] for k, v in b.environment]
-    return {
-        "project": instance.project,
-        "name": instance.name,
-        "schedule": b.schedule,
-        "check_schedule": b.check_schedule,
-        "drill_schedule": b.drill_schedule,
-        "timezone": instance.timezone,
-        "repository": b.repository,
-        "password": b.password.name if b.password else None,
-        "environment": env,
-        "retention": asdict(b.retention),
-        "size_bytes": instance.volume.size_bytes,
-        "filesystem": instance.volume.filesystem,
-        "apps": [[a.name, a.domains[0], a.health_path] for a in instance.apps if a.domains],
-    }
-
-
-def backup_of(spec: dict[str, Any]) -> Backup:
-    """The `Backup` config back from a job spec (for `repository_for`)."""
-    env = tuple(
-        (k, SecretRef(v["secret"]) if isinstance(v, dict) else v) for k, v in spec["environment"]
-    )
-    return Backup(
-        enabled=True,
-        schedule=spec["schedule"],
-        repository=spec["repository"],
-        password=SecretRef(spec["password"]) if spec["password"] else None,
-        retention=Retention(**spec["retention"]),
-        check_schedule=spec["check_schedule"],
-        environment=env,
-    )
 
 
 def run_job(scheduler_name: str, kind: str, spec: dict[str, Any]) -> None:

@@ -133,20 +133,31 @@ class SqlJournal:
                 swap_id = inserted[0]
                 conn.execute(locks.insert().values(key=key, swap_id=swap_id, acquired=now))
         except IntegrityError:
+            holder, is_swap = self._holder(key)
+            if not is_swap:  # a backup or a restore: it ends by itself
+                raise SwapInProgress(
+                    f"{key}: {holder} holds the instance's lock; deploy after it ends",
+                    holder,
+                ) from None
             raise SwapInProgress(
-                f"{key}: {self._holder(key)} is still running; wait for it, or restart the "
-                "worker so it resumes or rolls it back"
+                f"{key}: {holder} is still running; wait for it, or restart the "
+                "worker so it resumes or rolls it back",
+                holder,
+                is_swap=True,
             ) from None
         return self.get(swap_id)
 
-    def _holder(self, key: str) -> str:
+    def _holder(self, key: str) -> tuple[str, bool]:
+        """Who holds the lock of `key`, and whether that is a swap."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(locks.c.swap_id, locks.c.holder).where(locks.c.key == key)
             ).first()
         if row is None:
-            return "another operation"
-        return row.holder or f"swap {row.swap_id}"
+            return "another operation", False
+        if row.holder:
+            return row.holder, False
+        return f"swap {row.swap_id}", True
 
     def lease(self, key: str, holder: str) -> None:
         """Take the lock of instance `key` (`project/name`) for something else than a swap.
@@ -158,8 +169,11 @@ class SqlJournal:
             with self.engine.begin() as conn:
                 conn.execute(locks.insert().values(key=key, holder=holder, acquired=_now()))
         except IntegrityError:
+            held_by, is_swap = self._holder(key)
             raise SwapInProgress(
-                f"{key}: {self._holder(key)} holds the instance's lock; {holder} waits for it"
+                f"{key}: {held_by} holds the instance's lock; {holder} waits for it",
+                held_by,
+                is_swap=is_swap,
             ) from None
 
     def release(self, key: str, holder: str) -> None:

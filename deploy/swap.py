@@ -16,6 +16,9 @@ the system, never from the journal), so `recover()` after a crash simply
 rolls back each swap that had not switched yet and completes the others.
 Only `Exception`s trigger a rollback; a `BaseException` (the worker being
 killed, a test's simulated crash) leaves the journal for `recover()`.
+
+A deploy that finds the instance's lock held by a backup or a restore
+waits for it, up to `lock_wait` seconds (`deploy.lockwait`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 from deploy.base import InstanceHandle, Provider, Route, VolumeHandle
 from deploy.journal import FAILED, ROLLED_BACK, SUCCEEDED, Deployment, Journal, SwapRecord
+from deploy.lockwait import WaitHook, wait_for_lock
 from deploy.spec import AppCheck, DeploySpec, check_apps
 from deploy.types import DeployError, InstanceState, ProviderError
 
@@ -64,6 +68,8 @@ class SwapEngine:
         health_timeout: float = 60,
         health_interval: float = 0.5,
         drain_seconds: float = 1.0,
+        lock_wait: float = 0.0,
+        lock_poll: float = 1.0,
         on_step: StepHook | None = None,
         new_shortid: Callable[[], str] = lambda: secrets.token_hex(3),
     ):
@@ -73,6 +79,8 @@ class SwapEngine:
         self.health_timeout = health_timeout
         self.health_interval = health_interval
         self.drain_seconds = drain_seconds
+        self.lock_wait = lock_wait
+        self.lock_poll = lock_poll
         self.on_step = on_step
         self.new_shortid = new_shortid
 
@@ -96,11 +104,32 @@ class SwapEngine:
         return volume
 
     # -- deploy --------------------------------------------------------------
-    def deploy(self, spec: DeploySpec) -> Outcome:
+    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> Outcome:
         """Bring `spec` live: `noop`, first deploy (`create`) or swap (`replace`).
 
-        Raises `SwapInProgress` when another swap of the instance runs.
+        A backup or restore holding the instance's lock is waited for, up to
+        `lock_wait` s (`deploy.lockwait`; each attempt reads the live
+        deployment again). `SwapInProgress` when another swap holds the lock
+        or the wait times out.
         """
+        begun = wait_for_lock(
+            lambda: self._begin(spec), spec.key, self.lock_wait, self.lock_poll, on_wait
+        )
+        if isinstance(begun, Outcome):
+            return begun
+        record = begun
+        try:
+            self._forward(record, spec)
+        except Exception as exc:
+            after = self.journal.get(record.id)
+            if "switch_traffic" not in after.done:  # past the switch there is no way back
+                log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
+                return self._rollback(after, _describe(exc))
+        after = self.journal.get(record.id)
+        return self._complete(after, after.new_instance)
+
+    def _begin(self, spec: DeploySpec) -> Outcome | SwapRecord:
+        """A `noop` outcome, or the journaled swap holding the lock (`SwapInProgress`)."""
         current = self.journal.current(spec.project, spec.name)
         if current is not None and current.digest == spec.digest:
             live = self.provider.get_instance(current.instance_id)
@@ -108,7 +137,7 @@ class SwapEngine:
                 return Outcome(
                     "noop", "noop", f"noop: {spec.key} is already at this config", None, live.id
                 )
-        record = self.journal.begin(
+        return self.journal.begin(
             SwapRecord(
                 id=0,
                 project=spec.project,
@@ -122,15 +151,6 @@ class SwapEngine:
                 spec=spec.to_json(),
             )
         )
-        try:
-            self._forward(record, spec)
-        except Exception as exc:
-            after = self.journal.get(record.id)
-            if "switch_traffic" not in after.done:  # past the switch there is no way back
-                log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
-                return self._rollback(after, _describe(exc))
-        after = self.journal.get(record.id)
-        return self._complete(after, after.new_instance)
 
     def _forward(self, record: SwapRecord, spec: DeploySpec) -> InstanceHandle:
         """Every step up to and including the traffic switch."""

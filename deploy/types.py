@@ -75,7 +75,16 @@ class HealthCheckFailed(DeployError):
 
 
 class SwapInProgress(DeployError):
-    """Another swap holds the lock of this instance; wait for it or recover it."""
+    """Another swap holds the lock of this instance; wait for it or recover it.
+
+    `holder` names who holds the lock: `swap 12` for a swap, or what a
+    `lease` was taken for (`backup:7`, `restore:8`); empty when unknown.
+    """
+
+    def __init__(self, message: str, holder: str = "", *, is_swap: bool = False):
+        super().__init__(message)
+        self.holder = holder
+        self.is_swap = is_swap
 
 
 class BackupError(DeployError, LookupError):

@@ -85,6 +85,7 @@ class Execution:
     state: str  # success | failure | error
     action: str  # create | replace | noop | destroy | ...
     summary: str
+    steps: tuple[StepRecord, ...] = ()  # its own steps for the history (e.g. `wait_lock`)
 
 
 Executor = Callable[[Instance, str], Execution]  # (instance, commit) -> what was done
@@ -186,6 +187,7 @@ class Pipeline:
         executor = self.executor
         done = self._step(outcome, "deploy", lambda: executor(instance, commit))
         outcome.steps[-1].log = done.summary
+        outcome.steps[-1:-1] = done.steps  # what happened inside, listed before the outcome
         outcome.state, outcome.action, outcome.summary = done.state, done.action, done.summary
         if done.state != "success":
             outcome.steps[-1].status = "failed"

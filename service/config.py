@@ -87,6 +87,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RENDER_HTTPS", None, "Override every instance's `https` (false for local use)."),
     Setting("READY_TIMEOUT", 120.0, "Seconds a new instance may take to become ready."),
     Setting("HEALTH_TIMEOUT", 60.0, "Seconds every app has to answer its health check."),
+    Setting(
+        "DEPLOY_LOCK_WAIT_SECONDS",
+        1800.0,
+        "Seconds a deploy waits for a backup or restore of its instance to end (0: fail at once).",
+    ),
     Setting("BACKUPS", True, "Schedule restic backups of deployed instances (with DEPLOY)."),
 )
 DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -8,13 +8,21 @@ destroys. The engine journals every step in its own tables of the service's
 database, so `recover()` at start-up finishes or rolls back whatever a dead
 worker left.
 
+A deploy that meets a backup or a restore of the instance waits for it (up
+to DEPLOY_LOCK_WAIT_SECONDS): the `on_wait` hooks hear it at once (the
+worker shows it on the running deployment), and the wait becomes a
+`wait_lock` step of the deployment's history. Meanwhile the worker keeps
+renewing its lease on the deployment, as for any long step.
+
 Settings (service.config): PROVIDER, STATE_DIR, EDGE_LISTEN, EDGE_ADMIN,
-SECRETS_DIR, IMAGE_MAP, RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT.
+SECRETS_DIR, IMAGE_MAP, RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT,
+DEPLOY_LOCK_WAIT_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +34,7 @@ from deploy.spec import DeploySpec
 from deploy.sqljournal import SqlJournal
 from deploy.swap import SwapEngine
 from deploy.types import SwapInProgress
-from handlers.pipeline import Execution
+from handlers.pipeline import Execution, StepRecord
 from renderers import RenderOptions, render_instance
 from schemas import Instance
 
@@ -38,6 +46,34 @@ log = logging.getLogger(__name__)
 def _listen(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+class _Wait:
+    """The engine's `on_wait` for one deploy: tells the hooks, remembers for the history."""
+
+    def __init__(self, instance: Instance, hooks: list[Callable[[Instance, str], None]]):
+        self.instance = instance
+        self.hooks = hooks
+        self.since: float | None = None
+        self.until: float | None = None
+        self.notes: list[str] = []
+
+    def __call__(self, text: str, waiting: bool) -> None:
+        now = time.time()
+        self.since = self.since or now
+        self.until = None if waiting else now
+        self.notes.append(text)
+        log.info("%s", text)
+        for hook in self.hooks:
+            hook(self.instance, text)
+
+    def steps(self, gave_up: str | None = None) -> tuple[StepRecord, ...]:
+        """The `wait_lock` step when the deploy waited (`gave_up`: why it stopped waiting)."""
+        if self.since is None:
+            return ()
+        log_text = "\n".join([*self.notes, gave_up] if gave_up else self.notes)
+        status = "failed" if gave_up else "done"
+        return (StepRecord("wait_lock", status, self.since, self.until or time.time(), log_text),)
 
 
 class Deployer:
@@ -58,11 +94,13 @@ class Deployer:
         self.provider = driver(settings["STATE_DIR"] or data / "state", **options)
         self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
         self.on_destroyed: list[Callable[[Instance], None]] = []
+        self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock
         self.engine = SwapEngine(
             self.provider,
             SqlJournal(database),
             ready_timeout=float(settings["READY_TIMEOUT"]),
             health_timeout=float(settings["HEALTH_TIMEOUT"]),
+            lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),
         )
 
     def render_options(self) -> RenderOptions:
@@ -78,6 +116,7 @@ class Deployer:
 
     def __call__(self, instance: Instance, commit: str) -> Execution:
         """Deploy (or destroy, for `state: absent`) one instance at one commit."""
+        steps: tuple[StepRecord, ...] = ()
         if instance.state == "absent":
             outcome = self.engine.destroy(
                 instance.project,
@@ -88,15 +127,17 @@ class Deployer:
         else:
             artifacts = render_instance(instance, self.render_options())
             spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
+            wait = _Wait(instance, self.on_wait)
             try:
-                outcome = self.engine.deploy(spec)
+                outcome = self.engine.deploy(spec, on_wait=wait)
             except SwapInProgress as exc:
-                return Execution("error", "busy", str(exc))
+                return Execution("error", "busy", str(exc), wait.steps(str(exc)))
+            steps = wait.steps()
         state = "success" if outcome.status in ("success", "noop") else outcome.status
         if state == "success":
             for hook in self.on_destroyed if instance.state == "absent" else self.on_live:
                 hook(instance)
-        return Execution(state, outcome.kind, outcome.message)
+        return Execution(state, outcome.kind, outcome.message, steps)
 
     def recover(self) -> None:
         """Finish or roll back what a dead worker left, then put volumes and routes back."""

@@ -28,44 +28,18 @@ from handlers.changes import Change, diff_push
 from handlers.errors import GitError
 from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, targets
+from schemas import Instance
 
 from . import backups, dispatch, leases, statuses
 from .backups import Backups
 from .db import Database, get_db, rowcount
 from .deployer import Deployer
+from .doorbell import Doorbell
 from .models import Deployment, Event, Step
 from .reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5
-
-
-class Doorbell:
-    """Wakes this process's idle threads as soon as work is stored here.
-
-    Idle threads still poll (work stored by another process rings no bell
-    here), but a delivery or a finished deployment in this process is picked up
-    at once instead of after up to POLL_SECONDS. A ring between a thread's
-    look for work and its wait is not lost: the thread waits only if nothing
-    rang since it looked.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._rings = 0
-
-    @property
-    def rings(self) -> int:
-        return self._rings
-
-    def ring(self) -> None:
-        with self._cond:
-            self._rings += 1
-            self._cond.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._rings != seen, timeout)
 
 
 class Worker:
@@ -91,6 +65,8 @@ class Worker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.doorbell = Doorbell()
+        if deployer is not None:
+            deployer.on_wait.append(self._note_waiting)
 
     def wake(self) -> None:
         """New work was stored in this process: idle threads look now."""
@@ -291,6 +267,20 @@ class Worker:
         except GitError as exc:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
         self._finish(dep, event, outcome)
+
+    def _note_waiting(self, instance: Instance, text: str) -> None:
+        """Show what the running deploy of `instance` waits for: its log, summary and status."""
+        with self.db.session() as session:
+            dep = session.scalars(
+                select(Deployment).where(
+                    Deployment.key == instance.key, Deployment.status == "running"
+                )
+            ).first()
+            if dep is None:
+                return
+            dep.summary = text
+            dep.log = "\n".join(filter(None, [dep.log, text]))
+            self._status(session, dep.event, dep, "pending", text)
 
     def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
         now = time.time()

@@ -1,51 +1,28 @@
 """The `local` provider: instances are compose projects on the local Docker engine.
 
-An instance `sy-<project>-<name>-<shortid>` lives in
-`<state_dir>/instances/<id>/`: `rootfs/` holds what its Ignition config
-writes (so `/opt/swapyard` is `rootfs/opt/swapyard`, exported to compose as
-`SWAPYARD_ROOT`), `data/` is where its volume is mounted (`SWAPYARD_DATA`).
-A compose override publishes the instance's Caddy on an ephemeral loopback
-port instead of 80/443. Writers (label `org.swapyard.writer=true`) are
-created but only started once the volume is attached. Actions go through
-the docker-compose binary; inspection through the Docker SDK.
+The pieces live beside it: `projects.py` (an instance's directory and
+compose project: materialization and inspection), `volumes.py` (loop-mounted
+images), `edge.py` (the edge Caddy). This class is the instance lifecycle
+that puts them together behind the `Provider` interface. Writers (label
+`org.swapyard.writer=true`) are created but only started once the volume is
+attached.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-import yaml
-
 from deploy.base import InstanceHandle, Provider, Route, VolumeHandle
-from deploy.local import compose, ignition
-from deploy.local.commands import run
-from deploy.local.compose import (
-    FRONT,
-    PROJECT_LABEL,
-    SERVICE_LABEL,
-    WORKDIR_LABEL,
-    default_compose,
-    deferred_services,
-    needs_volume,
-    service_of,
-)
+from deploy.local.compose import default_compose, needs_volume
 from deploy.local.edge import LocalEdge
+from deploy.local.projects import OPT, ComposeProjects
 from deploy.local.volumes import LoopVolumes, VolumeInfo
-from deploy.types import (
-    IgnitionError,
-    InstanceNotFound,
-    InstanceNotReady,
-    InstanceState,
-    ProviderError,
-    VolumeState,
-)
+from deploy.types import InstanceNotFound, InstanceNotReady, ProviderError, VolumeState
 
-OPT = "opt/swapyard"
+__all__ = ["OPT", "LocalProvider"]
 
 
 class LocalProvider(Provider):
@@ -69,92 +46,19 @@ class LocalProvider(Provider):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.volumes = LoopVolumes(self.state_dir, ex_use_loop)
         self.edge = LocalEdge(self.state_dir, ex_edge_listen, ex_edge_admin)
-        self.compose_bin = ex_compose or default_compose()
+        self.projects = ComposeProjects(
+            self.instances_dir, ex_compose or default_compose(), ex_docker
+        )
         self.stop_timeout = ex_stop_timeout
-        self._docker = ex_docker
 
     # -- plumbing ----------------------------------------------------------
     @property
     def docker(self) -> Any:
         """The Docker SDK client, created on first use."""
-        if self._docker is None:
-            import docker
-
-            self._docker = docker.from_env()
-        return self._docker
+        return self.projects.docker
 
     def _dir(self, iid: str) -> Path:
-        return self.instances_dir / iid
-
-    def _root(self, iid: str) -> Path:
-        return self._dir(iid) / "rootfs" / OPT
-
-    def _compose(self, iid: str, *args: str, timeout: float = 300) -> str:
-        root = self._root(iid)
-        argv = [
-            self.compose_bin,
-            "-p",
-            iid,
-            "--project-directory",
-            str(root),
-            "-f",
-            str(root / "compose.yaml"),
-            "-f",
-            str(self._dir(iid) / "override.yaml"),
-            *args,
-        ]
-        env = {"SWAPYARD_ROOT": str(root), "SWAPYARD_DATA": str(self._dir(iid) / "data")}
-        return run(argv, env=env, timeout=timeout).stdout
-
-    def _containers(self, iid: str) -> list[Any]:
-        return self.docker.containers.list(
-            all=True, ignore_removed=True, filters={"label": f"{PROJECT_LABEL}={iid}"}
-        )
-
-    def _services(self, iid: str, writers: bool) -> list[str]:
-        """Services started after the volume (`writers=True`: see deploy.local.compose), or not."""
-        containers = self._containers(iid)
-        deferred = deferred_services(containers, self._dir(iid) / "data")
-        names = {service_of(c) for c in containers} - {""}
-        return sorted(deferred if writers else names - deferred)
-
-    def _endpoint(self, iid: str) -> tuple[str, int] | None:
-        for c in self._containers(iid):
-            if c.labels.get(SERVICE_LABEL) != FRONT:
-                continue
-            c.reload()
-            bindings = (c.attrs["NetworkSettings"].get("Ports") or {}).get("80/tcp") or []
-            for b in bindings:
-                if b.get("HostPort"):
-                    return ("127.0.0.1", int(b["HostPort"]))
-        return None
-
-    def _handle(self, iid: str) -> InstanceHandle | None:
-        meta_path = self._dir(iid) / "meta.json"
-        containers = self._containers(iid)
-        if not meta_path.exists() and not containers:
-            return None
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        front = [c for c in containers if c.labels.get(SERVICE_LABEL) == FRONT]
-        if not containers:
-            state = InstanceState.PENDING
-        elif front and front[0].status == "running":
-            state = InstanceState.RUNNING
-        else:
-            state = InstanceState.STOPPED
-        return InstanceHandle(
-            id=iid,
-            project=meta.get("project", ""),
-            name=meta.get("name", ""),
-            state=state,
-            endpoint=self._endpoint(iid) if front else None,
-            extra={
-                "state_dir": str(self._dir(iid)),
-                "root": str(self._root(iid)),
-                "data": str(self._dir(iid) / "data"),
-                "shortid": meta.get("shortid"),
-            },
-        )
+        return self.projects.dir(iid)
 
     def _require(self, instance: InstanceHandle) -> Path:
         if not self._dir(instance.id).exists():
@@ -174,21 +78,12 @@ class LocalProvider(Provider):
         d = self._dir(iid)
         d.mkdir(parents=True, exist_ok=True)
         self.volumes.prepare_mountpoint(d / "data")
-        ignition.materialize(ignition_config, d / "rootfs")
-        compose_file = self._root(iid) / "compose.yaml"
-        if not compose_file.exists():
-            raise IgnitionError(f"the Ignition config writes no /{OPT}/compose.yaml")
-        services = (yaml.safe_load(compose_file.read_text()) or {}).get("services", {})
-        if FRONT not in services:
-            raise IgnitionError(f"/{OPT}/compose.yaml has no {FRONT!r} service (the front proxy)")
-        (d / "override.yaml").write_text(compose.override(services, d / "front-data"))
-        meta = {"project": project, "name": name, "shortid": shortid}
-        (d / "meta.json").write_text(json.dumps(meta))
-        self._compose(iid, "up", "--no-start", "--pull", "never")
-        others = self._services(iid, writers=False)
+        self.projects.materialize(iid, project, name, shortid, ignition_config)
+        self.projects.compose(iid, "up", "--no-start", "--pull", "never")
+        others = self.projects.services(iid, writers=False)
         if others:
-            self._compose(iid, "up", "-d", "--no-recreate", "--pull", "never", *others)
-        handle = self._handle(iid)
+            self.projects.compose(iid, "up", "-d", "--no-recreate", "--pull", "never", *others)
+        handle = self.projects.handle(iid)
         assert handle is not None
         return handle
 
@@ -197,9 +92,9 @@ class LocalProvider(Provider):
         deadline = time.monotonic() + timeout
         problem: str | None = "not created"
         while time.monotonic() < deadline:
-            problem = self._not_ready(instance.id)
+            problem = self.projects.not_ready(instance.id)
             if problem is None:
-                handle = self._handle(instance.id)
+                handle = self.projects.handle(instance.id)
                 assert handle is not None
                 return handle
             if problem.startswith("exited"):  # it will not get better
@@ -209,42 +104,14 @@ class LocalProvider(Provider):
             f"instance {instance.id} is not ready after {timeout:g} s: {problem}"
         )
 
-    def _not_ready(self, iid: str) -> str | None:
-        containers = self._containers(iid)
-        if not containers:
-            return "no containers"
-        deferred = deferred_services(containers, self._dir(iid) / "data")
-        for c in containers:
-            if service_of(c) in deferred:
-                continue
-            service = c.labels.get(SERVICE_LABEL)
-            looping = c.status == "restarting" and c.attrs.get("RestartCount", 0) >= 3
-            if c.status == "exited" or looping:
-                tail = c.logs(tail=5).decode(errors="replace").strip()
-                return f"exited: service {service} {c.status}: {tail or 'no output'}"
-            if c.status != "running":
-                return f"service {service} is {c.status}"
-            health = (c.attrs.get("State", {}).get("Health") or {}).get("Status")
-            if health not in (None, "healthy"):
-                return f"service {service} is {health}"
-        endpoint = self._endpoint(iid)
-        if endpoint is None:
-            return f"service {FRONT} publishes no port"
-        try:  # an HTTP answer, not a TCP accept: docker-proxy accepts before Caddy listens
-            requests.get(f"http://{endpoint[0]}:{endpoint[1]}/", timeout=2)
-        except requests.RequestException as exc:
-            return f"service {FRONT} does not answer HTTP on port {endpoint[1]}: {exc}"
-        return None
-
     def destroy_instance(self, instance: InstanceHandle) -> None:
         """Remove the compose project and the instance's directory; detach its volume first."""
         iid = instance.id
         d = self._dir(iid)
-        if (d / "override.yaml").exists() and (self._root(iid) / "compose.yaml").exists():
-            self._compose(
-                iid, "down", "--remove-orphans", "--volumes", "--timeout", str(self.stop_timeout)
-            )
-        for c in self._containers(iid):  # a half-created project without its files
+        if self.projects.has_files(iid):
+            down = ("down", "--remove-orphans", "--volumes", "--timeout", str(self.stop_timeout))
+            self.projects.compose(iid, *down)
+        for c in self.projects.containers(iid):  # a half-created project without its files
             c.remove(force=True)
         for vid in self.volumes.ids():
             info = self.volumes.info(vid)
@@ -258,7 +125,7 @@ class LocalProvider(Provider):
 
     def get_instance(self, instance_id: str) -> InstanceHandle | None:
         """Return the instance with this id (from its directory or its containers), or None."""
-        return self._handle(instance_id)
+        return self.projects.handle(instance_id)
 
     def list_instances(self) -> list[InstanceHandle]:
         """Every instance of this state directory: its directories and its compose projects.
@@ -267,20 +134,14 @@ class LocalProvider(Provider):
         directory, so a directory lost with its containers still running is
         found, and other state directories on the same engine are not.
         """
-        ids = {p.name for p in self.instances_dir.iterdir() if p.is_dir()}
-        for c in self.docker.containers.list(
-            all=True, ignore_removed=True, filters={"label": PROJECT_LABEL}
-        ):
-            workdir = c.labels.get(WORKDIR_LABEL, "")
-            if workdir.startswith(f"{self.instances_dir}/"):
-                ids.add(c.labels.get(PROJECT_LABEL, ""))
-        return [h for h in (self._handle(i) for i in sorted(ids)) if h is not None]
+        handles = (self.projects.handle(i) for i in self.projects.ids())
+        return [h for h in handles if h is not None]
 
     # -- inside an instance ------------------------------------------------
     def set_maintenance(self, instance: InstanceHandle, on: bool) -> None:
         """Create or remove `maintenance/on`; the instance's Caddy reacts without a reload."""
         self._require(instance)
-        flag = self._root(instance.id) / "maintenance" / "on"
+        flag = self.projects.root(instance.id) / "maintenance" / "on"
         if on:
             flag.parent.mkdir(parents=True, exist_ok=True)
             flag.touch()
@@ -290,18 +151,20 @@ class LocalProvider(Provider):
     def stop_writers(self, instance: InstanceHandle) -> None:
         """Stop the writer services (compose stop, graceful within the stop timeout)."""
         self._require(instance)
-        writers = self._services(instance.id, writers=True)
+        writers = self.projects.services(instance.id, writers=True)
         if writers:
-            self._compose(instance.id, "stop", "--timeout", str(self.stop_timeout), *writers)
+            stop = ("stop", "--timeout", str(self.stop_timeout))
+            self.projects.compose(instance.id, *stop, *writers)
 
     def start_writers(self, instance: InstanceHandle) -> None:
         """Start the writer services; refuses while no volume is attached to the instance."""
         self._require(instance)
         if self._attached_volume(instance.id) is None:
             raise ProviderError(f"instance {instance.id} has no volume attached; attach one first")
-        writers = self._services(instance.id, writers=True)
+        writers = self.projects.services(instance.id, writers=True)
         if writers:
-            self._compose(instance.id, "up", "-d", "--no-recreate", "--pull", "never", *writers)
+            up = ("up", "-d", "--no-recreate", "--pull", "never")
+            self.projects.compose(instance.id, *up, *writers)
 
     # -- volumes -----------------------------------------------------------
     def _owner(self, mountpoint: Path) -> str | None:
@@ -368,7 +231,7 @@ class LocalProvider(Provider):
         return self._volume(after)
 
     def _stop_users(self, iid: str, point: Path) -> None:
-        for c in self._containers(iid):
+        for c in self.projects.containers(iid):
             if c.status != "running":
                 continue
             if needs_volume(c, point):

@@ -141,7 +141,7 @@ class Deployed:
     def writers_running(self) -> list[str]:
         return [
             c.labels.get("com.docker.compose.service", "")
-            for c in self.provider._containers(self.instance_id)
+            for c in self.provider.projects.containers(self.instance_id)
             if c.labels.get("org.swapyard.writer") == "true" and c.status == "running"
         ]
 

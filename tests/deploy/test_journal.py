@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from deploy.journal import RUNNING, SUCCEEDED, Deployment, SwapRecord
+from deploy.lockwait import wait_for_lock
 from deploy.sqljournal import SqlJournal
 from deploy.types import SwapInProgress
 
@@ -67,3 +69,40 @@ def test_steps_and_switch_survive_a_reopen(tmp_path: Path) -> None:
     assert [r.id for r in reopened.unfinished()] == [swap.id]
     reopened.clear_current("prod", "blog")
     assert reopened.current("prod", "blog") is None
+
+
+def test_a_lock_held_by_a_backup_is_waited_for_one_held_by_a_swap_is_not(
+    tmp_path: Path,
+) -> None:
+    journal = SqlJournal(f"sqlite:///{tmp_path / 'j.db'}")
+    journal.lease("prod/blog", "backup:7")
+    told: list[tuple[str, bool]] = []
+
+    def on_wait(text: str, waiting: bool) -> None:
+        told.append((text, waiting))
+        if waiting:  # the backup ends once the deploy is seen waiting
+            threading.Thread(target=journal.release, args=("prod/blog", "backup:7")).start()
+
+    swap = wait_for_lock(lambda: journal.begin(record()), "prod/blog", 60, 0.05, on_wait)
+    assert journal.locks() == [("prod/blog", swap.id)]
+    assert [waiting for _, waiting in told] == [True, False]
+    assert told[0][0] == "waiting for backup 7 of prod/blog to end (up to 60 s)"
+    # a swap holding the lock (its worker died) is not waited for: only recover() ends it
+    told.clear()
+    with pytest.raises(SwapInProgress, match=f"swap {swap.id} is still running") as exc:
+        wait_for_lock(lambda: journal.begin(record()), "prod/blog", 60, 0.05, on_wait)
+    assert exc.value.is_swap and told == []
+
+
+def test_waiting_for_a_backup_gives_up_after_the_timeout(tmp_path: Path) -> None:
+    journal = SqlJournal(f"sqlite:///{tmp_path / 'j.db'}")
+    journal.lease("prod/blog", "backup:7")
+    with pytest.raises(SwapInProgress) as exc:
+        wait_for_lock(lambda: journal.begin(record()), "prod/blog", 0.3, 0.05)
+    message = str(exc.value)
+    assert message.startswith("prod/blog: instance busy with a backup for 0.3 s (backup 7 holds")
+    assert exc.value.holder == "backup:7" and not exc.value.is_swap
+    assert journal.unfinished() == []  # no swap was journaled
+    # without a wait, the journal's own message
+    with pytest.raises(SwapInProgress, match="backup:7 holds the instance's lock; deploy after"):
+        wait_for_lock(lambda: journal.begin(record()), "prod/blog", 0)

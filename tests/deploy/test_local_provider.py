@@ -72,7 +72,7 @@ class TestLocalProvider(ProviderContract):
         vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata")
         inst = provider.create_instance(project, "demo", ignition_v1, shortid="r1")
         data = Path(inst.extra["data"])
-        (notes,) = [c for c in provider._containers(inst.id) if c.name.endswith("-notes-1")]
+        (notes,) = [c for c in provider.projects.containers(inst.id) if c.name.endswith("-notes-1")]
         with pytest.raises(docker_errors.APIError):
             notes.start()
         with pytest.raises(PermissionError):

@@ -78,7 +78,7 @@ class Harness:
         return session.get(f"http://{edge}{path}", headers={"Host": host}, timeout=5)
 
     def containers(self, instance_id: str) -> list[Any]:
-        return self.provider._containers(instance_id)
+        return self.provider.projects.containers(instance_id)
 
 
 @pytest.fixture

@@ -142,8 +142,11 @@ def _requirements() -> None:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """A config repository with its hook, and the service deploying it for real."""
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """A config repository with its hook, and the service deploying it for real.
+
+    Indirect parametrization adds service settings (`{"lease_seconds": 3}`).
+    """
     _requirements()
     import waitress
 
@@ -195,6 +198,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         "render_https": False,
         "ready_timeout": 60,
         "health_timeout": 30,
+        **getattr(request, "param", {}),
     }
     (tmp_path / "secrets").mkdir()
     install(bare, f"http://127.0.0.1:{port}", tmp_path / "secret", FULL_NAME, sys.executable)
@@ -286,15 +290,20 @@ def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_deployed_instance_is_backed_up_and_restored(world: World) -> None:
-    from service.quickstart_steps import api, wait_for_push
-
+def push_with_backups(world: World) -> tuple[str, str]:
+    """Commit and push the notes instance with daily backups into a local restic repository."""
     (world.tmp / "secrets" / "restic_password").write_text("e2e-restic-password\n")
     repository = world.tmp / "restic"
     backup = f"backup:\n  enabled: true\n  repository: {repository}\n"
     backup += "  password: secret:restic_password\n"
     world.commit("with backups", {"instances/notes/apps.config": NOTES_CONFIG + backup})
-    sha, _ = world.push()
+    return world.push()
+
+
+def test_a_deployed_instance_is_backed_up_and_restored(world: World) -> None:
+    from service.quickstart_steps import api, wait_for_push
+
+    sha, _ = push_with_backups(world)
     [done] = wait_for_push(world.url, TOKEN, sha, timeout=120)
     assert done["status"] == "success", done
     assert world.get("notes.test", "/cgi-bin/add?kept-by-restic").text.strip() == "ok"
