@@ -20,7 +20,7 @@ from schemas.errors import SwapyardError
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from handlers import hooks
 
-    from . import api, db, pages, worker
+    from . import api, db, pages, statuses, worker
     from .config import load_settings
     from .inbox import SqlInbox
 
@@ -29,7 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
     database = db.init_app(app)
-    inbox = SqlInbox(database, settings["PUBLIC_URL"])
+    inbox = SqlInbox(database, settings["PUBLIC_URL"], statuses.sending_forges(settings))
     hooks.init_app(app, inbox)
     api.init_app(app)
     pages.init_app(app)

@@ -9,7 +9,8 @@ insert-and-commit: nobody waits for a batch to fill. No acknowledgement is
 given before the commit that holds its row has returned. A queued push's
 first commit status (`pending` on the `swapyard` context) is stored in the
 same transaction, so the forge shows the push as received within the
-status sender's next round, whatever the worker is doing.
+status sender's next round, whatever the worker is doing; not for a forge
+without a token (statuses off), whose rows would only be given up.
 
 A delivery id seen before (a forge's redelivery, or the same delivery twice
 in one batch) is not inserted again (`ON CONFLICT DO NOTHING`): it is
@@ -53,9 +54,10 @@ class _Slot:
 
 
 class SqlInbox:
-    def __init__(self, db: Database, public_url: str):
+    def __init__(self, db: Database, public_url: str, status_forges: frozenset[str]):
         self.db = db
         self.public_url = public_url
+        self.status_forges = status_forges  # forges with a token: the others get no status
         upsert = _UPSERTS.get(db.engine.dialect.name)
         if upsert is None:
             raise ValueError(f"the inbox supports SQLite and PostgreSQL, not {db.url!r}")
@@ -124,17 +126,15 @@ class SqlInbox:
         pending: list[_Slot] = []
         received: list[dict[str, Any]] = []
         for slot in batch:
-            c, key = slot.incoming.classified, _key(slot.incoming)
+            c, key, forge = slot.incoming.classified, _key(slot.incoming), slot.incoming.forge
             event_id = inserted.pop(key, None)  # pop: a second slot with this key is a duplicate
             if event_id is None:
                 pending.append(slot)
                 continue
             slot.recorded = (event_id, c.status, c.reason, False)
-            if c.status == QUEUED and c.repository and c.after:
+            if c.status == QUEUED and c.repository and c.after and forge in self.status_forges:
                 received.append(
-                    received_status(
-                        event_id, slot.incoming.forge, c.repository, c.after, self.public_url, now
-                    )
+                    received_status(event_id, forge, c.repository, c.after, self.public_url, now)
                 )
         if received:
             connection.execute(insert(StatusOutbox), received)

@@ -6,7 +6,7 @@ and PostgreSQL; the API turns them into ISO 8601.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -100,6 +100,18 @@ class StatusOutbox(Base):
     """A commit status waiting to reach the forge; retried with backoff until sent."""
 
     __tablename__ = "status_outbox"
+    __table_args__ = (
+        # the sender's "is there a newer status of this context" lookup
+        Index("ix_status_outbox_context", "repository", "sha", "context"),
+        # the sender's "what is due" scan, over the waiting rows only: sent and given-up
+        # rows are kept (and would otherwise make every round scan all of history)
+        Index(
+            "ix_status_outbox_waiting",
+            "next_attempt_at",
+            sqlite_where=text("sent_at IS NULL AND given_up = 0"),
+            postgresql_where=text("sent_at IS NULL AND given_up = false"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     forge: Mapped[str] = mapped_column(String(16))
@@ -110,8 +122,8 @@ class StatusOutbox(Base):
     description: Mapped[str] = mapped_column(String(140))
     target_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
-    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    sent_at: Mapped[float | None] = mapped_column(Float, index=True)
+    sent_at: Mapped[float | None] = mapped_column(Float)
     given_up: Mapped[bool] = mapped_column(default=False)
     last_error: Mapped[str | None] = mapped_column(Text)

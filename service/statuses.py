@@ -15,10 +15,11 @@ import time
 import uuid
 from typing import Any
 
-from github import Auth, Github, GithubException
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from github import Auth, Github, GithubException, RateLimitExceededException
+from sqlalchemy import and_, exists, false, select, update
+from sqlalchemy.orm import Session, aliased
 
+from handlers.forges import FORGES
 from handlers.pipeline import clip
 
 from . import leases
@@ -69,18 +70,32 @@ def enqueue(session: Session, **status: Any) -> StatusOutbox:
     return row
 
 
+def sending_forges(settings: dict[str, Any]) -> frozenset[str]:
+    """The forges statuses can be sent to: those with an API URL and a token."""
+    return frozenset(
+        forge
+        for forge in FORGES
+        if settings.get(f"{forge.upper()}_API_URL") and settings.get(f"{forge.upper()}_TOKEN")
+    )
+
+
 class StatusSender:
     def __init__(self, db: Database, settings: dict[str, Any]):
         self.db = db
         self.settings = settings
         self._process = uuid.uuid4().hex[:12]
 
-    def _client(self, forge: str) -> Github | GitLabStatuses | str:
-        """A client for `forge` (PyGithub, or GitLab's status API), or why there is none."""
-        prefix = forge.upper()  # github, gitea, gitlab
-        url, token = self.settings.get(f"{prefix}_API_URL"), self.settings.get(f"{prefix}_TOKEN")
-        if not url or not token:
-            return f"no {prefix}_API_URL/{prefix}_TOKEN configured (set SWAPYARD_{prefix}_TOKEN)"
+    def _unsendable(self, forge: str) -> str | None:
+        """Why statuses for `forge` cannot be sent (no API URL or token), or None."""
+        if forge in sending_forges(self.settings):
+            return None
+        prefix = forge.upper()
+        return f"no {prefix}_API_URL/{prefix}_TOKEN configured (set SWAPYARD_{prefix}_TOKEN)"
+
+    def _client(self, forge: str) -> Github | GitLabStatuses:
+        """A client for `forge`: PyGithub, or GitLab's status API."""
+        prefix = forge.upper()
+        url, token = self.settings[f"{prefix}_API_URL"], self.settings[f"{prefix}_TOKEN"]
         if forge == "gitlab":
             return GitLabStatuses(url, token, float(self.settings["STATUS_TIMEOUT_SECONDS"]))
         return Github(
@@ -92,32 +107,51 @@ class StatusSender:
         )
 
     def _claim(self, limit: int = 20) -> list[StatusOutbox]:
+        """Settle in bulk what needs no call, then lease up to `limit` due statuses.
+
+        A busy service queues statuses by the thousand (one per push at receipt,
+        more per instance): the ones a newer status of their context replaces and
+        the ones for a forge without a token are given up with one UPDATE each,
+        not one transaction per row.
+        """
         now = time.time()
+        due = and_(
+            StatusOutbox.sent_at.is_(None),
+            StatusOutbox.given_up == false(),  # as the partial index says it
+            StatusOutbox.next_attempt_at <= now,
+        )
         claimed = []
         with self.db.session() as session:
-            rows = session.scalars(
-                select(StatusOutbox)
+            newer = aliased(StatusOutbox)
+            session.execute(
+                update(StatusOutbox)
                 .where(
-                    StatusOutbox.sent_at.is_(None),
-                    StatusOutbox.given_up.is_(False),
-                    StatusOutbox.next_attempt_at <= now,
+                    due,
+                    exists().where(
+                        newer.repository == StatusOutbox.repository,
+                        newer.sha == StatusOutbox.sha,
+                        newer.context == StatusOutbox.context,
+                        newer.id > StatusOutbox.id,
+                    ),
                 )
-                .order_by(StatusOutbox.id)
-                .limit(limit)
-            ).all()
-            for row in rows:
-                newer = session.scalar(
-                    select(StatusOutbox.id).where(
-                        StatusOutbox.repository == row.repository,
-                        StatusOutbox.sha == row.sha,
-                        StatusOutbox.context == row.context,
-                        StatusOutbox.id > row.id,
+                .values(given_up=True, last_error="replaced by a newer status of its context")
+                .execution_options(synchronize_session=False)
+            )
+            for forge in FORGES:
+                if (reason := self._unsendable(forge)) is not None:
+                    session.execute(
+                        update(StatusOutbox)
+                        .where(due, StatusOutbox.forge == forge)
+                        .values(
+                            given_up=True, attempts=StatusOutbox.attempts + 1, last_error=reason
+                        )
+                        .execution_options(synchronize_session=False)
                     )
-                )
-                if newer is not None:
-                    row.given_up, row.last_error = True, f"replaced by newer status #{newer}"
-                    continue
-                lease = now + 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+            rows = session.scalars(
+                select(StatusOutbox).where(due).order_by(StatusOutbox.id).limit(limit)
+            ).all()
+            lease = now + 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+            for row in rows:
                 won = rowcount(
                     session.execute(
                         update(StatusOutbox)
@@ -178,10 +212,10 @@ class StatusSender:
     def _send(self, row: StatusOutbox) -> tuple[str | None, bool]:
         """Post one status: (error or None, whether retrying is pointless)."""
         client = self._client(row.forge)
-        if isinstance(client, str):
-            return client, True
         try:
             _post(client, row)
+        except RateLimitExceededException as exc:  # a 403 that only means "later"
+            return f"forge rate limit: {clip(str(exc.data), 200)}", False
         except GithubException as exc:
             return _answered(exc.status, exc.data)
         except GitLabAnswer as exc:

@@ -40,6 +40,7 @@ from .reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5
+STATUS_GAP = 0.1  # seconds: the status sender's shortest pause after an idle round
 
 
 class Worker:
@@ -328,7 +329,9 @@ class Worker:
             return True
         return False
 
-    def _loop(self, step: Any, idle: float, woken: bool) -> None:
+    def _loop(self, step: Any, idle: float, gap: float | None) -> None:
+        """Run `step` until stopped; after an idle round wait `idle` seconds, or less when
+        the doorbell rings, but (`gap`) not less than that (None: the bell is ignored)."""
         while not self._stop.is_set():
             seen = self.doorbell.rings
             try:
@@ -338,10 +341,10 @@ class Worker:
                 busy = False
             if busy or self._stop.is_set():
                 continue
-            if woken:
-                self.doorbell.wait(seen, idle)
-            else:
+            if gap is None:
                 self._stop.wait(idle)
+            elif not (gap and self._stop.wait(gap)):
+                self.doorbell.wait(seen, max(idle - gap, 0.0))
 
     def start(
         self, threads: int | None = None, statuses: bool = True, run_backups: bool = True
@@ -360,20 +363,22 @@ class Worker:
         for n in range(count):
             self._spawn(f"swapyard-worker-{n}", self.run_once)
         if statuses:
-            self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0)
+            # at most one idle round per STATUS_GAP: under a flood of deliveries each
+            # rings the bell, and a round per ring starved the web threads of the GIL
+            self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0, gap=STATUS_GAP)
         every = float(self.settings["RECONCILE_SECONDS"])
         if every > 0:
-            self._spawn("swapyard-reconciler", self._reconcile, every, woken=False)
+            self._spawn("swapyard-reconciler", self._reconcile, every, gap=None)
 
     def _reconcile(self) -> bool:
         self.reconciler.run_once()
         return False  # then wait a full RECONCILE_SECONDS
 
-    def _spawn(self, name: str, step: Any, idle: float | None = None, woken: bool = True) -> None:
+    def _spawn(
+        self, name: str, step: Any, idle: float | None = None, gap: float | None = 0.0
+    ) -> None:
         idle = float(self.settings["POLL_SECONDS"]) if idle is None else idle
-        thread = threading.Thread(
-            target=self._loop, args=(step, idle, woken), name=name, daemon=True
-        )
+        thread = threading.Thread(target=self._loop, args=(step, idle, gap), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

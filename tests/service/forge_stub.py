@@ -36,7 +36,8 @@ class Call:
 
 @dataclass
 class ForgeStub:
-    fail_first: int = 0  # answer 503 to this many status posts first
+    fail_first: int = 0  # answer `failure` (503 by default) to this many status posts first
+    failure: tuple[int, dict[str, Any]] = (503, {"message": "forge is down (stand-in)"})
     lose_answers: int = 0  # GitLab: apply this many status posts, then answer 502 anyway
     calls: list[Call] = field(default_factory=list)
     failures: int = 0
@@ -100,7 +101,7 @@ class ForgeStub:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if "/statuses/" in self.path and stub.failures < stub.fail_first:
                     stub.failures += 1
-                    self._answer(503, {"message": "forge is down (stand-in)"})
+                    self._answer(*stub.failure)
                     return
                 if self.path.startswith("/api/v4/projects/"):
                     token = self.headers.get("PRIVATE-TOKEN")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+from sqlalchemy import select
+
 from service.db import get_db
+from service.models import StatusOutbox
 from service.worker import Worker, get_worker
 
 from .conftest import ZERO, outbox_drained, wait_for
@@ -66,8 +70,21 @@ def test_a_dead_workers_leases_expire(serve, config_repo):
     assert {x["status"] for x in event["deployments"]} == {"success"}
 
 
-def test_a_failing_forge_delays_statuses_but_loses_none(serve, config_repo, forge):
+# GitHub's answer once the token's hourly budget is spent (its docs, "Rate limits for the
+# REST API"): a 403, not a 429, which must not be taken for "no permission"
+RATE_LIMITED = (
+    403,
+    {
+        "message": "API rate limit exceeded for installation ID 1.",
+        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    },
+)
+
+
+@pytest.mark.parametrize("failure", [None, RATE_LIMITED], ids=["down", "rate-limited"])
+def test_a_failing_forge_delays_statuses_but_loses_none(serve, config_repo, forge, failure):
     forge.fail_first = 4
+    forge.failure = failure or forge.failure
     served = serve(config_repo)
     sha = config_repo.sha()
     event = finished(served, served.push(ZERO, sha).json()["event"])
@@ -79,3 +96,7 @@ def test_a_failing_forge_delays_statuses_but_loses_none(serve, config_repo, forg
         )
     assert forge.failures == 4
     outbox_drained(served)  # older pending ones are dropped, not sent late
+    with get_db(served.app).session() as session:
+        rows = session.scalars(select(StatusOutbox)).all()
+        lost = [(r.context, r.state, r.last_error) for r in rows if r.given_up and not r.sent_at]
+    assert [x for x in lost if not x[2].startswith("replaced by a newer")] == []
