@@ -1,6 +1,6 @@
 """Webhook acknowledgement benchmark: swapyard beside adnanh/webhook, both under wrk.
 
-    /work/venv/bin/python bench/webhooks.py [--seconds 10] [--connections 200]
+    /work/venv/bin/python bench/webhooks.py [--seconds 10] [--connections 200] [--statuses]
 
 Needs Debian's `wrk` and `webhook`; swapyard runs as `swapyard serve` (Granian).
 Both servers check the same HMAC-SHA256 rule on the same real signed push
@@ -9,7 +9,11 @@ Prints requests/s, p50/p99 at N connections and p99 at a steady ~100
 deliveries/s (10 connections on one wrk thread, each pausing 100 ms between
 requests; spread over 4 wrk threads the same 10 reached only ~77/s), side by
 side with the ratio, and checks that swapyard persisted exactly as many
-events as it acknowledged. Not a test: numbers depend on the machine.
+events as it acknowledged. With --statuses swapyard also has a GitHub token
+and posts its commit statuses (one per push at receipt) to a local stand-in
+of GitHub's API answering 201, as a service with statuses on does: the
+sender's HTTP calls then compete with the acknowledgements for the one
+process. Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +101,30 @@ def wrk(
     return result
 
 
+class _StatusApi(BaseHTTPRequestHandler):
+    """GitHub's create-status endpoint as a stand-in: counts the posts, answers 201."""
+
+    posted = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).posted += 1
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def status_api() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def settle(seconds: float = 2.0) -> None:
     """Pause between the load and the steady phase.
 
@@ -110,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--statuses", action="store_true", help="post statuses to a stand-in")
     args = parser.parse_args()
     raw = (SHARED / "reference" / "payloads" / "github" / "push-normal.json").read_bytes()
     signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
@@ -121,11 +152,11 @@ def main() -> None:
         try:
             sy_port, wh_port = free_port(), free_port()
             config = tmpdir / "swapyard.yaml"
-            config.write_text(
-                json.dumps(
-                    {"data_dir": str(tmpdir / "data"), "webhook_secret": SECRET, "workers": 0}
-                )
-            )
+            settings = {"data_dir": str(tmpdir / "data"), "webhook_secret": SECRET, "workers": 0}
+            if args.statuses:
+                host, port = status_api().server_address[:2]
+                settings |= {"github_api_url": f"http://{host}:{port}", "github_token": "bench"}
+            config.write_text(json.dumps(settings))
             procs.append(
                 subprocess.Popen(
                     [
@@ -248,6 +279,8 @@ def main() -> None:
         "rate >= half of webhook's": sy["load"]["rate"] >= wh["load"]["rate"] / 2,
         "no acknowledged event lost": persisted >= acked,
     }
+    if args.statuses:
+        print(f"statuses on: the stand-in API took {_StatusApi.posted} posts during the run")
     for goal, met in goals.items():
         print(f"goal: {goal}: {'met' if met else 'NOT met'}")
 
