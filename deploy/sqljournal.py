@@ -3,7 +3,9 @@
 SQLite runs in WAL mode with a busy timeout, so the web process can read the
 history while a worker writes it; PostgreSQL works unchanged when several
 workers share the database. The lock row (`deploy_locks`, one per instance
-key) is what keeps two swaps of one instance apart.
+key) is what keeps two swaps of one instance apart. Used alone, the journal
+creates its tables; in the service's database the service's migrations own
+them (`create_tables`).
 """
 
 from __future__ import annotations
