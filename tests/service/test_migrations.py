@@ -15,12 +15,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from deploy import backupjournal, sqljournal
-from deploy.journal import SwapRecord
 from deploy.sqljournal import SqlJournal
 from service import create_app, migrate
 from service.db import Database, get_db, make_engine
 from service.models import Base, Event
 from tests.conftest import run_cli
+from tests.deploy.test_journal import record
 
 from .conftest import make_settings, wait_for
 from .postgres import postgres_server
@@ -93,20 +93,6 @@ def create_all_before_migrations(url: str, metadatas: list[sa.MetaData]) -> sa.E
     return engine
 
 
-def swap(name: str = "blog") -> SwapRecord:
-    return SwapRecord(
-        id=0,
-        project="production",
-        name=name,
-        kind="replace",
-        commit="c" * 40,
-        digest="sha256:x",
-        volume_id="vol",
-        spec={"n": 1},
-        state="running",
-    )
-
-
 @BOTH
 def test_models_and_migrations_agree(kind, new_database):
     engine = make_engine(new_database(kind))
@@ -166,7 +152,7 @@ def test_a_database_from_before_migrations_is_adopted(kind, new_database, tmp_pa
                 attempts=1,
             )
         )
-    SqlJournal(old).begin(swap())
+    SqlJournal(old).begin(record())
     old.dispose()
 
     app = create_app(make_settings(tmp_path, None, 8080, database_url=url))
@@ -178,8 +164,8 @@ def test_a_database_from_before_migrations_is_adopted(kind, new_database, tmp_pa
     journal = SqlJournal(engine)
     (running,) = journal.unfinished()
     journal.finish(running.id, "succeeded")
-    journal.lease("production/blog", "backup:1")  # the lock table has today's shape
-    assert journal.locks() == [("production/blog", None)]
+    journal.lease("prod/blog", "backup:1")  # the lock table has today's shape
+    assert journal.locks() == [("prod/blog", None)]
 
 
 @BOTH
@@ -222,10 +208,10 @@ def test_a_new_revision_is_applied_without_losing_rows(kind, new_database, tmp_p
     engine = make_engine(new_database(kind))
     migrate.upgrade(engine)
     journal = SqlJournal(engine)
-    first = journal.begin(swap("blog"))
+    first = journal.begin(record("blog"))
     journal.step_started(first.id, "create_instance")
     journal.step_finished(first.id, "create_instance", ok=True)
-    second = journal.begin(swap("cloud"))  # holds its lock: a row referring to deploy_swaps
+    second = journal.begin(record("cloud"))  # holds its lock: a row referring to deploy_swaps
 
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
@@ -236,7 +222,7 @@ def test_a_new_revision_is_applied_without_losing_rows(kind, new_database, tmp_p
     assert "note" in columns
     assert [s.name for s in journal.unfinished()] == ["blog", "cloud"]
     assert journal.get(first.id).done == ("create_instance",)
-    assert journal.locks() == [("production/blog", first.id), ("production/cloud", second.id)]
+    assert journal.locks() == [("prod/blog", first.id), ("prod/cloud", second.id)]
     with engine.connect() as conn:
         if kind == "sqlite":  # foreign keys are enforced again after the copy
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
