@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
 import yaml
 from alembic.autogenerate import compare_metadata
@@ -22,7 +23,7 @@ from service.models import Base, Event
 from tests.conftest import run_cli
 from tests.deploy.test_journal import record
 
-from .conftest import make_settings, wait_for
+from .conftest import free_port, make_settings, wait_for
 from .postgres import postgres_server
 from .test_processes import launch  # noqa: F401  (fixture)
 
@@ -93,20 +94,25 @@ def create_all_before_migrations(url: str, metadatas: list[sa.MetaData]) -> sa.E
     return engine
 
 
-@BOTH
-def test_models_and_migrations_agree(kind, new_database):
-    engine = make_engine(new_database(kind))
-    migrate.upgrade(engine)
+def differences(engine: sa.Engine) -> list[object]:
+    """What Alembic's autogenerate finds between the database and the models."""
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"include_name": migrate.include_name, "compare_type": True}
         )
-        differences = compare_metadata(context, migrate.TARGET_METADATA)
-    assert differences == [], (
+        return compare_metadata(context, migrate.TARGET_METADATA)
+
+
+@BOTH
+def test_models_and_migrations_agree(kind, new_database):
+    engine = make_engine(new_database(kind))
+    migrate.upgrade(engine)
+    found = differences(engine)
+    assert found == [], (
         f"on {kind}, the tables the migrations make differ from the models "
         "(service/models.py, deploy/sqljournal.py, deploy/backupjournal.py): a model was "
         "changed without a migration. Write one with `swapyard db revision -m 'what changed'`, "
-        f"review it, and run this test again. Differences: {differences}"
+        f"review it, and run this test again. Differences: {found}"
     )
 
 
@@ -159,6 +165,7 @@ def test_a_database_from_before_migrations_is_adopted(kind, new_database, tmp_pa
     engine = get_db(app).engine
     assert migrate.current(engine) == migrate.head()
     assert tables(engine) == OUR_TABLES | {"alembic_version"}  # the missing ones created
+    assert differences(engine) == []
     with get_db(app).session() as session:
         assert session.scalars(sa.select(Event.delivery_id)).all() == ["d1"]
     journal = SqlJournal(engine)
@@ -258,12 +265,24 @@ def test_processes_starting_together_on_a_fresh_postgres_database_all_come_up(
     tmp_path,
     launch,  # noqa: F811
 ):
-    url = new_database("postgresql")
+    url, port = new_database("postgresql"), free_port()
     config = tmp_path / "swapyard.yaml"
-    config.write_text(yaml.safe_dump(make_settings(tmp_path, None, 8080, database_url=url)))
-    logs = [tmp_path / f"worker{n}.log" for n in range(3)]
-    procs = [launch("worker", "--config", str(config), "--workers", "1", log=log) for log in logs]
-    for log in logs:
+    config.write_text(yaml.safe_dump(make_settings(tmp_path, None, port, database_url=url)))
+    logs = {name: tmp_path / f"{name}.log" for name in ("web", "worker1", "worker2")}
+    procs = [
+        launch("web", "--config", str(config), "--port", str(port), log=logs["web"]),
+        launch("worker", "--config", str(config), "--workers", "1", log=logs["worker1"]),
+        launch("worker", "--config", str(config), "--workers", "1", log=logs["worker2"]),
+    ]
+
+    def web_up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(web_up, 60, f"swapyard web ({logs['web']})")
+    for log in (logs["worker1"], logs["worker2"]):
         wait_for(lambda log=log: "worker running" in log.read_text(), 60, f"a worker ({log})")
     assert [p.poll() for p in procs] == [None, None, None]
     assert migrate.current(sa.create_engine(url)) == migrate.head()
