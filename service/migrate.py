@@ -52,7 +52,7 @@ from schemas.errors import SwapyardError
 from .models import Base
 
 SCRIPTS = Path(__file__).with_name("migrations")
-BASELINE = "0001"  # the schema of the last swapyard without migrations
+BASELINE = "0001"  # the schema swapyard made before it had migrations
 TARGET_METADATA = [Base.metadata, sqljournal.metadata, backupjournal.metadata]
 NOT_OURS = frozenset({"backup_jobs"})  # APScheduler's job store creates and versions it
 # Tables that hold only short-lived rows: dropping one (when nothing runs) loses nothing.

@@ -41,8 +41,8 @@ SECOND_REVISION = '''"""A column, and a type change SQLite makes only by copying
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9001"
+down_revision = "HEAD"
 
 
 def upgrade():
@@ -142,10 +142,19 @@ def test_db_commands_upgrade_and_report_the_revision(tmp_path):
 
 
 @BOTH
-def test_a_database_from_before_migrations_is_adopted(kind, new_database, tmp_path):
+@pytest.mark.parametrize("outbox_indexes", ["before 7edb272", "since"])
+def test_a_database_from_before_migrations_is_adopted(kind, outbox_indexes, new_database, tmp_path):
     url = new_database(kind)
     # a service that deployed but never ran a backup: no backup_* tables yet
     old = create_all_before_migrations(url, [Base.metadata, sqljournal.metadata])
+    if outbox_indexes == "before 7edb272":  # create_all never changed them afterwards
+        with old.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX ix_status_outbox_context")
+            conn.exec_driver_sql("DROP INDEX ix_status_outbox_waiting")
+            for column in ("sent_at", "next_attempt_at"):
+                conn.exec_driver_sql(
+                    f"CREATE INDEX ix_status_outbox_{column} ON status_outbox ({column})"
+                )
     with old.begin() as conn:
         conn.execute(
             sa.insert(Event).values(
@@ -222,8 +231,9 @@ def test_a_new_revision_is_applied_without_losing_rows(kind, new_database, tmp_p
 
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_test_note.py").write_text(SECOND_REVISION)
-    assert migrate.upgrade(engine, scripts) == ("0001", "0002")
+    head = migrate.head()
+    (scripts / "versions" / "9001_test_note.py").write_text(SECOND_REVISION.replace("HEAD", head))
+    assert migrate.upgrade(engine, scripts) == (head, "9001")
 
     columns = {c["name"] for c in sa.inspect(engine).get_columns("deploy_swaps")}
     assert "note" in columns

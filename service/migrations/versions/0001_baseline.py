@@ -1,4 +1,4 @@
-"""Baseline: the schema of the last swapyard without migrations.
+"""Baseline: the schema swapyard made before it had migrations (as of commit 4a55514).
 
 The service's tables (service.models), the swap journal's `deploy_*`
 (deploy.sqljournal) and the backup journal's `backup_*` (deploy.backupjournal).
