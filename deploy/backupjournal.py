@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from deploy.sqljournal import _sqlite_pragmas
+from deploy.sqljournal import _sqlite_pragmas, create_tables
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -127,7 +127,7 @@ class BackupJournal:
             self.engine, "connect", _sqlite_pragmas
         ):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def begin(self, project: str, name: str, kind: str, mode: str = "", **fields: Any) -> int:
         """Store a new running run; returns its id."""

@@ -3,7 +3,9 @@
 SQLite runs in WAL mode with a busy timeout, so the web process can read the
 history while a worker writes it; PostgreSQL works unchanged when several
 workers share the database. The lock row (`deploy_locks`, one per instance
-key) is what keeps two swaps of one instance apart.
+key) is what keeps two swaps of one instance apart. Used alone, the journal
+creates its tables; in the service's database the service's migrations own
+them (`create_tables`).
 """
 
 from __future__ import annotations
@@ -90,6 +92,19 @@ def _deployment(row: Any) -> Deployment:
     )
 
 
+def create_tables(engine: sa.Engine, tables: sa.MetaData) -> None:
+    """Create a journal's tables, unless migrations manage this database's schema.
+
+    Standalone (bench/, tests, a script with its own SQLite file) a journal
+    makes its tables here. The service's database has an `alembic_version`
+    table: its migrations (service/migrate.py) created the journal tables and
+    upgrade them, and `create_all`, which never alters a table, stays out.
+    deploy/ imports nothing from service/, so the rule is that table's name.
+    """
+    if not sa.inspect(engine).has_table("alembic_version"):
+        tables.create_all(engine)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -105,7 +120,7 @@ class SqlJournal:
         self.engine = sa.create_engine(url) if isinstance(url, str) else url
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def begin(self, record: SwapRecord) -> SwapRecord:
         """Store a new swap and take the instance's lock (`SwapInProgress` if held)."""

@@ -173,9 +173,10 @@ def schema(fmt: str, which: str, out: str | None) -> None:
 
 
 def _register_service_commands() -> None:
-    from . import cli_backup, cli_local, cli_service
+    from . import cli_backup, cli_db, cli_local, cli_service
 
     cli_service.register(main)
+    cli_db.register(main)
     cli_backup.register(main)
     cli_local.register(main)
 

@@ -3,7 +3,8 @@
 SQLite is the embedded default: WAL journal, a busy timeout, and every
 transaction started with `BEGIN IMMEDIATE`, so that two workers (threads or
 processes) never deadlock upgrading a read to a write. Any SQLAlchemy URL
-works (PostgreSQL when several processes share the work).
+works (PostgreSQL when several processes share the work). The schema comes
+from the migrations (service.migrate), run when the database is opened.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base
+from . import migrate
 
 
 class Database:
     def __init__(self, url: str):
         self.url = url
-        self.engine: Engine = _engine(url)
-        Base.metadata.create_all(self.engine)
+        self.engine: Engine = make_engine(url)
+        migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite takes one writer at a time; threads queue here instead of in SQLite's
         # busy handler, whose sleeps (up to 100 ms each) would dominate latency.
@@ -50,7 +51,8 @@ class Database:
         self.engine.dispose()
 
 
-def _engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; on SQLite every transaction begins with `BEGIN IMMEDIATE`."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     path = url.split("///", 1)[-1]

@@ -1,0 +1,1 @@
+"""The Alembic environment of the service's database (env.py, versions/), run by service.migrate."""
