@@ -11,9 +11,10 @@ requests; spread over 4 wrk threads the same 10 reached only ~77/s), side by
 side with the ratio, and checks that swapyard persisted exactly as many
 events as it acknowledged. With --statuses swapyard also has a GitHub token
 and posts its commit statuses (one per push at receipt) to a local stand-in
-of GitHub's API answering 201, as a service with statuses on does: the
-sender's HTTP calls then compete with the acknowledgements for the one
-process. Not a test: numbers depend on the machine.
+of GitHub's API answering 201 after --status-latency-ms (default 100, about
+what api.github.com takes to create a status), as a service with statuses
+on does: the sender's work then competes with the acknowledgements for the
+one process. Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -105,9 +106,11 @@ class _StatusApi(BaseHTTPRequestHandler):
     """GitHub's create-status endpoint as a stand-in: counts the posts, answers 201."""
 
     posted = 0
+    latency = 0.1
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(self.latency)
         type(self).posted += 1
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
@@ -141,7 +144,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--statuses", action="store_true", help="post statuses to a stand-in")
+    parser.add_argument("--status-latency-ms", type=float, default=100)
     args = parser.parse_args()
+    _StatusApi.latency = args.status_latency_ms / 1000
     raw = (SHARED / "reference" / "payloads" / "github" / "push-normal.json").read_bytes()
     signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
     procs = []

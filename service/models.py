@@ -103,10 +103,11 @@ class StatusOutbox(Base):
     __table_args__ = (
         # the sender's "is there a newer status of this context" lookup
         Index("ix_status_outbox_context", "repository", "sha", "context"),
-        # the sender's "what is due" scan, over the waiting rows only: sent and given-up
-        # rows are kept (and would otherwise make every round scan all of history)
+        # the sender's "what is due, oldest first" scans, over the waiting rows only: sent
+        # and given-up rows are kept, and scanning them made every round cost O(history)
         Index(
             "ix_status_outbox_waiting",
+            "id",
             "next_attempt_at",
             sqlite_where=text("sent_at IS NULL AND given_up = 0"),
             postgresql_where=text("sent_at IS NULL AND given_up = false"),

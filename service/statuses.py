@@ -29,6 +29,7 @@ from .models import StatusOutbox
 
 STATES = ("pending", "success", "failure", "error")
 SENDER_LEASE = "status-sender"
+SETTLE_WINDOW = 500  # due rows looked at per round for bulk give-ups
 # Answers that the same request would get again: bad request, no or wrong
 # token, no access, no such repository or commit, rejected fields.
 PERMANENT = (400, 401, 403, 404, 422)
@@ -110,9 +111,10 @@ class StatusSender:
         """Settle in bulk what needs no call, then lease up to `limit` due statuses.
 
         A busy service queues statuses by the thousand (one per push at receipt,
-        more per instance): the ones a newer status of their context replaces and
-        the ones for a forge without a token are given up with one UPDATE each,
-        not one transaction per row.
+        more per instance), faster than a forge takes them. Of the oldest
+        SETTLE_WINDOW due rows, the ones a newer status of their context replaces
+        and the ones for a forge without a token are given up with one UPDATE
+        each: bounded work per round, however long the queue.
         """
         now = time.time()
         due = and_(
@@ -120,13 +122,22 @@ class StatusSender:
             StatusOutbox.given_up == false(),  # as the partial index says it
             StatusOutbox.next_attempt_at <= now,
         )
+
+        def oldest_due(*where: Any) -> Any:
+            return StatusOutbox.id.in_(
+                select(StatusOutbox.id)
+                .where(due, *where)
+                .order_by(StatusOutbox.id)
+                .limit(SETTLE_WINDOW)
+            )
+
         claimed = []
         with self.db.session() as session:
             newer = aliased(StatusOutbox)
             session.execute(
                 update(StatusOutbox)
                 .where(
-                    due,
+                    oldest_due(),
                     exists().where(
                         newer.repository == StatusOutbox.repository,
                         newer.sha == StatusOutbox.sha,
@@ -141,7 +152,7 @@ class StatusSender:
                 if (reason := self._unsendable(forge)) is not None:
                     session.execute(
                         update(StatusOutbox)
-                        .where(due, StatusOutbox.forge == forge)
+                        .where(oldest_due(StatusOutbox.forge == forge))
                         .values(
                             given_up=True, attempts=StatusOutbox.attempts + 1, last_error=reason
                         )
