@@ -1,7 +1,10 @@
-"""From a diffed event to queued work: one deployment per instance key, with a pending status.
+"""From a diffed event to queued work, and the commit statuses that tell the forge about it.
 
-Runs inside the transaction that finishes the event, so an event is either
-fully dispatched (deployments and statuses stored) or still claimable.
+`create_deployments` queues one deployment per instance key with a pending
+status, inside the transaction that finishes the event, so an event is
+either fully dispatched (deployments and statuses stored) or still
+claimable. The rest queues statuses: per deployment (`status`,
+`note_waiting`) and for the push as a whole (`received_status`, `settle`).
 """
 
 from __future__ import annotations
@@ -60,6 +63,19 @@ def create_deployments(session: Session, event: Event, chosen: Targets, public_u
         status(session, event, dep, state, chosen.problem or f"queued: {chosen.note}", public_url)
     event.processed_at, event.lease_owner, event.lease_expires = now, None, None
     settle(session, event, public_url, chosen.note)
+
+
+def note_waiting(session: Session, key: str, text: str, public_url: str) -> None:
+    """Show what the running deployment of instance `key` waits for (a backup holding its
+    lock): in its summary, its log and a `pending` status."""
+    dep = session.scalars(
+        select(Deployment).where(Deployment.key == key, Deployment.status == "running")
+    ).first()
+    if dep is None:
+        return
+    dep.summary = text
+    dep.log = "\n".join(filter(None, [dep.log, text]))
+    status(session, dep.event, dep, "pending", text, public_url)
 
 
 def status(

@@ -69,6 +69,10 @@ class Worker:
         if deployer is not None:
             deployer.on_wait.append(self._note_waiting)
 
+    def _note_waiting(self, instance: Instance, text: str) -> None:
+        with self.db.session() as session:
+            dispatch.note_waiting(session, instance.key, text, self.settings["PUBLIC_URL"])
+
     def wake(self) -> None:
         """New work was stored in this process: idle threads look now."""
         self.doorbell.ring()
@@ -268,20 +272,6 @@ class Worker:
         except GitError as exc:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
         self._finish(dep, event, outcome)
-
-    def _note_waiting(self, instance: Instance, text: str) -> None:
-        """Show what the running deploy of `instance` waits for: its log, summary and status."""
-        with self.db.session() as session:
-            dep = session.scalars(
-                select(Deployment).where(
-                    Deployment.key == instance.key, Deployment.status == "running"
-                )
-            ).first()
-            if dep is None:
-                return
-            dep.summary = text
-            dep.log = "\n".join(filter(None, [dep.log, text]))
-            self._status(session, dep.event, dep, "pending", text)
 
     def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
         now = time.time()
