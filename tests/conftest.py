@@ -18,12 +18,18 @@ def shared_dir() -> Path:
     return Path(os.environ.get("SWAPYARD_SHARED", REPO.parent / "shared")).resolve()
 
 
+def reference(relative: str = "") -> Path:
+    """A file or folder under shared/reference, or skip the test saying where it looked
+    (in CI a skip fails the run, with this reason)."""
+    path = shared_dir() / "reference" / relative
+    if not path.exists():
+        pytest.skip(f"reference data not found at {path} (set SWAPYARD_SHARED)")
+    return path
+
+
 @pytest.fixture
 def shared() -> Path:
-    path = shared_dir()
-    if not (path / "reference").is_dir():
-        pytest.skip(f"reference data not found at {path}/reference (set SWAPYARD_SHARED)")
-    return path / "reference"
+    return reference()
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import schemas
 from schemas.model import Instance, SecretRef
+from tests.conftest import reference
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "config-repo"
-
-
-def shared_dir() -> Path:
-    """The shared reference directory: $SWAPYARD_SHARED, else <repo>/../shared."""
-    return Path(os.environ.get("SWAPYARD_SHARED") or REPO.parent / "shared")
-
-
-def reference(relative: str) -> Path:
-    """A file under shared/reference, or skip the test saying where it was looked for."""
-    path = shared_dir() / "reference" / relative
-    if not path.is_file():
-        pytest.skip(
-            f"reference file {path} is missing; set SWAPYARD_SHARED to the shared directory"
-        )
-    return path
 
 
 def load_json_reference(relative: str) -> Any:

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import reference
+
 from .forge_stub import GITLAB_TOKEN, ForgeStub
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("SWAPYARD_SHARED", ROOT.parent / "shared"))
-PAYLOADS = SHARED / "reference" / "payloads"
 SECRET = "It's a Secret to Everybody"
 TOKEN = "api-token-for-tests"
 REPO_NAME = "owner/config"
@@ -32,7 +32,8 @@ ZERO = "0" * 40
 
 
 def payload(name: str) -> dict[str, Any]:
-    return json.loads((PAYLOADS / name).read_text())
+    """A forge's published webhook payload from shared/reference/payloads."""
+    return json.loads(reference(f"payloads/{name}").read_text())
 
 
 def git(*args: str, cwd: Path) -> str:
