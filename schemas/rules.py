@@ -77,3 +77,31 @@ class ConfigValidator(cerberus.Validator):
 
     def _normalize_coerce_to_env_string(self, value: Any) -> str:
         return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class _ByIdentity:
+    """A schema dict as a cache key, by identity: dicts are not hashable, and the
+    schemas validated against are module constants that live as long as the process."""
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: dict[str, Any]):
+        self.schema = schema
+
+    def __hash__(self) -> int:
+        return id(self.schema)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.schema is self.schema
+
+
+@cache
+def _definition(key: _ByIdentity) -> cerberus.schema.DefinitionSchema:
+    return cerberus.schema.DefinitionSchema(ConfigValidator(), key.schema)
+
+
+def validator_for(schema: dict[str, Any]) -> ConfigValidator:
+    """A fresh validator (it holds the document: one per validation) whose schema was
+    checked once per process instead of once per validator. cerberus hashes the whole
+    schema to check it, which was most of the time of loading a large repository."""
+    return ConfigValidator(_definition(_ByIdentity(schema)))

@@ -31,7 +31,7 @@ from .apps_config import APPS_CONFIG, REPO_CONFIG
 from .catalog import CATALOG
 from .errors import ConfigError, Problem
 from .model import Instance, Project, RepoConfig
-from .rules import ConfigValidator
+from .rules import validator_for
 from .yamlfile import YamlDocument, field_path, parse_yaml
 
 APPS_FILE = "apps.config"
@@ -73,7 +73,7 @@ def _validate_against(
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
     from .messages import problems_from  # late: messages imports the schema constants
 
-    validator = ConfigValidator(schema)
+    validator = validator_for(schema)
     if validator.validate(data):
         return validator.document, []
     problems = []
@@ -177,7 +177,7 @@ class RepoLoader:
             return empty, {}
         if doc.data is None:
             return empty, {}
-        validator = ConfigValidator(REPO_CONFIG)
+        validator = validator_for(REPO_CONFIG)
         if not validator.validate(doc.data, normalize=False) or not isinstance(doc.data, dict):
             from .messages import problems_from
 
