@@ -115,6 +115,14 @@ def forge() -> Iterator[ForgeStub]:
     stub.stop()
 
 
+def answers(port: int) -> bool:
+    """Whether a swapyard service on 127.0.0.1:`port` answers its health check."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+    except requests.ConnectionError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import sqlalchemy as sa
 import yaml
 from alembic.autogenerate import compare_metadata
@@ -23,7 +22,7 @@ from service.models import Base, Event
 from tests.conftest import run_cli
 from tests.deploy.test_journal import record
 
-from .conftest import free_port, make_settings, wait_for
+from .conftest import answers, free_port, make_settings, wait_for
 from .postgres import postgres_server
 from .test_processes import launch  # noqa: F401  (fixture)
 
@@ -285,13 +284,7 @@ def test_processes_starting_together_on_a_fresh_postgres_database_all_come_up(
         launch("worker", "--config", str(config), "--workers", "1", log=logs["worker2"]),
     ]
 
-    def web_up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_for(web_up, 60, f"swapyard web ({logs['web']})")
+    wait_for(lambda: answers(port), 60, f"swapyard web ({logs['web']})")
     for log in (logs["worker1"], logs["worker2"]):
         wait_for(lambda log=log: "worker running" in log.read_text(), 60, f"a worker ({log})")
     assert [p.poll() for p in procs] == [None, None, None]

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from .conftest import TOKEN, ZERO, wait_for
-from .test_worker import finished
+from .test_worker import finished, push_broken_blog
 
 CHROMIUM = os.environ.get("SWAPYARD_CHROMIUM", "/usr/bin/chromium")
 
@@ -57,13 +57,7 @@ def test_the_push_status_link_leads_to_the_push_and_its_deployments(
     serve, config_repo, forge, page
 ):
     served = serve(config_repo)
-    before = config_repo.sha()
-    bad = config_repo.read("instances/blog/apps.config").replace("domains:", "domainz:", 1)
-    after = config_repo.commit(
-        "break blog", {"instances/blog/apps.config": bad, "instances/www/z.txt": "ok\n"}
-    )
-    config_repo.push()
-    event = finished(served, served.push(before, after).json()["event"])
+    _, event = push_broken_blog(served, config_repo)
     sent = wait_for(lambda: forge.statuses("swapyard"), what="the push's status")
     [link] = {s["target_url"] for s in sent}  # what the forge links to
 

@@ -5,14 +5,13 @@ On PostgreSQL (Debian's server, started here) and on the SQLite default."""
 from __future__ import annotations
 
 import pytest
-import requests
 import yaml
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from service.models import Deployment, Event, Step
 
-from .conftest import ZERO, Served, free_port, make_settings, wait_for
+from .conftest import ZERO, Served, answers, free_port, make_settings, wait_for
 from .postgres import postgres_server
 from .test_processes import launch  # noqa: F401  (fixture)
 
@@ -38,13 +37,7 @@ def test_two_workers_run_each_event_once(tmp_path, config_repo, forge, launch, d
     web = Served(f"http://127.0.0.1:{port}", None, config_repo)
     launch("web", "--config", str(config), "--port", str(port), log=log)
 
-    def up() -> bool:
-        try:
-            return requests.get(f"{web.url}/healthz", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_for(up, what=f"swapyard serve on PostgreSQL ({log})")
+    wait_for(lambda: answers(port), what=f"swapyard serve on PostgreSQL ({log})")
     launch("worker", "--config", str(config), "--workers", "3", log=log)
     launch("worker", "--config", str(config), "--workers", "3", log=log)
 

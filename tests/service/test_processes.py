@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
-from .conftest import ROOT, ZERO, Served, free_port, make_settings, wait_for
+from .conftest import ROOT, ZERO, Served, answers, free_port, make_settings, wait_for
 from .test_worker import finished
 
 
@@ -55,22 +54,16 @@ def test_event_acknowledged_then_killed_is_processed_after_restart(
     log = tmp_path / "service.log"
     web = Served(f"http://127.0.0.1:{port}", None, config_repo)
 
-    def up() -> bool:
-        try:
-            return requests.get(f"{web.url}/healthz", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
     first = launch("serve", "--config", str(config), "--port", str(port), log=log)
-    wait_for(up, what=f"swapyard serve to listen ({log})")
+    wait_for(lambda: answers(port), what=f"swapyard serve to listen ({log})")
     answer = web.push(ZERO, config_repo.sha())
     assert answer.status_code == 202
     os.killpg(first.pid, signal.SIGKILL)  # the whole service, right after the acknowledgement
     first.wait(10)
-    wait_for(lambda: not up(), what="the killed service to stop answering")
+    wait_for(lambda: not answers(port), what="the killed service to stop answering")
 
     launch("serve", "--config", str(config), "--port", str(port), "--workers", "0", log=log)
-    wait_for(up, what="the restarted service")
+    wait_for(lambda: answers(port), what="the restarted service")
     assert web.api(f"/api/events/{answer.json()['event']}")["status"] == "queued"
     launch("worker", "--config", str(config), "--workers", "2", log=log)
     event = finished(web, answer.json()["event"])
@@ -106,16 +99,9 @@ def test_the_worker_process_ends_with_a_killed_main_process(tmp_path, config_rep
     config.write_text(yaml.safe_dump(make_settings(tmp_path, forge, port)))
     log = tmp_path / "service.log"
     main = launch("serve", "--config", str(config), "--port", str(port), log=log)
-
-    def answering() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_for(answering, what=f"swapyard serve to listen ({log})")
+    wait_for(lambda: answers(port), what=f"swapyard serve to listen ({log})")
     [child] = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
     main.kill()  # SIGKILL to the main process only: nothing of it can clean up
     main.wait(10)
     wait_for(lambda: not Path(f"/proc/{child}").exists(), what="the orphaned worker to end")
-    assert not answering()
+    assert not answers(port)
