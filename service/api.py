@@ -196,11 +196,7 @@ def metrics() -> ResponseReturnValue:
             select(func.count()).where(Event.status.in_(("queued", "processing")))
         )
         waiting = session.scalar(select(func.count()).where(Deployment.status == "waiting"))
-        outbox = session.scalar(
-            select(func.count()).where(
-                StatusOutbox.sent_at.is_(None), StatusOutbox.given_up.is_(False)
-            )
-        )
+        outbox = session.scalar(select(func.count()).where(StatusOutbox.waiting()))
     family(
         "swapyard_events_total",
         "counter",

@@ -6,7 +6,19 @@ and PostgreSQL; the API turns them into ISO 8601.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -128,3 +140,9 @@ class StatusOutbox(Base):
     sent_at: Mapped[float | None] = mapped_column(Float)
     given_up: Mapped[bool] = mapped_column(default=False)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def waiting(cls) -> ColumnElement[bool]:
+        """Not sent and not given up: the rows `ix_status_outbox_waiting` holds, written as
+        its condition is, so that SQLite and PostgreSQL use the index."""
+        return and_(cls.sent_at.is_(None), cls.given_up == false())

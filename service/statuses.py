@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from github import Auth, Github, GithubException, RateLimitExceededException
-from sqlalchemy import and_, exists, false, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from handlers.forges import FORGES
@@ -84,11 +84,12 @@ class StatusSender:
     def __init__(self, db: Database, settings: dict[str, Any]):
         self.db = db
         self.settings = settings
+        self.forges = sending_forges(settings)
         self._process = uuid.uuid4().hex[:12]
 
     def _unsendable(self, forge: str) -> str | None:
         """Why statuses for `forge` cannot be sent (no API URL or token), or None."""
-        if forge in sending_forges(self.settings):
+        if forge in self.forges:
             return None
         prefix = forge.upper()
         return f"no {prefix}_API_URL/{prefix}_TOKEN configured (set SWAPYARD_{prefix}_TOKEN)"
@@ -117,11 +118,7 @@ class StatusSender:
         each: bounded work per round, however long the queue.
         """
         now = time.time()
-        due = and_(
-            StatusOutbox.sent_at.is_(None),
-            StatusOutbox.given_up == false(),  # as the partial index says it
-            StatusOutbox.next_attempt_at <= now,
-        )
+        due = and_(StatusOutbox.waiting(), StatusOutbox.next_attempt_at <= now)
 
         def oldest_due(*where: Any) -> Any:
             return StatusOutbox.id.in_(
