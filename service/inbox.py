@@ -69,7 +69,7 @@ class SqlInbox:
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
         self._writer = threading.Lock()
-        self.batches = 0  # transactions committed; read by tests and the benchmark
+        self.batches = 0  # transactions committed; read by the tests
         self.listeners: list[Callable[[], None]] = []  # told when queued events were stored
 
     @property
@@ -125,6 +125,7 @@ class SqlInbox:
         }
         pending: list[_Slot] = []
         received: list[dict[str, Any]] = []
+        queued = 0
         for slot in batch:
             c, key, forge = slot.incoming.classified, _key(slot.incoming), slot.incoming.forge
             event_id = inserted.pop(key, None)  # pop: a second slot with this key is a duplicate
@@ -132,6 +133,7 @@ class SqlInbox:
                 pending.append(slot)
                 continue
             slot.recorded = (event_id, c.status, c.reason, False)
+            queued += c.status == QUEUED
             if c.status == QUEUED and c.repository and c.after and forge in self.status_forges:
                 received.append(
                     received_status(event_id, forge, c.repository, c.after, self.public_url, now)
@@ -150,7 +152,7 @@ class SqlInbox:
             }
             for slot in pending:
                 slot.recorded = seen[_key(slot.incoming)]
-        return len(received)
+        return queued
 
 
 def _key(incoming: Incoming) -> tuple[str, str]:
