@@ -230,7 +230,6 @@ class Worker:
                     leases.release(session, key, self.owner)
                     continue
                 newest, older = pending[0], pending[1:]
-                superseded_events = []
                 for dep in older:
                     dep.status, dep.finished_at = "superseded", time.time()
                     dep.summary = f"superseded by {newest.sha}"
@@ -241,9 +240,7 @@ class Worker:
                         "error",
                         f"superseded by {newest.sha[:12]}: the newer commit deploys instead",
                     )
-                    superseded_events.append(dep.event)
-                for event in superseded_events:
-                    dispatch.settle(session, event, self.settings["PUBLIC_URL"])
+                    dispatch.settle(session, dep.event, self.settings["PUBLIC_URL"])
                 newest.status, newest.started_at = "running", time.time()
                 return newest
         return None
