@@ -13,6 +13,7 @@ from typing import Any
 
 from .apps_config import APPS_CONFIG, REPO_CONFIG
 from .catalog import CATALOG
+from .limits import limits_markdown
 
 _TYPES = {
     "string": "string",
@@ -165,5 +166,15 @@ def markdown_reference() -> str:
         "repo-wide ones, the instance's own values above both) and the projects that "
         "branches deploy to.\n\n",
         _table(REPO_CONFIG),
+        "\n## Limits\n\n",
+        "A repository is read within these bounds, so that no file in it can hold "
+        "`swapyard validate` or a worker for long, or fill its memory: sizes are checked "
+        "before a file is read, YAML nodes (each alias counted as the nodes it expands to) "
+        "and nesting before a document is built. Symbolic links are refused anywhere "
+        "swapyard reads, never followed. What goes past a limit is refused as "
+        "`file:line: ...` naming the limit; raise one with its option on `validate`, "
+        "`render` and `plan`, and for pushes with the service setting of the same name "
+        "(see docs/service.md).\n\n",
+        limits_markdown(),
     ]
     return "".join(parts)

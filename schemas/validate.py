@@ -5,7 +5,9 @@
 Validation runs in layers, and reports everything it finds, not only the
 first problem:
 
-1. YAML syntax (with line and column), duplicate keys;
+1. what may be read at all (`repofiles`: no links, sizes and counts within
+   `Limits`), YAML syntax (with line and column), duplicate keys, nodes and
+   nesting within `Limits`;
 2. `swapyard.yaml` against its schema; projects select instances by name;
 3. each `apps.config`, with the repo-wide and project defaults merged under
    it, against the cerberus schema; catalog settings against the catalog
@@ -23,20 +25,21 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Collection, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from . import build
 from .apps_config import APPS_CONFIG, REPO_CONFIG
 from .catalog import CATALOG
 from .errors import ConfigError, Problem
+from .limits import DEFAULT_LIMITS, Limits
 from .model import Instance, Project, RepoConfig
+from .repofiles import DIR_LINK, instance_entries, present, read_config_file, read_shipped_files
 from .rules import validator_for
 from .yamlfile import YamlDocument, field_path, parse_yaml
 
 APPS_FILE = "apps.config"
 REPO_FILE = "swapyard.yaml"
-MAX_SHIPPED_BYTES = 16 * 1024 * 1024
 
 
 def deep_merge(base: Any, over: Any) -> Any:
@@ -94,11 +97,16 @@ class RepoLoader:
     """Reads one config repository; `load()` returns the model or raises ConfigError."""
 
     def __init__(
-        self, root: Path, only: str | None = None, known_secrets: Collection[str] | None = None
+        self,
+        root: Path,
+        only: str | None = None,
+        known_secrets: Collection[str] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ):
         self.root = root
         self.only = only
         self.known_secrets = known_secrets
+        self.limits = limits
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
 
@@ -156,13 +164,12 @@ class RepoLoader:
 
     def _read(self, path: Path) -> YamlDocument | None:
         rel = path.relative_to(self.root).as_posix()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            self.problems.append(Problem(rel, None, "", "is not UTF-8 text"))
+        text, problems = read_config_file(self.root, rel, self.limits)
+        if text is None:
+            self.problems.extend(problems)
             return None
         try:
-            return parse_yaml(text, rel)
+            return parse_yaml(text, rel, self.limits)
         except ConfigError as exc:
             self.problems.extend(exc.problems)
             return None
@@ -170,7 +177,7 @@ class RepoLoader:
     def _repo_file(self) -> tuple[YamlDocument, dict[str, Any]]:
         path = self.root / REPO_FILE
         empty = YamlDocument({}, {})
-        if not path.is_file():
+        if not present(path):
             return empty, {}
         doc = self._read(path)
         if doc is None:
@@ -217,15 +224,22 @@ class RepoLoader:
                 )
             )
             return
-        names = sorted(p.name for p in base.iterdir() if p.is_dir())
+        names, problems = instance_entries(self.root, self.limits)
+        self.problems.extend(problems)
         if self.only is not None:
             names = [n for n in names if n == self.only]
         for name in names:
+            where = f"instances/{name}"
+            if (base / name).is_symlink():
+                self.problems.append(Problem(where, None, "", DIR_LINK))
+                continue
+            if not (base / name).is_dir():
+                continue  # a stray file beside the instance directories
             path = base / name / APPS_FILE
             if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name):
                 self.problems.append(
                     Problem(
-                        f"instances/{name}",
+                        where,
                         None,
                         "",
                         "instance directory name: expected lowercase letters, digits and '-', "
@@ -233,10 +247,8 @@ class RepoLoader:
                     )
                 )
                 continue
-            if not path.is_file():
-                self.problems.append(
-                    Problem(f"instances/{name}", None, "", f"{APPS_FILE} is missing")
-                )
+            if not present(path):
+                self.problems.append(Problem(where, None, "", f"{APPS_FILE} is missing"))
                 continue
             doc = self._read(path)
             if doc is None:
@@ -284,7 +296,10 @@ class RepoLoader:
         if config is None or problems:
             self.problems.extend(problems)
             return None
-        files = self._shipped_files(name)
+        files, problems = read_shipped_files(self.root, name, self.limits)
+        if problems:
+            self.problems.extend(problems)
+            return None
         instance_problems = build.instance_checks(config, files, source)
         if self.known_secrets is not None:
             instance_problems += build.secret_checks(config, self.known_secrets, source)
@@ -314,40 +329,6 @@ class RepoLoader:
                 app["settings"] = settings
         return problems
 
-    def _shipped_files(self, name: str) -> dict[str, bytes]:
-        base = self.root / "instances" / name / "files"
-        files: dict[str, bytes] = {}
-        if not base.is_dir():
-            return files
-        total = 0
-        for path in sorted(base.rglob("*")):
-            rel = PurePosixPath(path.relative_to(base).as_posix())
-            where = f"instances/{name}/files/{rel}"
-            if path.is_symlink():
-                self.problems.append(
-                    Problem(
-                        where,
-                        None,
-                        "",
-                        "is a symbolic link; expected a "
-                        "regular file (links could point outside the repo)",
-                    )
-                )
-            elif path.is_file():
-                files[str(rel)] = data = path.read_bytes()
-                total += len(data)
-        if total > MAX_SHIPPED_BYTES:
-            self.problems.append(
-                Problem(
-                    f"instances/{name}/files",
-                    None,
-                    "",
-                    f"holds {total} bytes; expected at most {MAX_SHIPPED_BYTES} (ship large data "
-                    "through the data volume or an image)",
-                )
-            )
-        return files
-
 
 def find_root(path: Path) -> tuple[Path, str | None]:
     """A repo root, or an instance directory -> (its repo root, its name)."""
@@ -357,28 +338,34 @@ def find_root(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
-def load_projects(path: str | Path) -> list[Project]:
+def load_projects(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> list[Project]:
     """The projects of the repository at `path` (default: production from main)."""
-    return RepoLoader(Path(path).resolve()).projects()
+    return RepoLoader(Path(path).resolve(), limits=limits).projects()
 
 
 def check_repo(
-    path: str | Path, known_secrets: Collection[str] | None = None
+    path: str | Path,
+    known_secrets: Collection[str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[RepoConfig, list[Problem]]:
     """Like `load_repo`, but returns the valid instances beside the problems of the rest."""
     root, only = find_root(Path(path))
     if not root.is_dir():
         return RepoConfig(str(path), (), ()), [Problem(str(path), None, "", "no such directory")]
-    return RepoLoader(root, only, known_secrets).check()
+    return RepoLoader(root, only, known_secrets, limits).check()
 
 
-def load_repo(path: str | Path, known_secrets: Collection[str] | None = None) -> RepoConfig:
+def load_repo(
+    path: str | Path,
+    known_secrets: Collection[str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> RepoConfig:
     """Validate the repository (or one instance directory) at `path` and build its model.
 
     With `known_secrets` (the names the secret store holds), every `secret:NAME`
-    reference must name one of them.
+    reference must name one of them. Everything read is bounded by `limits`.
     """
     root, only = find_root(Path(path))
     if not root.is_dir():
         raise ConfigError([Problem(str(path), None, "", "no such directory")])
-    return RepoLoader(root, only, known_secrets).load()
+    return RepoLoader(root, only, known_secrets, limits).load()

@@ -16,23 +16,48 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from schemas import ConfigError, RepoConfig, SwapyardError, load_repo
+from schemas import DEFAULT_LIMITS, ConfigError, Limits, RepoConfig, SwapyardError, load_repo
 from schemas.export import json_schema_text, markdown_reference
+from schemas.limits import option_name
 
 EXIT_INVALID = 1
 EXIT_CHANGES = 3
 EXIT_INTERNAL = 70
 
 
-def _load(path: str, secrets_dir: str | None = None) -> RepoConfig:
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def limit_options(command: Command) -> Command:
+    """One option per field of `Limits` (`--max-file-bytes`, ...), each defaulting to it."""
+    for f in reversed(fields(Limits)):
+        command = click.option(
+            f"--{option_name(f.name)}",
+            f.name,
+            type=click.IntRange(min=1, max=f.metadata["ceiling"]),
+            default=None,
+            metavar=f.metadata["unit"].upper(),
+            help=f"{f.metadata['help']} [default: {f.default}]",
+        )(command)
+    return command
+
+
+def _limits(options: dict[str, int | None]) -> Limits:
+    return DEFAULT_LIMITS.with_values(options)
+
+
+def _load(path: str, limits: Limits, secrets_dir: str | None = None) -> RepoConfig:
     known = None
     if secrets_dir is not None:
         known = sorted(p.name for p in Path(secrets_dir).iterdir() if p.is_file())
-    repo = load_repo(path, known_secrets=known)
+    repo = load_repo(path, known_secrets=known, limits=limits)
     for warning in repo.warnings:
         click.echo(f"warning: {warning}", err=True)
     return repo
@@ -69,9 +94,10 @@ def main() -> None:
     help="The secret store (one file per secret, named after it): check that every "
     "secret:NAME exists. Only names are read.",
 )
-def validate(path: str, secrets_dir: str | None) -> None:
+@limit_options
+def validate(path: str, secrets_dir: str | None, **limits: int | None) -> None:
     """Validate a config repository, or one instance directory."""
-    repo = _load(path, secrets_dir)
+    repo = _load(path, _limits(limits), secrets_dir)
     projects = sorted({i.project for i in repo.instances})
     click.echo(
         f"ok: {len(repo.instances)} instance(s) in {len(projects)} project(s)"
@@ -97,11 +123,17 @@ def validate(path: str, secrets_dir: str | None) -> None:
 )
 @click.option("--https/--no-https", default=None, help="Override each instance's https setting.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print each artifact's digest.")
+@limit_options
 def render(
-    path: str, out: str, image_map: tuple[str, ...], https: bool | None, verbose: bool
+    path: str,
+    out: str,
+    image_map: tuple[str, ...],
+    https: bool | None,
+    verbose: bool,
+    **limits: int | None,
 ) -> None:
     """Render each instance's artifacts (redacted) and print their digests."""
-    repo = _load(path)
+    repo = _load(path, _limits(limits))
     rendered = _render_all(repo, _image_map(image_map), https)
     for key, artifacts in sorted(rendered.items()):
         artifacts.write(Path(out) / key)
@@ -123,6 +155,7 @@ def render(
 @click.option("--https/--no-https", default=None)
 @click.option("--diff/--no-diff", default=True, help="Show a unified diff per instance.")
 @click.option("--exit-code", is_flag=True, help=f"Exit {EXIT_CHANGES} when anything would change.")
+@limit_options
 def plan(
     path: str,
     against: str,
@@ -130,11 +163,12 @@ def plan(
     https: bool | None,
     diff: bool,
     exit_code: bool,
+    **limits: int | None,
 ) -> None:
     """Plan each instance against previously rendered output."""
     from handlers.plan import make_plan, read_deployed, summary
 
-    repo = _load(path)
+    repo = _load(path, _limits(limits))
     rendered = _render_all(repo, _image_map(image_map), https)
     absent = [i.key for i in repo.instances if i.state == "absent"]
     items = make_plan(rendered, absent, read_deployed(Path(against)))
