@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import re
-import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import git
 
+from schemas.limits import DEFAULT_LIMITS, Limits
+
 from .errors import GitError
+from .treeexport import export_tree
 
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
 
@@ -150,21 +151,26 @@ class Mirror:
         )
         return [p for p in out.split("\0") if p]
 
-    def export(self, sha: str, dest: Path) -> Path:
-        """Write the tree of `sha` to `dest` (a fresh directory)."""
-        stream = io.BytesIO()
+    def export(self, sha: str, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
+        """Write what validation reads of the tree of `sha` to `dest` (a fresh directory),
+        within `limits` (see `treeexport`)."""
+        dest.mkdir(parents=True, exist_ok=True)
         with self._locked(exclusive=False):
             try:
-                self._git().archive("--format=tar", sha, output_stream=stream)
+                export_tree(self._git(), sha, dest, limits)
             except git.GitCommandError as exc:
                 raise GitError(
                     f"{self.repository}: cannot export {sha}: {str(exc.stderr).strip()}"
                 ) from None
-        stream.seek(0)
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=stream) as tar:
-            tar.extractall(dest, filter="data")
         return dest
+
+    def blob_size(self, sha: str, path: str) -> int | None:
+        """The size of `path` at commit `sha` from git's object header, None when absent."""
+        with self._locked(exclusive=False):
+            try:
+                return int(self._git().cat_file("-s", f"{sha}:{path}"))
+            except git.GitCommandError:
+                return None
 
 
 class MirrorCache:

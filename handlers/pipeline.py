@@ -25,8 +25,10 @@ from typing import Any
 
 from renderers import RenderOptions, render_instance
 from schemas import (
+    DEFAULT_LIMITS,
     ConfigError,
     Instance,
+    Limits,
     Problem,
     RepoConfig,
     SwapyardError,
@@ -34,6 +36,7 @@ from schemas import (
     load_projects,
     load_repo,
 )
+from schemas.repofiles import instance_entries, present
 
 from .changes import Change
 
@@ -91,28 +94,33 @@ class Execution:
 Executor = Callable[[Instance, str], Execution]  # (instance, commit) -> what was done
 
 
-def _instance_dirs(tree: Path) -> list[str]:
-    root = tree / "instances"
-    return sorted(p.parent.name for p in root.glob("*/apps.config")) if root.is_dir() else []
-
-
-def mapped_branches(tree: Path) -> set[str]:
+def mapped_branches(tree: Path, limits: Limits = DEFAULT_LIMITS) -> set[str]:
     """The branches that `swapyard.yaml` in `tree` maps to a project (none if unreadable)."""
     try:
-        projects = load_projects(tree)
+        projects = load_projects(tree, limits)
     except ConfigError:
         return set()
     return {b for p in projects for b in p.branches}
 
 
-def targets(tree: Path, branch: str | None, change: Change) -> Targets:
+def targets(
+    tree: Path, branch: str | None, change: Change, limits: Limits = DEFAULT_LIMITS
+) -> Targets:
     try:
-        projects = load_projects(tree)
+        projects = load_projects(tree, limits)
     except ConfigError as exc:
         return Targets(None, (), change.note, problem="; ".join(str(p) for p in exc.problems))
     project = next((p for p in projects if branch is not None and branch in p.branches), None)
-    present = _instance_dirs(tree)
-    candidates = set(present) if change.everything else set(change.names)
+    present_names: list[str] = []
+    if (tree / "instances").is_dir():
+        present_names, problems = instance_entries(tree, limits)
+        if problems:  # too many to queue a deployment each: one failure says why
+            return Targets(None, (), change.note, problem=str(problems[0]))
+    base = tree / "instances"
+    present_names = [  # a link is kept: validation refuses it, and the status says so
+        n for n in present_names if (base / n).is_symlink() or present(base / n / "apps.config")
+    ]
+    candidates = set(present_names) if change.everything else set(change.names)
     if project is None:
         why = f"branch {branch} is not mapped to a project" if branch else "pull request"
         return Targets(None, tuple(sorted(candidates)), f"{why}; validated and planned only")
@@ -121,9 +129,15 @@ def targets(tree: Path, branch: str | None, change: Change) -> Targets:
 
 
 class Pipeline:
-    def __init__(self, executor: Executor | None = None, render_options: Any = None):
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        render_options: Any = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ):
         self.executor = executor
         self.render_options = render_options
+        self.limits = limits
         # A push touching many instances validates its commit once, not once per instance.
         self._checked: OrderedDict[str, tuple[RepoConfig, list[Problem]]] = OrderedDict()
         self._checked_lock = threading.Lock()
@@ -131,7 +145,8 @@ class Pipeline:
     def run_instance(self, tree: Path, project: str, name: str, commit: str = "") -> Outcome:
         """Validate, render and (with an executor) deploy one instance; never raises."""
         outcome = Outcome(name, project, "success", "validated", "")
-        if not (tree / "instances" / name / "apps.config").is_file():
+        directory = tree / "instances" / name
+        if not directory.is_symlink() and not present(directory / "apps.config"):
             outcome.action = "removed"
             outcome.summary = (
                 f"instances/{name} removed: nothing destroyed (set state: absent to destroy)"
@@ -198,7 +213,7 @@ class Pipeline:
             if commit and commit in self._checked:
                 self._checked.move_to_end(commit)
                 return self._checked[commit]
-        result = check_repo(tree)
+        result = check_repo(tree, limits=self.limits)
         if commit:
             with self._checked_lock:
                 self._checked[commit] = result
@@ -209,8 +224,8 @@ class Pipeline:
     def _validate(self, tree: Path, project: str, name: str, commit: str) -> Instance | None:
         """The instance, validated with the whole repository (cross-instance checks apply)."""
         repo, problems = self._check(tree, commit)
-        own = [p for p in problems if p.file.startswith(f"instances/{name}/")]
-        shared = [p for p in problems if p.file == "swapyard.yaml"]
+        own = [p for p in problems if f"{p.file}/".startswith(f"instances/{name}/")]
+        shared = [p for p in problems if p.file in ("swapyard.yaml", "instances")]
         if own or shared:
             raise ConfigError(own + shared)
         return next((i for i in repo.instances if (i.project, i.name) == (project, name)), None)
@@ -225,7 +240,7 @@ class Pipeline:
         names = sorted(set(names))
         outcome = Outcome("*", None, "success", "planned", "")
         try:
-            repo = self._step(outcome, "validate", lambda: load_repo(tree))
+            repo = self._step(outcome, "validate", lambda: load_repo(tree, limits=self.limits))
         except ConfigError as exc:
             outcome.state, outcome.action = "failure", "invalid"
             outcome.summary = f"{len(exc.problems)} problem(s): {exc.problems[0]}"

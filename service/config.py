@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from schemas.errors import SwapyardError
+from schemas.limits import Limits
 
 ENV_PREFIX = "SWAPYARD_"
 
@@ -93,6 +94,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a deploy waits for a backup or restore of its instance to end (0: fail at once).",
     ),
     Setting("BACKUPS", True, "Schedule restic backups of deployed instances (with DEPLOY)."),
+    # What a pushed config repository may cost the worker (schemas.limits declares them).
+    *(
+        Setting(f.name.upper(), f.default, f.metadata["help"] + f" In {f.metadata['unit']}.")
+        for f in fields(Limits)
+    ),
 )
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 SECRETS = tuple(s.name for s in SETTINGS if s.secret)
@@ -200,7 +206,16 @@ def check(values: dict[str, Any]) -> dict[str, Any]:
     values["PUBLIC_URL"] = str(values["PUBLIC_URL"]).rstrip("/")
     if int(values["MAX_BODY_BYTES"]) <= 0:
         raise ServiceConfigError("max_body_bytes must be a positive number of bytes")
+    config_limits(values)
     return values
+
+
+def config_limits(values: Mapping[str, Any]) -> Limits:
+    """The `Limits` a pushed config repository is read within, from the settings."""
+    try:
+        return Limits(**{f.name: values.get(f.name.upper(), f.default) for f in fields(Limits)})
+    except (ValueError, TypeError) as exc:
+        raise ServiceConfigError(f"{exc} (a setting of the service config)") from None
 
 
 def settings_markdown() -> str:

@@ -24,6 +24,7 @@ from handlers.events import ZERO_SHA
 from handlers.gitmirror import Mirror, MirrorCache
 from handlers.pipeline import mapped_branches
 
+from .config import config_limits
 from .db import Database
 from .models import Event
 
@@ -35,6 +36,7 @@ class Reconciler:
         self.db = db
         self.settings = settings
         self.mirrors = mirrors
+        self.limits = config_limits(settings)
 
     def _known(self) -> dict[str, tuple[str, str]]:
         """Repository -> (forge, clone URL), from the settings and from events received."""
@@ -73,12 +75,18 @@ class Reconciler:
         return queued
 
     def _mapped(self, mirror: Mirror, sha: str) -> set[str]:
+        size = mirror.blob_size(sha, REPO_FILE)
+        if size is None:
+            return set()
+        if size > self.limits.max_file_bytes:  # never read whole: a push shows the problem
+            log.warning("reconciler: %s at %s is %d bytes: not read", REPO_FILE, sha[:12], size)
+            return set()
         content = mirror.show(sha, REPO_FILE)
         if content is None:
             return set()
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / REPO_FILE).write_bytes(content)
-            return mapped_branches(Path(tmp))
+            return mapped_branches(Path(tmp), self.limits)
 
     def _seen(self, repository: str, branch: str, sha: str) -> bool:
         """Whether the newest event of the branch is for `sha` (a rollback to an older

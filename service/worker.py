@@ -32,6 +32,7 @@ from schemas import Instance
 
 from . import backups, dispatch, leases, statuses
 from .backups import Backups
+from .config import config_limits
 from .db import Database, get_db, rowcount
 from .deployer import Deployer
 from .doorbell import Doorbell
@@ -55,7 +56,8 @@ class Worker:
         self.settings = settings
         self.deployer = deployer
         self.backups: Backups | None = None
-        self.pipeline = pipeline or Pipeline(executor=deployer)
+        self.limits = config_limits(settings)
+        self.pipeline = pipeline or Pipeline(executor=deployer, limits=self.limits)
         self.process_id = uuid.uuid4().hex[:12]
         data = Path(settings["DATA_DIR"])
         self.mirrors = MirrorCache(data / "mirrors")
@@ -171,11 +173,11 @@ class Worker:
             else:
                 change = Change(True, frozenset(), "pull request: every instance is evaluated")
             with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
-                tree = mirror.export(event.after, Path(tmp) / "tree")
+                tree = mirror.export(event.after, Path(tmp) / "tree", self.limits)
                 branch = (
                     event.ref[len("refs/heads/") :] if event.kind == "push" and event.ref else None
                 )
-                chosen = targets(tree, branch, change)
+                chosen = targets(tree, branch, change, self.limits)
         except GitError as exc:
             self._retry_or_fail(event, str(exc))
             return
@@ -259,7 +261,7 @@ class Worker:
                     self.db, leases.renew_lease(dep.key, self.owner, self.lease), self.lease
                 ),
             ):
-                tree = mirror.export(dep.sha, Path(tmp) / "tree")
+                tree = mirror.export(dep.sha, Path(tmp) / "tree", self.limits)
                 if dep.mode == "plan":
                     outcome = self.pipeline.run_plan(tree, [])
                 else:

@@ -50,7 +50,9 @@ def test_mirror_fetches_only_what_is_new(tmp_path, config_repo):
     assert mirror.changed_paths(first, second) == ["instances/www/a.txt"]
     assert mirror.is_ancestor(first, second) and not mirror.is_ancestor(second, first)
     tree = mirror.export(second, tmp_path / "tree")
-    assert (tree / "instances" / "www" / "a.txt").read_text() == "a\n"
+    www = tree / "instances" / "www"
+    assert (www / "apps.config").read_text() == config_repo.read("instances/www/apps.config")
+    assert not (www / "a.txt").exists()  # only what validation reads is exported
 
 
 def test_unreachable_repository_fails_the_event_with_a_reason(serve, config_repo):
