@@ -7,7 +7,8 @@ no. So git is asked first: `git ls-tree -r -l` lists paths, modes and sizes
 without reading a blob, as a stream that is never held whole. Only what
 validation reads is selected, `swapyard.yaml`, `instances/<name>/apps.config`
 and `instances/<name>/files/...`, and never more entries than one past each
-count limit (enough for the loader to refuse). Blobs are streamed to disk;
+count limit (enough for the loader to refuse): instances, files per
+instance, files in all. Blobs are streamed to disk;
 one larger than its limit (`max_file_bytes`, or what is left of
 `max_shipped_bytes` for the instance's files) is written as a sparse file of
 its size instead, its content never leaving git: the loader stats it and
@@ -83,9 +84,10 @@ class _Selection:
     """Counts per instance while the listing streams by; decides what is written."""
 
     limits: Limits
-    instances: list[str] = field(default_factory=list)
+    instances: set[str] = field(default_factory=set)
     shipped_count: dict[str, int] = field(default_factory=dict)
     shipped_bytes: dict[str, int] = field(default_factory=dict)
+    written: int = 0  # under instances/, against max_files
 
     def budget(self, entry: Entry) -> int | None:
         """The most bytes of `entry` to write (over it: a placeholder); None: leave it out."""
@@ -93,6 +95,13 @@ class _Selection:
             return None
         if entry.path == "swapyard.yaml":
             return self.limits.max_file_bytes
+        budget = self._budget(entry)
+        parts = entry.path.split("/")
+        if budget is not None and len(parts) > 2:  # an apps.config or a shipped file
+            self.written += 1
+        return budget
+
+    def _budget(self, entry: Entry) -> int | None:
         parts = entry.path.split("/")
         if len(parts) < 2:
             return None
@@ -100,7 +109,7 @@ class _Selection:
         if name not in self.instances:
             if len(self.instances) > self.limits.max_instances:
                 return None
-            self.instances.append(name)
+            self.instances.add(name)
         if len(parts) == 2 or parts[2:] == ["apps.config"]:
             return self.limits.max_file_bytes  # a stray file or link is written for the loader
         if parts[2] != "files":
@@ -113,7 +122,10 @@ class _Selection:
 
     def done(self) -> bool:
         """Past every count limit: nothing more would be written."""
-        return len(self.instances) > self.limits.max_instances + 1
+        return (
+            len(self.instances) > self.limits.max_instances + 1
+            or self.written > self.limits.max_files + 1
+        )
 
 
 def _write_blob(g: git.Git, entry: Entry, target: Path) -> None:

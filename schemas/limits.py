@@ -52,6 +52,12 @@ class Limits:
     max_instances: int = _limit(
         1_000, "directories", "Most entries under `instances/` in one repository."
     )
+    max_files: int = _limit(
+        10_000,
+        "files",
+        "Most files one repository may give swapyard to read: every `apps.config` and "
+        "everything under every `files/`.",
+    )
     max_shipped_files: int = _limit(
         1_000, "files", "Most files (and directories) under one `instances/<name>/files/`."
     )

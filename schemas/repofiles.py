@@ -89,6 +89,30 @@ def instance_entries(root: Path, limits: Limits) -> tuple[list[str], list[Proble
     return sorted(names), []
 
 
+def count_files(root: Path, names: list[str], limits: Limits) -> list[Problem]:
+    """A problem when the instances' `apps.config` and shipped files (directories
+    counted too) are more than `max_files` together; links are counted, not followed."""
+    count = 0
+    pending = []
+    for name in names:
+        directory = root / "instances" / name
+        if directory.is_dir() and not directory.is_symlink():
+            count += 1  # its apps.config
+            files = directory / "files"
+            if files.is_dir() and not files.is_symlink():
+                pending.append(files)
+    while pending and count <= limits.max_files:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                count += 1
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+    if count <= limits.max_files:
+        return []
+    found = f"hold more than {limits.max_files} files together"
+    return [Problem("instances", None, "", limits.exceeded("max_files", found))]
+
+
 def read_shipped_files(
     root: Path, name: str, limits: Limits
 ) -> tuple[dict[str, bytes], list[Problem]]:

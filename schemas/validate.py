@@ -34,7 +34,14 @@ from .catalog import CATALOG
 from .errors import ConfigError, Problem
 from .limits import DEFAULT_LIMITS, Limits
 from .model import Instance, Project, RepoConfig
-from .repofiles import DIR_LINK, instance_entries, present, read_config_file, read_shipped_files
+from .repofiles import (
+    DIR_LINK,
+    count_files,
+    instance_entries,
+    present,
+    read_config_file,
+    read_shipped_files,
+)
 from .rules import validator_for
 from .yamlfile import YamlDocument, field_path, parse_yaml
 
@@ -225,7 +232,10 @@ class RepoLoader:
             )
             return
         names, problems = instance_entries(self.root, self.limits)
+        problems = problems or count_files(self.root, names, self.limits)
         self.problems.extend(problems)
+        if problems:
+            return
         if self.only is not None:
             names = [n for n in names if n == self.only]
         for name in names:

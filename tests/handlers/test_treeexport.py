@@ -97,3 +97,18 @@ def test_counts_stop_one_past_their_limit(work: Path, tmp_path: Path) -> None:
     ]
     tree = mirror.export(sha, tmp_path / "tree2", Limits(max_shipped_files=20))
     assert len(list((tree / "instances/cloud/files").iterdir())) == 21
+
+
+def test_files_in_all_stop_one_past_their_limit(work: Path, tmp_path: Path) -> None:
+    for name in ("blog", "cloud"):
+        files = work / "instances" / name / "files"
+        files.mkdir()
+        for i in range(30):
+            (files / f"f{i:02}").write_text("x")
+    mirror, sha = commit(work)
+    limits = Limits(max_files=40)
+    tree = mirror.export(sha, tmp_path / "tree", limits)
+    written = [p for p in (tree / "instances").rglob("*") if p.is_file()]
+    assert len(written) == 42  # 41 counted, then the listing stops
+    [problem] = check_repo(tree, limits=limits)[1]
+    assert problem.file == "instances" and "max_files" in problem.message

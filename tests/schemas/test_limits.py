@@ -342,3 +342,18 @@ def test_too_many_shipped_files_are_refused(tmp_path: Path) -> None:
     )
     assert "--max-shipped-files" in cli_refuses(tmp_path)
     assert len(load_repo(tmp_path, limits=Limits(max_shipped_files=1002)).instances) == 1
+
+
+def test_files_of_all_instances_together_are_bounded(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        instance(tmp_path, SITE.replace("site.example.org", f"{name}.example.org"), name=name)
+        files = tmp_path / "instances" / name / "files"
+        files.mkdir()
+        for i in range(10):
+            (files / f"f{i}").write_text("x")
+    assert refused(tmp_path, Limits(max_files=30)) == [
+        "instances: hold more than 30 files together; expected at most 30 files (limit "
+        "max_files: raise it with --max-files or the service setting max_files)"
+    ]
+    assert "--max-files" in cli_refuses(tmp_path, "--max-files", "30")
+    assert len(load_repo(tmp_path, limits=Limits(max_files=33)).instances) == 3

@@ -48,11 +48,30 @@ def test_secrets_from_files(tmp_path):
         ({}, {"SWAPYARD_WORKERS": "many"}, "SWAPYARD_WORKERS='many': expected a int"),
         ({}, {"SWAPYARD_ALLOW_UNSIGNED": "perhaps"}, "expected a bool"),
         ({"allow_unsigned": False}, {}, "no webhook secret configured"),
+        (
+            {"allow_unsigned": True, "max_yaml_depth": 0},
+            {},
+            "max_yaml_depth: expected a positive whole number, found 0",
+        ),
+        (
+            {"allow_unsigned": True},
+            {"SWAPYARD_MAX_YAML_DEPTH": "5000"},
+            "max_yaml_depth: expected at most 100, found 5000",
+        ),
+        ({"allow_unsigned": True, "max_file_bytes": "1M"}, {}, "max_file_bytes: expected a"),
     ],
 )
 def test_mistakes_say_what_to_fix(layer, environ, message):
     with pytest.raises(ServiceConfigError, match=message.replace("(", r"\(")):
         load_settings(layer, environ=environ)
+
+
+def test_limits_are_settings_like_the_others():
+    from service.config import config_limits
+
+    s = load_settings({"allow_unsigned": True}, environ={"SWAPYARD_MAX_FILE_BYTES": "2048"})
+    assert config_limits(s).max_file_bytes == 2048
+    assert config_limits(s).max_yaml_nodes == 20_000
 
 
 def test_bad_yaml_file(tmp_path):
