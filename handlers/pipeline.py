@@ -36,7 +36,7 @@ from schemas import (
     load_projects,
     load_repo,
 )
-from schemas.repofiles import instance_entries, present
+from schemas.repofiles import count_files, instance_entries, present
 
 from .changes import Change
 
@@ -114,6 +114,7 @@ def targets(
     present_names: list[str] = []
     if (tree / "instances").is_dir():
         present_names, problems = instance_entries(tree, limits)
+        problems = problems or count_files(tree, present_names, limits)
         if problems:  # too many to queue a deployment each: one failure says why
             return Targets(None, (), change.note, problem=str(problems[0]))
     base = tree / "instances"

@@ -144,3 +144,11 @@ def test_limits_are_service_settings(serve, config_repo):
     assert by_name["www"]["summary"].startswith("instances/www/files: holds more than 1 entries")
     assert "max_shipped_files" in served.api(f"/api/deployments/{by_name['www']['id']}")["log"]
     assert by_name["blog"]["status"] == by_name["cloud"]["status"] == "success"
+
+
+def test_a_repository_past_max_files_fails_the_push_once(serve, config_repo):
+    served = serve(config_repo, max_files=5)  # 4 apps.config, 2 shipped files in 2 folders
+    event = finished_within(served, served.push(ZERO, config_repo.sha()).json()["event"])
+    [dep] = event["deployments"]
+    assert (dep["context"], dep["status"]) == ("swapyard/plan", "failure")
+    assert dep["summary"].startswith("instances: hold more than 5 files together")
