@@ -14,6 +14,7 @@ events costs one pass and needs memory for the open collections only.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import yaml
@@ -238,6 +239,11 @@ def _parse_reporting(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
         raise ConfigError(
             [Problem(filename, None, "", "invalid YAML: nested too deeply")]
         ) from None
+    except (ValueError, TypeError) as exc:  # a scalar its type cannot hold: 2001-02-30, 10**5000
+        why = str(exc)
+        if "integer string conversion" in why:  # Python's own bound on int() of a long string
+            why = f"a number longer than {sys.get_int_max_str_digits()} digits"
+        raise ConfigError([Problem(filename, None, "", f"invalid YAML value: {why}")]) from None
 
 
 def field_path(path: Path) -> str:

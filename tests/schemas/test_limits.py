@@ -357,3 +357,19 @@ def test_files_of_all_instances_together_are_bounded(tmp_path: Path) -> None:
     ]
     assert "--max-files" in cli_refuses(tmp_path, "--max-files", "30")
     assert len(load_repo(tmp_path, limits=Limits(max_files=33)).instances) == 3
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("1" * 5000, "invalid YAML value: a number longer than 4300 digits"),
+        ("2001-02-30", "invalid YAML value: day is out of range for month"),
+    ],
+    ids=["long-integer", "impossible-date"],
+)
+def test_scalars_their_type_cannot_hold_are_problems(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    instance(tmp_path, SITE + f"extra: {value}\n")
+    assert refused(tmp_path) == [f"instances/x/apps.config: {message}"]
+    cli_refuses(tmp_path)
