@@ -50,3 +50,15 @@ def test_reconciler_runs_periodically_when_enabled(serve, config_repo):
     events = wait_for(lambda: served.api("/api/events"), what="the reconciler to queue main")
     assert events[0]["event"] == "reconcile" and events[0]["ref"] == "refs/heads/main"
     assert finished(served, events[0]["id"])["status"] == "dispatched"
+
+
+def test_an_oversized_swapyard_yaml_is_never_read(serve, config_repo, caplog):
+    served = serve(config_repo, max_file_bytes=4096)
+    first = config_repo.sha()
+    finished(served, served.push(ZERO, first).json()["event"])
+    reconciler = get_worker(served.app).reconciler
+    text = config_repo.read("swapyard.yaml") + "#" * 8192 + "\n"
+    config_repo.commit("swapyard.yaml: padded past the limit", {"swapyard.yaml": text})
+    config_repo.push("main")
+    assert reconciler.run_once() == []  # its branches cannot be known: nothing queued
+    assert "swapyard.yaml at" in caplog.text and "bytes: not read" in caplog.text
