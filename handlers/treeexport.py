@@ -10,7 +10,8 @@ and `instances/<name>/files/...`, and never more entries than one past each
 count limit (enough for the loader to refuse): instances, files per
 instance, files in all. Blobs are streamed to disk;
 one larger than its limit (`max_file_bytes`, or what is left of
-`max_shipped_bytes` for the instance's files) is written as a sparse file of
+`max_shipped_bytes` for the instance's files, or of `max_total_bytes` for the
+repository) is written as a sparse file of
 its size instead, its content never leaving git: the loader stats it and
 refuses it with the same message as on a checkout.
 
@@ -88,6 +89,7 @@ class _Selection:
     shipped_count: dict[str, int] = field(default_factory=dict)
     shipped_bytes: dict[str, int] = field(default_factory=dict)
     written: int = 0  # under instances/, against max_files
+    total: int = 0  # their bytes, against max_total_bytes
 
     def budget(self, entry: Entry) -> int | None:
         """The most bytes of `entry` to write (over it: a placeholder); None: leave it out."""
@@ -97,9 +99,11 @@ class _Selection:
             return self.limits.max_file_bytes
         budget = self._budget(entry)
         parts = entry.path.split("/")
-        if budget is not None and len(parts) > 2:  # an apps.config or a shipped file
-            self.written += 1
-        return budget
+        if budget is None or len(parts) <= 2:
+            return budget
+        self.written += 1  # an apps.config or a shipped file, as the loader counts them
+        self.total += entry.size
+        return min(budget, max(0, self.limits.max_total_bytes - (self.total - entry.size)))
 
     def _budget(self, entry: Entry) -> int | None:
         parts = entry.path.split("/")
@@ -110,8 +114,10 @@ class _Selection:
             if len(self.instances) > self.limits.max_instances:
                 return None
             self.instances.add(name)
-        if len(parts) == 2 or parts[2:] == ["apps.config"]:
-            return self.limits.max_file_bytes  # a stray file or link is written for the loader
+        if len(parts) == 2:
+            return 0  # a stray file or link: the loader only needs to see it is there
+        if parts[2:] == ["apps.config"]:
+            return self.limits.max_file_bytes
         if parts[2] != "files":
             return None
         count = self.shipped_count[name] = self.shipped_count.get(name, 0) + 1

@@ -58,6 +58,12 @@ class Limits:
         "Most files one repository may give swapyard to read: every `apps.config` and "
         "everything under every `files/`.",
     )
+    max_total_bytes: int = _limit(
+        256 * MiB,
+        "bytes",
+        "Most bytes one repository may give swapyard to read: every `apps.config` and "
+        "shipped file together, checked before any is read.",
+    )
     max_shipped_files: int = _limit(
         1_000, "files", "Most files (and directories) under one `instances/<name>/files/`."
     )

@@ -90,14 +90,18 @@ def instance_entries(root: Path, limits: Limits) -> tuple[list[str], list[Proble
 
 
 def count_files(root: Path, names: list[str], limits: Limits) -> list[Problem]:
-    """A problem when the instances' `apps.config` and shipped files (directories
-    counted too) are more than `max_files` together; links are counted, not followed."""
-    count = 0
+    """A problem when the instances' `apps.config` and shipped files together are more
+    than `max_files` (directories counted too) or `max_total_bytes`, from `lstat` alone;
+    links are counted, not followed."""
+    count = total = 0
     pending = []
     for name in names:
         directory = root / "instances" / name
         if directory.is_dir() and not directory.is_symlink():
-            count += 1  # its apps.config
+            config = directory / "apps.config"
+            if present(config):
+                count += 1
+                total += config.lstat().st_size
             files = directory / "files"
             if files.is_dir() and not files.is_symlink():
                 pending.append(files)
@@ -105,12 +109,18 @@ def count_files(root: Path, names: list[str], limits: Limits) -> list[Problem]:
         with os.scandir(pending.pop()) as entries:
             for entry in entries:
                 count += 1
-                if entry.is_dir(follow_symlinks=False):
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
                     pending.append(Path(entry.path))
-    if count <= limits.max_files:
-        return []
-    found = f"hold more than {limits.max_files} files together"
-    return [Problem("instances", None, "", limits.exceeded("max_files", found))]
+                elif stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    if count > limits.max_files:
+        found = f"hold more than {limits.max_files} files together"
+        return [Problem("instances", None, "", limits.exceeded("max_files", found))]
+    if total > limits.max_total_bytes:
+        found = f"hold {total} bytes together"
+        return [Problem("instances", None, "", limits.exceeded("max_total_bytes", found))]
+    return []
 
 
 def read_shipped_files(

@@ -112,3 +112,20 @@ def test_files_in_all_stop_one_past_their_limit(work: Path, tmp_path: Path) -> N
     assert len(written) == 42  # 41 counted, then the listing stops
     [problem] = check_repo(tree, limits=limits)[1]
     assert problem.file == "instances" and "max_files" in problem.message
+
+
+def test_bytes_in_all_past_their_limit_stay_in_git(work: Path, tmp_path: Path) -> None:
+    for name in ("blog", "cloud", "staging-blog"):
+        (work / "instances" / name / "files").mkdir()
+        with open(work / "instances" / name / "files" / "disk.img", "wb") as handle:
+            handle.truncate(10 << 20)
+    (work / "instances" / "stray").write_bytes(b"x" * 4096)
+    mirror, sha = commit(work)
+    limits = Limits(max_total_bytes=25 << 20)
+    tree = mirror.export(sha, tmp_path / "tree", limits)
+    images = sorted(tree.glob("instances/*/files/disk.img"))
+    assert [p.stat().st_size for p in images] == [10 << 20] * 3
+    assert [p.stat().st_blocks == 0 for p in images] == [False, False, True]  # the third: sparse
+    assert (tree / "instances/stray").stat().st_blocks == 0  # never needed: never written
+    [problem] = check_repo(tree, limits=limits)[1]
+    assert problem.file == "instances" and "max_total_bytes" in problem.message

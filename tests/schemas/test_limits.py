@@ -373,3 +373,20 @@ def test_scalars_their_type_cannot_hold_are_problems(
     instance(tmp_path, SITE + f"extra: {value}\n")
     assert refused(tmp_path) == [f"instances/x/apps.config: {message}"]
     cli_refuses(tmp_path)
+
+
+def test_bytes_of_all_instances_together_are_bounded(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        instance(tmp_path, SITE.replace("site.example.org", f"{name}.example.org"), name=name)
+        (tmp_path / "instances" / name / "files").mkdir()
+        with open(tmp_path / "instances" / name / "files" / "disk.img", "wb") as handle:
+            handle.truncate(10 << 20)  # each within max_shipped_bytes, 30 MiB together
+    total = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    found = refused(tmp_path, Limits(max_total_bytes=20 << 20))
+    assert found == [
+        f"instances: hold {total} bytes together; expected at most "
+        f"{20 << 20} bytes (limit max_total_bytes: raise it with --max-total-bytes or the "
+        "service setting max_total_bytes)"
+    ]
+    assert "--max-total-bytes" in cli_refuses(tmp_path, "--max-total-bytes", str(20 << 20))
+    assert len(load_repo(tmp_path).instances) == 3
