@@ -1,19 +1,19 @@
 """Writing what swapyard reads of one commit to a directory, within `Limits`.
 
-The worker validates a commit from a directory, as `swapyard validate` does a
-checkout. Writing the whole tree (as `git archive` did, through memory) would
-let a push cost whatever its largest blob costs, before validation could say
-no. So git is asked first: `git ls-tree -r -l` lists paths, modes and sizes
-without reading a blob, as a stream that is never held whole. Only what
-validation reads is selected, `swapyard.yaml`, `instances/<name>/apps.config`
-and `instances/<name>/files/...`, and never more entries than one past each
-count limit (enough for the loader to refuse): instances, files per
-instance, files in all. Blobs are streamed to disk;
-one larger than its limit (`max_file_bytes`, or what is left of
-`max_shipped_bytes` for the instance's files, or of `max_total_bytes` for the
-repository) is written as a sparse file of
-its size instead, its content never leaving git: the loader stats it and
-refuses it with the same message as on a checkout.
+The worker validates a commit from a directory, as `swapyard validate` does
+a checkout. Writing the whole tree (as `git archive` did, through memory)
+would let a push cost whatever its largest blob costs, before validation
+could say no. So git is asked first: `git ls-tree -r -l` lists paths, modes
+and sizes without reading a blob, as a stream that is never held whole. Only
+what validation reads is selected, `swapyard.yaml`,
+`instances/<name>/apps.config` and `instances/<name>/files/...`, and never
+more entries than one past each count limit (enough for the loader to
+refuse): instances, files per instance, files in all. Blobs are streamed to
+disk; one larger than its limit (`max_file_bytes`, or what is left of
+`max_shipped_bytes` for the instance's files, or of `max_total_bytes` for
+the repository) is written as a sparse file of its size instead, its content
+never leaving git: the loader stats it and refuses it with the same message
+as on a checkout.
 
 Links are written as links, after every file, so no write goes through one;
 the loader refuses them. Submodules and paths git should never hold (`..`,
