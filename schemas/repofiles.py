@@ -94,6 +94,7 @@ def count_files(root: Path, names: list[str], limits: Limits) -> list[Problem]:
     than `max_files` (directories counted too) or `max_total_bytes`, from `lstat` alone;
     links are counted, not followed."""
     count = total = 0
+    largest = (0, "")
     pending = []
     for name in names:
         directory = root / "instances" / name
@@ -101,7 +102,8 @@ def count_files(root: Path, names: list[str], limits: Limits) -> list[Problem]:
             config = directory / "apps.config"
             if present(config):
                 count += 1
-                total += config.lstat().st_size
+                size = config.lstat().st_size
+                total, largest = total + size, max(largest, (size, f"instances/{name}/apps.config"))
             files = directory / "files"
             if files.is_dir() and not files.is_symlink():
                 pending.append(files)
@@ -114,11 +116,14 @@ def count_files(root: Path, names: list[str], limits: Limits) -> list[Problem]:
                     pending.append(Path(entry.path))
                 elif stat.S_ISREG(info.st_mode):
                     total += info.st_size
+                    largest = max(largest, (info.st_size, entry.path))
     if count > limits.max_files:
         found = f"hold more than {limits.max_files} files together"
         return [Problem("instances", None, "", limits.exceeded("max_files", found))]
     if total > limits.max_total_bytes:
-        found = f"hold {total} bytes together"
+        where = Path(largest[1])
+        shown = where.relative_to(root).as_posix() if where.is_absolute() else largest[1]
+        found = f"hold {total} bytes together (the largest: {shown}, {largest[0]} bytes)"
         return [Problem("instances", None, "", limits.exceeded("max_total_bytes", found))]
     return []
 

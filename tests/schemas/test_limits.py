@@ -189,8 +189,16 @@ def test_a_30_mb_apps_config_is_refused_from_its_size(tmp_path: Path) -> None:
 def test_size_is_checked_before_anything_is_read(tmp_path: Path) -> None:
     # A sparse 64 GiB file: reading it would take minutes and all the memory there is.
     path = instance(tmp_path, SITE)
-    os.truncate(path, 64 << 30)
-    assert "is 68719476736 bytes" in refused(tmp_path)[0]
+    os.truncate(path, 200 << 20)
+    assert refused(tmp_path)[0].startswith("instances/x/apps.config: is 209715200 bytes")
+    os.truncate(path, 64 << 30)  # past the repository's total too: that is said first
+    assert refused(tmp_path) == [
+        "instances: hold 68719476736 bytes together (the largest: instances/x/apps.config, "
+        "68719476736 bytes); expected at most 268435456 bytes (limit max_total_bytes: raise "
+        "it with --max-total-bytes or the service setting max_total_bytes)"
+    ]
+    path.unlink()
+    instance(tmp_path, SITE)
     (tmp_path / "swapyard.yaml").write_text("")
     os.truncate(tmp_path / "swapyard.yaml", 64 << 30)
     assert any(p.startswith("swapyard.yaml: is 68719476736 bytes") for p in refused(tmp_path))
@@ -318,9 +326,14 @@ def test_big_shipped_files_are_refused_from_their_size(tmp_path: Path) -> None:
     (files / "small.txt").write_text("hello\n")
     with open(files / "disk.img", "wb") as handle:
         handle.truncate(64 << 30)  # sparse: would take minutes and all memory to read
+    assert refused(tmp_path)[0].startswith(
+        f"instances: hold {(64 << 30) + 6 + len(SITE)} bytes together (the largest: "
+        "instances/x/files/disk.img, 68719476736 bytes); expected at most 268435456 bytes"
+    )
+    os.truncate(files / "disk.img", 200 << 20)  # within the total, past the instance's limit
     [problem] = refused(tmp_path)
     assert problem == (
-        f"instances/x/files: holds {(64 << 30) + 6} bytes; expected at most 16777216 bytes "
+        f"instances/x/files: holds {(200 << 20) + 6} bytes; expected at most 16777216 bytes "
         "(limit max_shipped_bytes: raise it with --max-shipped-bytes or the service setting "
         "max_shipped_bytes)"
     )
@@ -384,7 +397,8 @@ def test_bytes_of_all_instances_together_are_bounded(tmp_path: Path) -> None:
     total = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
     found = refused(tmp_path, Limits(max_total_bytes=20 << 20))
     assert found == [
-        f"instances: hold {total} bytes together; expected at most "
+        f"instances: hold {total} bytes together (the largest: instances/c/files/disk.img, "
+        f"{10 << 20} bytes); expected at most "
         f"{20 << 20} bytes (limit max_total_bytes: raise it with --max-total-bytes or the "
         "service setting max_total_bytes)"
     ]
