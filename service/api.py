@@ -74,6 +74,7 @@ def deployment_json(d: Deployment, full: bool = False) -> dict[str, Any]:
     }
     if full:
         out["log"] = d.log
+        out["recoveries"] = d.recoveries
         out["steps"] = [
             {
                 "name": s.name,

@@ -81,6 +81,15 @@ class Deployment(Base):
     event: Mapped[Event] = relationship(back_populates="deployments")
     steps: Mapped[list[Step]] = relationship(back_populates="deployment", order_by="Step.id")
 
+    @property
+    def recoveries(self) -> list[str]:
+        """What start-up recovery did to this deployment's swaps, oldest first."""
+        return [s.log for s in self.steps if s.name == RECOVERED_STEP]
+
+
+RECOVERED_STEP = "recovered"
+"""The step that says what start-up recovery did to a deployment's swap (its log)."""
+
 
 class Step(Base):
     """One journaled step of a deployment, with its timing and log."""

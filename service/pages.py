@@ -102,7 +102,8 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
         if d is None:
             return render_template("missing.html", what=f"deployment {deployment_id}"), 404
         data = deployment_json(d, full=True)
-        start = d.started_at or d.created_at
+        # steps of an attempt that a restart interrupted came before this run's start
+        start = min([d.started_at or d.created_at, *(s.started_at for s in d.steps)])
         for step, row in zip(data["steps"], d.steps, strict=True):
             step["offset"] = round(row.started_at - start, 3)
             step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)

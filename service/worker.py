@@ -27,13 +27,13 @@ from sqlalchemy.orm import Session
 from handlers.changes import Change, diff_push
 from handlers.errors import GitError
 from handlers.gitmirror import MirrorCache
-from handlers.pipeline import Outcome, Pipeline, targets
+from handlers.pipeline import Outcome, Pipeline, clip, targets
 from schemas import Instance
 
 from . import backups, dispatch, leases, statuses
 from .backups import Backups
 from .db import Database, get_db, rowcount
-from .deployer import Deployer
+from .deployer import Deployer, Recovery
 from .doorbell import Doorbell
 from .models import Deployment, Event, Step
 from .reconciler import Reconciler
@@ -155,7 +155,10 @@ class Worker:
                     time.time(),
                 )
                 current.lease_owner = current.lease_expires = None
-                self._push_status(session, current, "error", f"not deployed: {reason}")
+                # a repository left out of the setting after this push was received: settle
+                # the status posted at receipt; otherwise swapyard posts nothing on it
+                if dispatch.was_received(session, current):
+                    self._push_status(session, current, "error", f"not deployed: {reason}")
 
     def _dispatch(self, event: Event) -> None:
         try:
@@ -270,17 +273,27 @@ class Worker:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
         self._finish(dep, event, outcome)
 
+    def _show(self, recovered: list[Recovery]) -> None:
+        """Put what start-up recovery did on the deployments it interrupted."""
+        with self.db.session() as session:
+            for recovery in recovered:
+                dispatch.note_recovered(session, recovery, self.settings["PUBLIC_URL"])
+
     def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
         now = time.time()
         with self.db.session() as session:
             current = session.get(Deployment, dep.id)
             assert current is not None
+            recovered = current.recoveries
             current.status, current.action = outcome.state, outcome.action
             current.summary, current.digest = outcome.summary, outcome.digest
+            description = outcome.description
+            if recovered:  # the history keeps what the restart did; the status says it first
+                current.summary += f" (after a restart: {'; '.join(recovered)})"
+                description = clip(f"retried after a restart: {outcome.summary}")
             current.finished_at = now
-            current.log = "\n".join(
-                f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps
-            )
+            lines = (f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps)
+            current.log = "\n".join([current.log, *lines] if recovered else lines)
             for s in outcome.steps:
                 session.add(
                     Step(
@@ -292,7 +305,7 @@ class Worker:
                         log=s.log,
                     )
                 )
-            self._status(session, event, current, outcome.state, outcome.description)
+            self._status(session, event, current, outcome.state, description)
             dispatch.settle(session, current.event, self.settings["PUBLIC_URL"])
             leases.release(session, dep.key, self.owner)
 
@@ -343,7 +356,7 @@ class Worker:
         """
         count = int(self.settings["WORKERS"] if threads is None else threads)
         if self.deployer is not None and count > 0:
-            self.deployer.recover()
+            self._show(self.deployer.recover())
         if self.backups is not None and count > 0:
             self.backups.start(run_jobs=run_backups)
         self._stop.clear()
