@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from handlers.pipeline import Targets, clip
+from handlers.pipeline import StepRecord, Targets, clip
 
 from . import statuses
 from .deployer import Recovery
@@ -102,27 +102,8 @@ def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Dep
         return None
     now = time.time()
     message = recovery.outcome.message
-    for s in recovery.steps:
-        session.add(
-            Step(
-                deployment_id=dep.id,
-                name=s.name,
-                status=s.status,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-                log=s.log,
-            )
-        )
-    session.add(
-        Step(
-            deployment_id=dep.id,
-            name=RECOVERED_STEP,
-            status="done",
-            started_at=now,
-            finished_at=now,
-            log=message,
-        )
-    )
+    steps = [*recovery.steps, StepRecord(RECOVERED_STEP, "done", now, now, message)]
+    session.add_all(Step.of(dep.id, s) for s in steps)
     text = f"recovered after a restart: {message}; deploying again"
     dep.summary = text
     dep.log = "\n".join(filter(None, [dep.log, text]))

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from handlers.pipeline import StepRecord
+
 
 class Base(DeclarativeBase):
     pass
@@ -105,6 +107,18 @@ class Step(Base):
     log: Mapped[str] = mapped_column(Text, default="")
 
     deployment: Mapped[Deployment] = relationship(back_populates="steps")
+
+    @classmethod
+    def of(cls, deployment_id: int, record: StepRecord) -> Step:
+        """The stored form of a step the pipeline or the swap journal recorded."""
+        return cls(
+            deployment_id=deployment_id,
+            name=record.name,
+            status=record.status,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            log=record.log,
+        )
 
 
 class Lease(Base):

@@ -294,17 +294,7 @@ class Worker:
             current.finished_at = now
             lines = (f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps)
             current.log = "\n".join([current.log, *lines] if recovered else lines)
-            for s in outcome.steps:
-                session.add(
-                    Step(
-                        deployment_id=dep.id,
-                        name=s.name,
-                        status=s.status,
-                        started_at=s.started_at,
-                        finished_at=s.finished_at,
-                        log=s.log,
-                    )
-                )
+            session.add_all(Step.of(dep.id, s) for s in outcome.steps)
             self._status(session, event, current, outcome.state, description)
             dispatch.settle(session, current.event, self.settings["PUBLIC_URL"])
             leases.release(session, dep.key, self.owner)

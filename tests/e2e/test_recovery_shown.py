@@ -26,16 +26,14 @@ import yaml
 from tests.service.forge_stub import ForgeStub
 
 from .test_push_to_live import (
-    ADD,
     FULL_NAME,
-    LIST,
-    NOTES_CONFIG,
-    SECRET,
     TOKEN,
     _free_port,
     _git,
     _requirements,
     _write,
+    seed_repo,
+    service_settings,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -70,9 +68,9 @@ class Service:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPYARD_")}
+        argv = ["serve", "--config", str(self.config), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--config", str(self.config)]
-            + ["--port", str(self.port)],
+            [sys.executable, "-m", "service", *argv],
             cwd=ROOT,
             env=env,
             stdout=self.log.open("ab"),
@@ -111,58 +109,26 @@ def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
     import docker
 
     from deploy.local import LocalProvider
-    from deploy.local.images import image_map_for_repository
     from service.githook import install
     from tests.deploy.conftest import cleanup
 
     project = "rec" + os.urandom(3).hex()
-    bare, clone = tmp_path / "forge" / "config.git", tmp_path / "config"
-    bare.parent.mkdir()
-    _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
-    _git("clone", "-q", str(bare), str(clone), cwd=tmp_path)
-    _git("checkout", "-q", "-B", "main", cwd=clone)
-    _write(
-        clone,
-        {
-            "swapyard.yaml": f"projects:\n  {project}:\n    branches: [main]\n",
-            "instances/notes/apps.config": NOTES_CONFIG,
-            "instances/notes/files/site/index.html": "<h1>v1</h1>\n",
-            "instances/notes/files/notes/add": ADD,
-            "instances/notes/files/notes/list": LIST,
-            "instances/notes/files/notes/index.html": "notes\n",
-        },
-    )
-    _git("add", "-A", cwd=clone)
-    _git("commit", "-qm", "first config", cwd=clone)
-
+    bare, clone = seed_repo(tmp_path, project)
     forge = ForgeStub().start()
     port, edge, admin = _free_port(), f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
-    (tmp_path / "secret").write_text(SECRET)
-    (tmp_path / "secrets").mkdir()
     state = tmp_path / "state"
-    settings = {
-        "data_dir": str(tmp_path / "data"),
-        "webhook_secret": SECRET,
-        "api_token": TOKEN,
-        "public_url": f"http://127.0.0.1:{port}",
-        "workers": 1,
-        "poll_seconds": 0.1,
-        "lease_seconds": 3,  # the interrupted deployment is claimed again soon after
-        "repositories": {FULL_NAME: str(bare)},
-        "github_token": "forge-token",
-        "github_api_url": forge.url,
-        "status_backoff_seconds": 0.1,
-        "deploy": True,
-        "provider": "local",
-        "state_dir": str(state),
-        "secrets_dir": str(tmp_path / "secrets"),
-        "edge_listen": edge,
-        "edge_admin": admin,
-        "image_map": image_map_for_repository(clone),
-        "render_https": False,
-        "ready_timeout": 60,
-        "health_timeout": 30,
-    }
+    settings = service_settings(
+        tmp_path,
+        port,
+        edge,
+        admin,
+        bare,
+        clone,
+        lease_seconds=3,  # the interrupted deployment is claimed again soon after
+        github_token="forge-token",
+        github_api_url=forge.url,
+        status_backoff_seconds=0.1,
+    )
     config = tmp_path / "service.yaml"
     config.write_text(yaml.safe_dump(settings))
     install(bare, f"http://127.0.0.1:{port}", tmp_path / "secret", FULL_NAME, sys.executable)
@@ -252,12 +218,14 @@ def test_a_swap_killed_midway_shows_its_recovery_and_rollback(setup: dict[str, A
     assert "Recovered after a restart" in html and f"rolled back to {first[:12]}" in html
 
     mine = _wait(
-        lambda: [
-            s
-            for s in forge.statuses(f"swapyard/{key}")
-            if s["sha"] == second and s["state"] != "pending"
-        ]
-        and [s for s in forge.statuses(f"swapyard/{key}") if s["sha"] == second],
+        lambda: (
+            [
+                s
+                for s in forge.statuses(f"swapyard/{key}")
+                if s["sha"] == second and s["state"] != "pending"
+            ]
+            and [s for s in forge.statuses(f"swapyard/{key}") if s["sha"] == second]
+        ),
         "the final status of the interrupted commit",
     )
     # the `pending` "recovered after a restart" may be replaced before it is sent (the
