@@ -122,13 +122,15 @@ class Step(Base):
 
 
 class Lease(Base):
-    """A named lock that expires: one running deployment per instance key."""
+    """A named lock that expires: one running deployment per instance key, and the
+    `schedule` lease of the process that runs the backup scheduler."""
 
     __tablename__ = "leases"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[float] = mapped_column(Float)
+    taken_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class StatusOutbox(Base):

@@ -72,7 +72,13 @@ def instances() -> ResponseReturnValue:
             }
             for last, ok in latest_per_instance(db)
         ]
-    return render_template("instances.html", instances=found)
+    from .backups import get_backups
+
+    backups = get_backups(current_app)
+    schedule = backups.schedule_holder() if backups is not None else None
+    return render_template(
+        "instances.html", instances=found, backups_on=backups is not None, schedule=schedule
+    )
 
 
 @bp.get("/instances/<project>/<name>")

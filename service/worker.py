@@ -337,18 +337,19 @@ class Worker:
                 self.doorbell.wait(seen, max(idle - gap, 0.0))
 
     def start(
-        self, threads: int | None = None, statuses: bool = True, run_backups: bool = True
+        self, threads: int | None = None, statuses: bool = True, role: str | None = "serve"
     ) -> None:
         """Start `threads` worker threads (default WORKERS), the status sender and backups.
 
-        With `run_backups` false (a second process) the backup scheduler only
-        stores the jobs this process's deploys create.
+        With a `role` (`serve`, `worker`) this process stands for the schedule
+        lease: whichever process holds it runs the backup jobs of every process
+        on the database (service.backups); with None it only stores jobs.
         """
         count = int(self.settings["WORKERS"] if threads is None else threads)
         if self.deployer is not None and count > 0:
             self._show(self.deployer.recover())
-        if self.backups is not None and count > 0:
-            self.backups.start(run_jobs=run_backups)
+        if self.backups is not None:
+            self.backups.start(role)
         self._stop.clear()
         for n in range(count):
             self._spawn(f"swapyard-worker-{n}", self.run_once)
@@ -376,7 +377,7 @@ class Worker:
         self._stop.set()
         self.doorbell.ring()
         if self.backups is not None and self.backups.scheduler.scheduler.running:
-            self.backups.shutdown()
+            self.backups.shutdown()  # running backups finish, then the lease is given up
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
