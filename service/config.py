@@ -47,7 +47,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("WORKERS", 4, "Worker threads in `swapyard serve`/`worker` (0: web only)."),
     Setting(
-        "LEASE_SECONDS", 60, "How long a claimed event or instance stays locked without renewal."
+        "LEASE_SECONDS",
+        60,
+        "How long a claimed event or instance, or the schedule, stays held without renewal.",
     ),
     Setting("POLL_SECONDS", 0.5, "How often an idle worker looks for new work."),
     Setting("RECONCILE_SECONDS", 0.0, "How often to look for pushes without a webhook (0: off)."),
