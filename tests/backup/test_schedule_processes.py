@@ -76,6 +76,7 @@ class Setup:
         self.ignition = ignition
         self.repos = tmp_path / "repos"
         self.start: dt.datetime | None = None
+        self.period = PERIOD
 
     def deploy(self, url: str) -> Deployed:
         Database(url).dispose()  # migrated first, as the service would, so the journals agree
@@ -105,20 +106,20 @@ class Setup:
         return path
 
     def schedule(self, url: str) -> None:
-        """The instance's real jobs, its backup firing every PERIOD s from a few seconds on."""
+        """The instance's real jobs, its backup firing every `period` s from a few seconds on."""
         sched = BackupScheduler(url, self.provider, {"restic": PASSWORD}.__getitem__, jitter=0)
         sched.start(paused=True)  # stores jobs; runs none in the test process
         try:
             sched.schedule_instance(instance(self.project, "demo", str(self.repos)))
             self.start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=6)
-            trigger = IntervalTrigger(seconds=PERIOD, start_date=self.start, timezone=dt.UTC)
+            trigger = IntervalTrigger(seconds=self.period, start_date=self.start, timezone=dt.UTC)
             sched.scheduler.reschedule_job(f"backup:{self.project}/demo", trigger=trigger)
         finally:
             sched.shutdown(wait=False)
 
     def fire_time(self, slot: int) -> float:
         assert self.start is not None
-        return self.start.timestamp() + slot * PERIOD
+        return self.start.timestamp() + slot * self.period
 
     def runs(self, url: str) -> list[BackupRun]:
         history = BackupJournal(url)
@@ -132,7 +133,7 @@ class Setup:
         assert self.start is not None
         return [
             math.floor(
-                (r.started.replace(tzinfo=dt.UTC) - self.start).total_seconds() / PERIOD  # type: ignore[union-attr]
+                (r.started.replace(tzinfo=dt.UTC) - self.start).total_seconds() / self.period  # type: ignore[union-attr]
             )
             for r in runs
         ]
@@ -140,15 +141,27 @@ class Setup:
     def after_slots(self, url: str, count: int, first: int = 0) -> list[BackupRun]:
         """Wait until `count` fire times have passed (not the next) and the runs of those
         from `first` on ended."""
-        time.sleep(max(0.0, self.fire_time(count - 1) + PERIOD / 2 - time.time()))
+        time.sleep(max(0.0, self.fire_time(count - 1) + self.period / 2 - time.time()))
+        try:
+            return self._ended(url, count, first)
+        except AssertionError as exc:
+            runs = self.runs(url)
+            found = [
+                (s, r.state, r.done, r.error) for s, r in zip(self.slots(runs), runs, strict=True)
+            ]
+            logs = {p.name: p.read_text()[-2000:] for p in self.tmp_path.glob("*.log")}
+            raise AssertionError(f"{exc}: runs by fire time {found}; logs {logs}") from None
+
+    def _ended(self, url: str, count: int, first: int) -> list[BackupRun]:
         return wait_for(
             lambda: (
                 (runs := self.runs(url))
-                and all(r.finished for r in runs)
+                # forget --prune follows the verdict, holding the repository's exclusive lock
+                and all(r.finished and ("forget_prune" in r.done or r.error) for r in runs)
                 and len(runs) >= count - first
                 and runs
             ),
-            PERIOD / 2 - 1,
+            self.period / 2 - 1,
             f"the runs of {count} fire times",
         )
 
@@ -231,6 +244,8 @@ def test_web_and_two_workers_on_postgresql_run_the_schedule_once(
 ) -> None:
     url = fresh_database(pg_server)
     setup.deploy(url)
+    # a worker takes ~10 s to start: the run of the missed fire times must end before the next
+    setup.period = 30
     port = free_port()
     config = str(setup.config(url, port))
     web_log = setup.tmp_path / "web.log"
