@@ -30,7 +30,10 @@ class Backups:
 
     def __init__(self, deployer: Deployer):
         self.scheduler = BackupScheduler(
-            deployer.database, deployer.provider, deployer.secrets.require
+            deployer.database,
+            deployer.provider,
+            deployer.secrets.require,
+            health_timeout=float(deployer.settings["HEALTH_TIMEOUT"]),
         )
         deployer.on_live.append(self.instance_live)
         deployer.on_destroyed.append(self.instance_destroyed)
