@@ -209,3 +209,27 @@ def test_a_restore_whose_data_keeps_an_app_down_puts_the_previous_data_back(
     assert loop.statuses() <= {200, 503}, loop.statuses()
     assert d.get("notes.test", "/cgi-bin/list").text.endswith("current\n")
     assert [a for a in d.history.alerts(d.project, "demo") if a.kind == ALERT] == []
+
+
+def test_an_instance_rendered_before_the_health_pass_still_comes_back(
+    provider: Any,
+    tmp_path: Any,
+    project: str,
+    test_image: str,
+    local_repo: ResticRepo,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old = make_ignition(test_image, "v1", health_pass=False)  # deployed by an older swapyard
+    d = Deployed(
+        provider,
+        f"sqlite:///{tmp_path / 'swapyard.db'}",
+        project,
+        make_spec(project, old, "a" * 40),
+    )
+    run = BackupRunner(d.provider, d.swaps, d.history, health_timeout=10).run(
+        d.project, "demo", local_repo, mode="stop"
+    )
+    assert run.state == SUCCEEDED, run.error
+    assert "ignores the health pass" in caplog.text  # and says to redeploy
+    assert d.get("notes.test", "/cgi-bin/add?after").status_code == 200
+    assert d.history.alerts() == []

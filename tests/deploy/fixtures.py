@@ -58,14 +58,7 @@ CADDYFILE = """\
 \t\t\troot /srv/maintenance
 \t\t\ttry_files /on
 \t\t}
-\t\tnot {
-\t\t\theader_regexp X-Swapyard-Health ^[0-9a-f]{32}$
-\t\t\tfile {
-\t\t\t\troot /srv/maintenance
-\t\t\t\ttry_files /health-{http.request.header.X-Swapyard-Health}
-\t\t\t}
-\t\t}
-\t}
+HEALTH_PASS\t}
 \thandle @maint {
 \t\theader Retry-After 30
 \t\trespond "down for maintenance" 503
@@ -79,6 +72,18 @@ CADDYFILE = """\
 \t\treverse_proxy notes:8080
 \t}
 }
+"""
+
+# The health pass (renderers/caddyfile.py); left out, the Caddyfile is one
+# rendered before the pass existed.
+HEALTH_PASS = """\
+\t\tnot {
+\t\t\theader_regexp X-Swapyard-Health ^[0-9a-f]{32}$
+\t\t\tfile {
+\t\t\t\troot /srv/maintenance
+\t\t\t\ttry_files /health-{http.request.header.X-Swapyard-Health}
+\t\t\t}
+\t\t}
 """
 
 ADD = """#!/bin/sh
@@ -150,14 +155,20 @@ def compose_yaml(image: str, writer_delay: float | None = None) -> str:
 
 
 def make_ignition(
-    image: str, version: str = "v1", healthy: bool = True, writer_delay: float | None = None
+    image: str,
+    version: str = "v1",
+    healthy: bool = True,
+    writer_delay: float | None = None,
+    health_pass: bool = True,
 ) -> bytes:
     """An Ignition 3.4.0 config for the fixture instance; `healthy=False` breaks `web`.
 
-    `writer_delay`: the writer `notes` starts that many seconds late (see above).
+    `writer_delay`: the writer `notes` starts that many seconds late (see
+    above); `health_pass=False`: a maintenance page without the health pass.
     """
     opt = "/opt/swapyard"
     caddyfile = CADDYFILE.replace("WEBPORT", "8080" if healthy else "9")
+    caddyfile = caddyfile.replace("HEALTH_PASS", HEALTH_PASS if health_pass else "")
     files = [
         _file(f"{opt}/compose.yaml", compose_yaml(image, writer_delay).encode()),
         _file(f"{opt}/Caddyfile", caddyfile.encode(), gz=True),
