@@ -177,7 +177,7 @@ def _undo(
         try:
             step(name, fn)
         except Exception as exc:
-            problems.append(f"rollback incomplete: {name}: {_describe(exc)}")
+            problems.append(f"{name}: {_describe(exc)}")
     try:
         end_maintenance(
             p,
@@ -191,5 +191,5 @@ def _undo(
             prefix="undo:",
         )
     except DeployError as exc:
-        problems.append(f"rollback incomplete: {exc}")
+        problems.append(str(exc))
     return problems
