@@ -198,7 +198,7 @@ class BackupRunner:
             try:
                 self._step(run_id, "flush", lambda: p.flush_volume(vol))
             except Exception as exc:  # the snapshot flushes anyway, only inside the window
-                log.warning("%s: flush before the snapshot failed: %s", dep.name, exc)
+                log.warning("%s: flush before the snapshot failed: %s", dep.volume_id, exc)
         try:
             self._step(run_id, "maintenance_on", lambda: p.set_maintenance(inst, True))
             self._step(run_id, "stop_writers", lambda: p.stop_writers(inst))
@@ -209,7 +209,7 @@ class BackupRunner:
         except Exception as exc:
             error = _describe(exc)
         finally:
-            problems = self._bring_back(run_id, inst, dep)
+            problems = self._bring_back(run_id, inst, dep.project, dep.name)
             self.history.update(run_id, window=self.history.window(run_id))
         if use_snapshot:
             try:
@@ -238,16 +238,16 @@ class BackupRunner:
             return None, _describe(exc)
         return summary, None
 
-    def _bring_back(self, run_id: int, inst: InstanceHandle, owner: Any) -> list[str]:
-        """`end_maintenance` of `owner` (a deployment or a run); what kept the page on, if any."""
+    def _bring_back(self, run_id: int, inst: InstanceHandle, project: str, name: str) -> list[str]:
+        """`end_maintenance` of instance `project/name`; what kept the page on, if anything."""
         try:
             end_maintenance(
                 self.provider,
                 inst,
-                self.swaps.live_apps(owner.project, owner.name),
-                lambda name, fn: self._step(run_id, name, fn),
+                self.swaps.live_apps(project, name),
+                lambda step, fn: self._step(run_id, step, fn),
                 alerts=self.history,
-                owner=(owner.project, owner.name),
+                owner=(project, name),
                 timeout=self.health_timeout,
                 interval=self.health_interval,
             )
@@ -322,7 +322,7 @@ class BackupRunner:
                 except Exception as exc:
                     problems.append(f"attach: {_describe(exc)}")
             if inst is not None and record.kind in ("backup", "restore"):
-                problems += self._bring_back(record.id, inst, record)
+                problems += self._bring_back(record.id, inst, record.project, record.name)
                 self.history.update(record.id, window=self.history.window(record.id))
             if vol is not None and record.kind == "drill":  # its scratch volume
                 try:
