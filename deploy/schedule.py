@@ -78,7 +78,9 @@ class BackupScheduler:
     """Scheduled backups, checks and staleness alerts for the instances of one provider.
 
     `url` is a SQLAlchemy URL or engine (the service's database); `secrets`
-    resolves a secret's name to its value. Call `recover()` and `start()` at
+    resolves a secret's name to its value; `health_timeout` bounds the wait
+    for restarted apps before the maintenance page goes off (the deploys'
+    HEALTH_TIMEOUT in the service). Call `recover()` and `start()` at
     startup, `sync_instances()` after each deploy, `remove_instance()` after
     a destroy, `shutdown()` on exit. Several processes on one database each
     have one, and only one may run jobs (APScheduler 3 allows one running
@@ -100,6 +102,7 @@ class BackupScheduler:
         retry_after: int = 600,
         misfire_grace: int = 6 * 3600,
         restic_options: dict[str, Any] | None = None,
+        health_timeout: float = 60,
     ):
         self.engine = sa.create_engine(url) if isinstance(url, str) else url
         self.provider = provider
@@ -114,7 +117,10 @@ class BackupScheduler:
         self._locks_guard = threading.Lock()
         self.swaps = SqlJournal(self.engine)
         self.history = BackupJournal(self.engine)
-        self.runner = BackupRunner(provider, self.swaps, self.history)
+        self.health_timeout = health_timeout
+        self.runner = BackupRunner(
+            provider, self.swaps, self.history, health_timeout=health_timeout
+        )
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="backup_jobs")},
             job_defaults={
@@ -337,6 +343,7 @@ class BackupScheduler:
             spec["name"],
             apps,
             snapshot_id=snapshot_id,
+            health_timeout=self.health_timeout,
         )
 
     # -- running -----------------------------------------------------------------

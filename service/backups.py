@@ -37,7 +37,10 @@ class Backups:
 
     def __init__(self, deployer: Deployer, db: Database, lease_seconds: float):
         self.scheduler = BackupScheduler(
-            deployer.database, deployer.provider, deployer.secrets.require
+            deployer.database,
+            deployer.provider,
+            deployer.secrets.require,
+            health_timeout=float(deployer.settings["HEALTH_TIMEOUT"]),
         )
         self.db = db
         self.lease_seconds = lease_seconds

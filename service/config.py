@@ -88,7 +88,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IMAGE_MAP", {}, "Image -> replacement image (offline machines, tests)."),
     Setting("RENDER_HTTPS", None, "Override every instance's `https` (false for local use)."),
     Setting("READY_TIMEOUT", 120.0, "Seconds a new instance may take to become ready."),
-    Setting("HEALTH_TIMEOUT", 60.0, "Seconds every app has to answer its health check."),
+    Setting(
+        "HEALTH_TIMEOUT",
+        60.0,
+        "Seconds every app has to answer its health check (after a swap, and behind the "
+        "maintenance page after a backup, restore or rollback).",
+    ),
     Setting(
         "DEPLOY_LOCK_WAIT_SECONDS",
         1800.0,

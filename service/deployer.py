@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from deploy.backupjournal import BackupJournal
 from deploy.providers import get_driver
 from deploy.spec import DeploySpec
 from deploy.sqljournal import SqlJournal
@@ -104,6 +105,7 @@ class Deployer:
             ready_timeout=float(settings["READY_TIMEOUT"]),
             health_timeout=float(settings["HEALTH_TIMEOUT"]),
             lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),
+            alerts=BackupJournal(database),  # an old instance left behind its page
         )
 
     def render_options(self) -> RenderOptions:

@@ -21,6 +21,7 @@ from deploy.local.edge import LocalEdge
 from deploy.local.projects import OPT, ComposeProjects
 from deploy.local.volumes import LoopVolumes, VolumeInfo
 from deploy.types import InstanceNotFound, InstanceNotReady, ProviderError, VolumeState
+from renderers.layout import HEALTH_PASS_PREFIX
 
 __all__ = ["OPT", "LocalProvider"]
 
@@ -148,6 +149,16 @@ class LocalProvider(Provider):
         else:
             flag.unlink(missing_ok=True)
 
+    def set_health_pass(self, instance: InstanceHandle, token: str | None) -> None:
+        """Create `maintenance/health-<token>` (or remove every such file when None)."""
+        self._require(instance)
+        folder = self.projects.root(instance.id) / "maintenance"
+        for old in folder.glob(f"{HEALTH_PASS_PREFIX}*"):
+            old.unlink(missing_ok=True)
+        if token is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{HEALTH_PASS_PREFIX}{token}").touch()
+
     def stop_writers(self, instance: InstanceHandle) -> None:
         """Stop the writer services (compose stop, graceful within the stop timeout)."""
         self._require(instance)
@@ -266,6 +277,10 @@ class LocalProvider(Provider):
         return bool(
             info and info.mountpoints and info.filesystem == "btrfs" and not info.directory_mode
         )
+
+    def flush_volume(self, volume: VolumeHandle) -> None:
+        """`syncfs` of the volume's mounted filesystem (`sync -f`), not a global sync."""
+        self.volumes.flush(volume.id)
 
     def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
         """A read-only btrfs snapshot under `.swapyard-snapshots/` of the volume itself."""

@@ -12,6 +12,7 @@ Needs root, a Docker engine, caddy and busybox-static; skipped otherwise.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -331,6 +332,9 @@ def test_a_deployed_instance_is_backed_up_and_restored(world: World) -> None:
     now = _cli(world, "backup", "now", key)
     assert now.returncode == 0, now.stderr
     assert "succeeded" in now.stdout and "snapshot" in now.stdout
+    # what a client saw (page on to off) beside restic's own time, which it contains
+    times = re.search(r"window +([0-9.]+) s +restic +([0-9.]+) s", now.stdout)
+    assert times and float(times[1]) > float(times[2]), now.stdout
     assert world.get("notes.test", "/cgi-bin/list").status_code == 200  # apps came back
 
     listed = _cli(world, "backup", "list", key)
