@@ -93,17 +93,22 @@ class ConfigRepo:
     def read(self, rel: str) -> str:
         return (self.work / rel).read_text()
 
+    @classmethod
+    def empty(cls, root: Path) -> ConfigRepo:
+        """A bare repository `root`/origin.git with a clone of it on branch main."""
+        bare, work = root / "origin.git", root / "work"
+        git("init", "-q", "--bare", "-b", "main", str(bare), cwd=root)
+        git("clone", "-q", str(bare), str(work), cwd=root)
+        git("checkout", "-q", "-b", "main", cwd=work)
+        return cls(bare, work)
+
 
 @pytest.fixture
 def config_repo(tmp_path: Path) -> ConfigRepo:
-    bare, work = tmp_path / "origin.git", tmp_path / "work"
-    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
-    git("clone", "-q", str(bare), str(work), cwd=tmp_path)
-    git("checkout", "-q", "-b", "main", cwd=work)
-    shutil.copytree(ROOT / "examples" / "config-repo", work, dirs_exist_ok=True)
-    git("add", "-A", cwd=work)
-    git("commit", "-qm", "initial config", cwd=work)
-    repo = ConfigRepo(bare, work)
+    repo = ConfigRepo.empty(tmp_path)
+    shutil.copytree(ROOT / "examples" / "config-repo", repo.work, dirs_exist_ok=True)
+    git("add", "-A", cwd=repo.work)
+    git("commit", "-qm", "initial config", cwd=repo.work)
     repo.push("main")
     return repo
 
