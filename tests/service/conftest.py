@@ -7,8 +7,10 @@ import hmac
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -111,6 +113,36 @@ def config_repo(tmp_path: Path) -> ConfigRepo:
     git("commit", "-qm", "initial config", cwd=repo.work)
     repo.push("main")
     return repo
+
+
+@pytest.fixture
+def launch() -> Iterator:
+    """Start `python -m service ...` in its own process group (killable whole); stopped
+    at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str, log: Path) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPYARD_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to kill it whole
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 @pytest.fixture
