@@ -52,6 +52,7 @@ import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,6 +69,14 @@ _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
 _FETCH_CONFIG = ("-c", "fetch.unpackLimit=1", "-c", "gc.autoDetach=false")
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 FETCH_TIMEOUT = 900  # seconds: a fetch that takes longer is killed (and retried later)
+
+
+class Presence(StrEnum):
+    """What a mirror holds of a commit."""
+
+    COMPLETE = "complete"  # the commit, its tree and its history, readable
+    INCOMPLETE = "incomplete"  # the commit object, but not all it reaches
+    ABSENT = "absent"
 
 
 def _safe_name(repository: str) -> str:
@@ -121,18 +130,17 @@ class Mirror:
 
     # -- completeness ---------------------------------------------------------
 
-    def _state(self, sha: str, where: Path | None = None) -> str:
-        """'complete', 'absent' (no such commit) or 'incomplete' (there, not readable whole)."""
+    def _presence(self, sha: str, where: Path | None = None) -> Presence:
         where = where or self.path
         if not (where / "HEAD").exists():
-            return "absent"
+            return Presence.ABSENT
         g = self._git(where)
         try:
             g.rev_list("--objects", "--quiet", "--no-walk", sha)  # the tip's tree, whole
             g.rev_list("--objects", "--quiet", sha, "--not", "--all")  # history outside refs
         except git.GitCommandError:
-            return "incomplete" if self._exists(sha, where) else "absent"
-        return "complete"
+            return Presence.INCOMPLETE if self._exists(sha, where) else Presence.ABSENT
+        return Presence.COMPLETE
 
     def _exists(self, sha: str, where: Path) -> bool:
         """Whether the commit object is there, whatever else is missing."""
@@ -145,7 +153,7 @@ class Mirror:
     def is_complete(self, sha: str) -> bool:
         """Whether commit `sha` and its tree are readable whole, and its history with it."""
         with self._locked(exclusive=False):
-            return self._state(sha) == "complete"
+            return self._presence(sha) == Presence.COMPLETE
 
     # -- fetching -------------------------------------------------------------
 
@@ -155,7 +163,7 @@ class Mirror:
         if self.is_complete(sha):
             return False
         with self._locked(exclusive=True) as lock:
-            if self._state(sha) == "complete":
+            if self._presence(sha) == Presence.COMPLETE:
                 return False
             if not (self.path / "HEAD").exists():
                 self._clone(url, sha, lock)
@@ -165,17 +173,17 @@ class Mirror:
                 self._fetch(self.path, url, sha, lock)
             except GitError as exc:
                 self._check_remote(url, exc)  # unreachable: the caller retries later
-                log.warning("%s; the remote answers, so the mirror is repaired", exc)
+                log.warning("%s (the remote answers: repairing the mirror)", exc)
             else:
-                state = self._state(sha)
-                if state == "complete":
+                presence = self._presence(sha)
+                if presence == Presence.COMPLETE:
                     return True
-                if state == "absent":
+                if presence == Presence.ABSENT:
                     raise self._not_found(url, sha)
                 log.warning("%s: commit %s fetched but not whole; refetching", self.repository, sha)
             with suppress(GitError):
                 self._fetch(self.path, url, sha, lock, refetch=True)
-                if self._state(sha) == "complete":
+                if self._presence(sha) == Presence.COMPLETE:
                     log.warning("%s: mirror repaired by a full refetch", self.repository)
                     return True
             self._clone(url, sha, lock)
@@ -221,8 +229,8 @@ class Mirror:
         shutil.rmtree(self.staging, ignore_errors=True)  # a clone killed before
         git.Repo.init(str(self.staging), bare=True).close()
         self._fetch(self.staging, url, sha, lock)
-        state = self._state(sha, self.staging)
-        if state == "incomplete":
+        presence = self._presence(sha, self.staging)
+        if presence == Presence.INCOMPLETE:
             raise GitError(
                 f"{self.repository}: commit {sha} from {url} is incomplete even in a fresh "
                 "clone; the repository at the forge may be damaged"
@@ -236,7 +244,7 @@ class Mirror:
                 self.aside,
             )
         self.staging.rename(self.path)
-        if state == "absent":
+        if presence == Presence.ABSENT:
             raise self._not_found(url, sha)
 
     def _not_found(self, url: str, sha: str) -> GitError:

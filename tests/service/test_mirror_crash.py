@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import secrets
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -48,16 +49,17 @@ def slow_url(tmp_path: Path, config_repo: ConfigRepo) -> Iterator[tuple[str, Thr
     daemon.stop()
 
 
-def large_commit(repo: ConfigRepo, seed: int) -> str:
-    """A commit adding a few MiB of incompressible files to instances/blog (not pushed)."""
+def large_commit(
+    repo: ConfigRepo, seed: int, into: str = "instances/blog/files/media", **also: str
+) -> str:
+    """A commit adding a few MiB of incompressible files under `into`, and the files
+    `also` (path: text); not pushed."""
     rng = random.Random(seed)
     files = {
-        f"instances/blog/files/media/part-{i:02}.txt": base64.b64encode(
-            rng.randbytes(FILE_BYTES)
-        ).decode()
+        f"{into}/part-{i:02}.txt": base64.b64encode(rng.randbytes(FILE_BYTES)).decode()
         for i in range(FILES)
     }
-    return repo.commit(f"blog: media {seed}", files)
+    return repo.commit(f"media {seed}", {**files, **also})
 
 
 def pack_size(repo: ConfigRepo, after: str, before: str | None) -> int:
@@ -74,14 +76,11 @@ def pack_size(repo: ConfigRepo, after: str, before: str | None) -> int:
 
 
 class Service:
-    """`swapyard serve` on a fixed port and data directory, killed and started again."""
+    """`swapyard serve` with `settings` (for `port`), killed and started again."""
 
-    def __init__(self, tmp_path: Path, forge, launch, url: str, repo: ConfigRepo):
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, launch, port: int, settings: dict, repo: ConfigRepo):
+        self.port = port
         self.config = tmp_path / "swapyard.yaml"
-        settings = make_settings(
-            tmp_path, forge, self.port, workers=1, lease_seconds=3, repositories={REPO_NAME: url}
-        )
         self.config.write_text(yaml.safe_dump(settings))
         self.log = tmp_path / "service.log"
         self.launch = launch
@@ -104,6 +103,13 @@ class Service:
         wait_for(lambda: not answers(self.port), what="the killed service to stop answering")
 
 
+def planning_service(tmp_path: Path, forge, launch, url: str, repo: ConfigRepo) -> Service:
+    """A service that plans (deploy off) the pushes of REPO_NAME, fetched from `url`."""
+    port = free_port()
+    extra = {"workers": 1, "lease_seconds": 3, "repositories": {REPO_NAME: url}}
+    return Service(tmp_path, launch, port, make_settings(tmp_path, forge, port, **extra), repo)
+
+
 def kill_mid_fetch(service: Service, proxy: ThrottlingProxy, after: int, push) -> int:
     """Acknowledge a push, let `after` bytes of the fetch through, kill the service there;
     returns the acknowledged event."""
@@ -116,8 +122,17 @@ def kill_mid_fetch(service: Service, proxy: ThrottlingProxy, after: int, push) -
     return int(answer.json()["event"])
 
 
-def assert_deployed_once(service: Service, forge, event_id: int, sha: str, names: list[str]):
-    event = finished(service.web, event_id)
+def assert_deployed_once(
+    service: Service,
+    forge,
+    event_id: int,
+    sha: str,
+    names: list[str],
+    project: str = "production",
+    timeout: float = 20.0,
+) -> dict:
+    """The event's deployments, one a named instance, each a success of `sha`, once."""
+    event = finished(service.web, event_id, timeout)
     assert event["status"] == "dispatched", event
     deps = event["deployments"]
     assert sorted(d["instance"] for d in deps) == names
@@ -130,7 +145,7 @@ def assert_deployed_once(service: Service, forge, event_id: int, sha: str, names
     current = {i["instance"]: i["current"] for i in service.web.api("/api/instances")}
     assert all(current[name]["sha"] == sha for name in names), current
     for name in names:
-        ctx = f"swapyard/production/{name}"
+        ctx = f"swapyard/{project}/{name}"
         states = wait_for(
             lambda ctx=ctx: (
                 [s["state"] for s in forge.statuses(ctx) if s["sha"] == sha][-1:] == ["success"]
@@ -142,6 +157,7 @@ def assert_deployed_once(service: Service, forge, event_id: int, sha: str, names
     mirror = MirrorCache(service.data / "mirrors").mirror(REPO_NAME)
     assert mirror.is_complete(sha)
     assert not mirror.staging.exists() and not mirror.aside.exists()
+    return event
 
 
 @pytest.mark.parametrize("fraction", [0.03, 0.5, 0.97])
@@ -149,7 +165,7 @@ def test_push_killed_mid_fetch_deploys_once_after_restart(
     tmp_path, config_repo, forge, launch, slow_url, fraction
 ):
     url, proxy = slow_url
-    service = Service(tmp_path, forge, launch, url, config_repo)
+    service = planning_service(tmp_path, forge, launch, url, config_repo)
     first = config_repo.sha()
     service.start(meanwhile=lambda: large_commit(config_repo, seed=1))
     event = service.web.push(ZERO, first).json()["event"]
@@ -170,7 +186,7 @@ def test_first_clone_killed_twice_deploys_once_after_restart(
     tmp_path, config_repo, forge, launch, slow_url
 ):
     url, proxy = slow_url
-    service = Service(tmp_path, forge, launch, url, config_repo)
+    service = planning_service(tmp_path, forge, launch, url, config_repo)
     sha = large_commit(config_repo, seed=2)
     config_repo.push()
     size = pack_size(config_repo, sha, None)
@@ -185,3 +201,101 @@ def test_first_clone_killed_twice_deploys_once_after_restart(
     proxy.release()
     service.start()
     assert_deployed_once(service, forge, event, sha, ["blog", "cloud", "www"])
+
+
+SITE = """\
+instance:
+  provider: local
+volume:
+  size: 64M
+apps:
+  - name: site
+    catalog: static
+    domains: [site.test]
+    settings:
+      root: site
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_push_killed_mid_fetch_goes_live_once(tmp_path, forge, launch):
+    """The same with DEPLOY on: the local provider (Docker engine, loop-mounted volume,
+    edge Caddy) serves the pushed version, replaced once."""
+    from tests.e2e.test_push_to_live import _requirements
+
+    _requirements()
+    import docker
+    import requests
+
+    from deploy.local import LocalProvider
+    from deploy.local.images import image_map_for_repository
+    from tests.deploy.conftest import cleanup
+
+    project = "mk" + secrets.token_hex(3)
+    repo = ConfigRepo.empty(tmp_path)
+    first = repo.commit(
+        "first",
+        {
+            "swapyard.yaml": f"projects:\n  {project}:\n    branches: [main]\n",
+            "instances/site/apps.config": SITE,
+            "instances/site/files/site/index.html": "<h1>v1</h1>\n",
+        },
+    )
+    repo.push()
+    daemon = GitDaemon(tmp_path).start()
+    proxy = ThrottlingProxy(("127.0.0.1", daemon.port), RATE).start()
+    port, edge, admin = free_port(), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    (tmp_path / "secrets").mkdir()
+    live = {
+        "deploy": True,
+        "provider": "local",
+        "state_dir": str(tmp_path / "state"),
+        "secrets_dir": str(tmp_path / "secrets"),
+        "edge_listen": edge,
+        "edge_admin": admin,
+        "image_map": image_map_for_repository(repo.work),
+        "render_https": False,
+        "ready_timeout": 60,
+        "health_timeout": 30,
+        "workers": 1,
+        "lease_seconds": 3,
+        "repositories": {REPO_NAME: proxy.url(repo.bare.name)},
+    }
+    service = Service(tmp_path, launch, port, make_settings(tmp_path, forge, port, **live), repo)
+    provider = LocalProvider(tmp_path / "state", ex_edge_listen=(edge,), ex_edge_admin=admin)
+
+    def site() -> str:
+        return requests.get(f"http://{edge}/", headers={"Host": "site.test"}, timeout=10).text
+
+    try:
+        v2 = {"instances/site/files/site/index.html": "<h1>v2</h1>\n"}
+        service.start(meanwhile=lambda: large_commit(repo, seed=3, into="media", **v2))
+        event = service.web.push(ZERO, first).json()["event"]
+        assert_deployed_once(service, forge, event, first, ["site"], project, timeout=180)
+        assert "v1" in site()
+
+        repo.push()
+        sha = repo.sha()
+        size = pack_size(repo, sha, first)
+        event = kill_mid_fetch(service, proxy, size // 2, lambda: service.web.push(first, sha))
+        service.start()
+        [dep] = assert_deployed_once(service, forge, event, sha, ["site"], project, timeout=180)[
+            "deployments"
+        ]
+        assert dep["action"] == "replace", dep
+        assert "v2" in site()
+        [instance] = provider.list_instances()
+        assert instance.id in dep["summary"]
+        history = service.web.api(f"/api/deployments?instance={project}/site")
+        assert [d["action"] for d in sorted(history, key=lambda d: d["id"])] == [
+            "create",
+            "replace",
+        ]
+    finally:
+        if service.proc is not None and service.proc.poll() is None:
+            service.proc.terminate()
+            service.proc.wait(30)
+        cleanup(provider, docker.from_env(), project)
+        proxy.close()
+        daemon.stop()

@@ -15,7 +15,7 @@ from .conftest import REPO_NAME, ZERO, git, wait_for
 PRODUCTION = ["production/blog", "production/cloud", "production/www"]
 
 
-def finished(served, event_id: int) -> dict:
+def finished(served, event_id: int, timeout: float = 20.0) -> dict:
     def done():
         event = served.api(f"/api/events/{event_id}")
         if event["status"] in ("queued", "processing"):
@@ -24,7 +24,7 @@ def finished(served, event_id: int) -> dict:
             return None
         return event
 
-    return wait_for(done, what=f"event {event_id} to finish")
+    return wait_for(done, timeout, what=f"event {event_id} to finish")
 
 
 def keys(event: dict) -> list[str]:
