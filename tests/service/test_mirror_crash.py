@@ -203,26 +203,12 @@ def test_first_clone_killed_twice_deploys_once_after_restart(
     assert_deployed_once(service, forge, event, sha, ["blog", "cloud", "www"])
 
 
-SITE = """\
-instance:
-  provider: local
-volume:
-  size: 64M
-apps:
-  - name: site
-    catalog: static
-    domains: [site.test]
-    settings:
-      root: site
-"""
-
-
 @pytest.mark.docker
 @pytest.mark.slow
 def test_push_killed_mid_fetch_goes_live_once(tmp_path, forge, launch):
     """The same with DEPLOY on: the local provider (Docker engine, loop-mounted volume,
     edge Caddy) serves the pushed version, replaced once."""
-    from tests.e2e.test_push_to_live import _requirements
+    from tests.e2e.test_push_to_live import SITE_CONFIG, _requirements
 
     _requirements()
     import docker
@@ -238,7 +224,7 @@ def test_push_killed_mid_fetch_goes_live_once(tmp_path, forge, launch):
         "first",
         {
             "swapyard.yaml": f"projects:\n  {project}:\n    branches: [main]\n",
-            "instances/site/apps.config": SITE,
+            "instances/site/apps.config": SITE_CONFIG,
             "instances/site/files/site/index.html": "<h1>v1</h1>\n",
         },
     )
