@@ -22,6 +22,7 @@ docs:
 bench:
 	.venv/bin/python bench/render.py
 	.venv/bin/python bench/swap.py
+	.venv/bin/python bench/mirror.py
 
 quickstart:
 	scripts/quickstart

@@ -54,7 +54,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("POLL_SECONDS", 0.5, "How often an idle worker looks for new work."),
     Setting("RECONCILE_SECONDS", 0.0, "How often to look for pushes without a webhook (0: off)."),
     Setting(
-        "REPOSITORIES", {}, "Repository full name -> clone URL; when set, only these are processed."
+        "REPOSITORIES",
+        {},
+        "Repository full name -> clone URL (any URL git fetches: https://, ssh://, git://, "
+        "file:// or a path); when set, only these are processed.",
     ),
     Setting("GITHUB_API_URL", "https://api.github.com", "GitHub (Enterprise) REST API base URL."),
     Setting("GITHUB_TOKEN", None, "Token that may post commit statuses on GitHub.", secret=True),

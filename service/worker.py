@@ -7,6 +7,11 @@ under a lease on its instance key, so one instance runs one at a time; when
 the lease is taken, the newest waiting deployment of that key runs and older
 ones are marked `superseded`. A lease that expires (killed worker) frees the
 work for another worker, so nothing waits forever and nothing is lost.
+
+The mirror keeps a fetch whole or invisible and repairs itself
+(handlers/gitmirror.py); a read that still fails on a commit fetched whole (an
+object there but unreadable) has the mirror cloned afresh and runs once more,
+so damage on this side costs a clone, not the push.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,14 +173,21 @@ class Worker:
                     f"event {event.id}: no repository, commit or clone URL in the payload; "
                     "map the repository to a URL with the `repositories` setting"
                 )
+            url, after = self._url(event), event.after
             mirror = self.mirrors.mirror(event.repository)
-            mirror.fetch(self._url(event), event.after)
-            if event.kind == "push":
-                change = diff_push(mirror, event.before, event.after)
-            else:
-                change = Change(True, frozenset(), "pull request: every instance is evaluated")
+            mirror.fetch(url, after)
+
             with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
-                tree = mirror.export(event.after, Path(tmp) / "tree")
+
+                def read() -> tuple[Change, Path]:
+                    if event.kind == "push":
+                        change = diff_push(mirror, event.before, after)
+                    else:
+                        note = "pull request: every instance is evaluated"
+                        change = Change(True, frozenset(), note)
+                    return change, mirror.export(after, Path(tmp) / "tree")
+
+                change, tree = mirror.read_or_repair(url, after, read)
                 branch = (
                     event.ref[len("refs/heads/") :] if event.kind == "push" and event.ref else None
                 )
@@ -254,15 +267,17 @@ class Worker:
             assert event is not None
             session.expunge(event)
         try:
+            url = self._url(event)
             mirror = self.mirrors.mirror(event.repository or "")
-            mirror.fetch(self._url(event), dep.sha)
+            mirror.fetch(url, dep.sha)
             with (
                 tempfile.TemporaryDirectory(dir=self._work()) as tmp,
                 leases.kept_alive(
                     self.db, leases.renew_lease(dep.key, self.owner, self.lease), self.lease
                 ),
             ):
-                tree = mirror.export(dep.sha, Path(tmp) / "tree")
+                export = partial(mirror.export, dep.sha, Path(tmp) / "tree")
+                tree = mirror.read_or_repair(url, dep.sha, export)
                 if dep.mode == "plan":
                     outcome = self.pipeline.run_plan(tree, [])
                 else:

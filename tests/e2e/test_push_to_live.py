@@ -34,7 +34,7 @@ SECRET = "e2e-webhook-secret"
 TOKEN = "e2e-api-token"
 FULL_NAME = "e2e/config"
 
-NOTES_CONFIG = """\
+SITE_CONFIG = """\
 instance:
   provider: local
 volume:
@@ -45,6 +45,10 @@ apps:
     domains: [site.test]
     settings:
       root: site
+"""
+NOTES_CONFIG = (
+    SITE_CONFIG
+    + """\
   - name: notes
     image: busybox:1.36
     port: 8080
@@ -62,6 +66,7 @@ apps:
       notes/list: /srv/notes/list
       notes/index.html: /srv/notes/index.html
 """
+)
 
 ADD = """#!/bin/sh
 echo "Content-Type: text/plain"
