@@ -2,7 +2,8 @@
 
 The pieces live beside it: `projects.py` (an instance's directory and
 compose project: materialization and inspection), `volumes.py` (loop-mounted
-images), `edge.py` (the edge Caddy). This class is the instance lifecycle
+images), `edge.py` (the edge Caddy) and `switchboard.py` (its stable
+upstream per domain). This class is the instance lifecycle
 that puts them together behind the `Provider` interface. Writers (label
 `org.swapyard.writer=true`) are created but only started once the volume is
 attached.
@@ -292,7 +293,11 @@ class LocalProvider(Provider):
 
     # -- traffic -----------------------------------------------------------
     def switch_traffic(self, route: Route) -> None:
-        """Point the edge's routes for `route.domains` at the instance (atomic config load)."""
+        """Point `route.domains` at the instance's endpoint through the edge's switchboard.
+
+        The edge Caddy loads a config only when the set of domains changes;
+        a swap re-points the switchboard alone (see `edge.py`).
+        """
         self.edge.switch(route)
 
     def remove_traffic(self, domains: tuple[str, ...]) -> None:
@@ -304,5 +309,5 @@ class LocalProvider(Provider):
         return self.edge.routes()
 
     def ex_stop_edge(self) -> None:
-        """Stop the edge Caddy process (tests, service shutdown)."""
+        """Stop the edge Caddy and its switchboard (tests, service shutdown)."""
         self.edge.stop()
