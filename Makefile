@@ -23,6 +23,7 @@ bench:
 	.venv/bin/python bench/render.py
 	.venv/bin/python bench/swap.py
 	.venv/bin/python bench/limits.py
+	.venv/bin/python bench/mirror.py
 
 quickstart:
 	scripts/quickstart

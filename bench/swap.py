@@ -1,6 +1,7 @@
 """Swap benchmark: a swap through the edge beside an in-place `docker compose up -d` recreate.
 
-    /work/venv/bin/python bench/swap.py [--runs 3]
+    .venv/bin/python bench/swap.py [--runs 3]
+    .venv/bin/python bench/swap.py --swaps [100]
 
 Needs root, a running dockerd, Debian's `caddy` and `busybox-static`, loop
 devices; pulls nothing (the images are built locally, see `local_images`).
@@ -25,6 +26,15 @@ the new instance), connection errors, other non-200 answers, push-to-live
 afterwards, and for the swap the engine's steps from its journal. Not a
 test: nothing is asserted about time; the goals of issue 4 are printed
 beside the figures. Everything created is removed on exit, Ctrl-C included.
+
+`--swaps N` (default 100) measures the edge instead: N swaps in a row, each
+a real `SwapEngine` deploy of a new version, under one request loop that
+opens a fresh connection per request and keeps idle keep-alive connections
+(each idle 50-500 ms between requests, never retried). It runs twice in one
+invocation, on the same instance config: first with a baseline edge that
+repoints Caddy itself through `/load` at every switch (the edge before the
+switchboard), then with the product's edge. Per edge it prints connection
+errors per kind of connection and the count of each HTTP status.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import argparse
 import contextlib
 import http.client
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -43,21 +54,25 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import schemas  # noqa: E402
+from deploy.base import Route  # noqa: E402
 from deploy.journal import StepRecord  # noqa: E402
 from deploy.local import LocalProvider  # noqa: E402
 from deploy.local.compose import PROJECT_LABEL, default_compose  # noqa: E402
+from deploy.local.edge import LocalEdge  # noqa: E402
 from deploy.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
 from deploy.spec import DeploySpec  # noqa: E402
 from deploy.sqljournal import SqlJournal  # noqa: E402
@@ -351,7 +366,7 @@ def step_seconds(steps: list[StepRecord]) -> dict[str, float]:
 class SwapSide:
     """The swap engine on the local provider, with its own state directory and edge."""
 
-    def __init__(self, work: Path, project: str):
+    def __init__(self, work: Path, project: str, reloading_edge: bool = False):
         self.project = project
         work.mkdir(parents=True)
         self.port = free_port()
@@ -360,6 +375,9 @@ class SwapSide:
             ex_edge_listen=(f"127.0.0.1:{self.port}",),
             ex_edge_admin=f"127.0.0.1:{free_port()}",
         )
+        if reloading_edge:
+            e = self.provider.edge
+            self.provider.edge = ReloadingEdge(e.dir.parent, e.listen, e.admin)
         self.journal = SqlJournal(f"sqlite:///{work / 'journal.db'}")
         self.engine = SwapEngine(self.provider, self.journal)  # the service's defaults
 
@@ -557,6 +575,219 @@ def report(swaps: list[Measure], inplace: list[Measure], cores: int) -> None:
     )
 
 
+# -- many swaps in a row: the edge -----------------------------------------------
+class ReloadingEdge(LocalEdge):
+    """The baseline: the edge before the switchboard, repointing Caddy with `/load` per switch.
+
+    Its config dials each instance's endpoint (with Caddy's default upstream
+    keep-alive) and every switch posts the whole config, as the edge did
+    up to 956247d.
+    """
+
+    def config(self, routes: list[Route]) -> dict[str, Any]:
+        config = super().config(routes)
+        server = config["apps"]["http"]["servers"]
+        (name,) = server
+        server[name]["routes"] = [
+            {
+                "match": [{"host": list(dict.fromkeys(r.domains))}],
+                "handle": [
+                    {
+                        "handler": "reverse_proxy",
+                        "upstreams": [{"dial": f"{r.endpoint[0]}:{r.endpoint[1]}"}],
+                    }
+                ],
+                "terminal": True,
+            }
+            for r in routes
+        ] + server[name]["routes"][-1:]  # the 404 for unknown hosts
+        return config
+
+    def load(self, routes: list[Route]) -> None:
+        self.ensure_running()
+        self._save(routes)
+        resp = requests.post(f"http://{self.admin}/load", json=self.config(routes), timeout=30)
+        if resp.status_code != 200:
+            raise RuntimeError(f"the baseline edge refused its config: {resp.text}")
+
+
+class EdgeLoop:
+    """Fresh-connection and idle keep-alive clients through one edge, answers counted.
+
+    Fresh: one thread, a new connection per request, the three hosts in turn
+    (the notes app's requests are writes). Keep-alive: `idle` threads, each
+    holding one connection, idle 50-500 ms between requests; a request that
+    fails on it is counted, never retried, and a new connection is opened.
+    """
+
+    def __init__(self, port: int, tag: str, idle: int = 6):
+        self.port, self.tag = port, tag
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.answers: dict[str, Counter[str]] = {"fresh": Counter(), "keep-alive": Counter()}
+        self.acked: set[str] = set()
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self.fresh, daemon=True)]
+        self.threads += [
+            threading.Thread(target=self.keepalive, args=(random.Random(i),), daemon=True)
+            for i in range(idle)
+        ]
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def ask(self, kind: str, conn: http.client.HTTPConnection, host: str, path: str) -> bool:
+        """One GET on `conn`; counts the answer under `kind`; False on a connection error."""
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            resp.read()
+            status = str(resp.status)
+        except (OSError, http.client.HTTPException) as exc:
+            with self.lock:
+                self.answers[kind][f"error {type(exc).__name__}"] += 1
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {kind} {type(exc).__name__}")
+            return False
+        with self.lock:
+            self.answers[kind][status] += 1
+            if status == "200" and "?" in path:
+                self.acked.add(path.split("?", 1)[1])
+        return True
+
+    def fresh(self) -> None:
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            for host in HOSTS:
+                path = f"/cgi-bin/add?{self.tag}-{n}" if host.startswith("notes.") else "/"
+                conn = self.connection()
+                self.ask("fresh", conn, host, path)
+                conn.close()
+            time.sleep(0.005)
+
+    def keepalive(self, rng: random.Random) -> None:
+        conn = self.connection()
+        while not self.stopping.wait(rng.uniform(0.05, 0.5)):
+            if not self.ask("keep-alive", conn, rng.choice(HOSTS[:2]), "/"):
+                conn.close()
+                conn = self.connection()
+        conn.close()
+
+    def __enter__(self) -> EdgeLoop:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(30)
+
+
+@dataclass
+class EdgeRun:
+    """What one edge saw through `swaps` swaps in a row."""
+
+    edge: str
+    swaps: int
+    seconds: float
+    answers: dict[str, Counter[str]]
+    lost_writes: int
+    errors: list[str]
+
+    def connection_errors(self, kind: str) -> int:
+        return sum(n for what, n in self.answers[kind].items() if what.startswith("error"))
+
+
+def swap_in_a_row(
+    work: Path, project: str, images: tuple[str, str], swaps: int, reloading: bool
+) -> EdgeRun:
+    """First-deploy the instance behind one edge, then `swaps` swaps under an `EdgeLoop`."""
+    name = "reload per switch" if reloading else "switchboard"
+    repo = ConfigRepo(work / "repo", project, images)
+    side = SwapSide(work / "swap", project, reloading_edge=reloading)
+    try:
+        instance, artifacts = repo.render("v1")
+        side.deploy(instance, artifacts, "0" * 40)
+        tag = "r" if reloading else "s"
+        with EdgeLoop(side.port, tag) as loop:
+            time.sleep(0.5)
+            started = time.monotonic()
+            for n in range(1, swaps + 1):
+                instance, artifacts = repo.render(f"v{n + 1}")
+                side.deploy(instance, artifacts, secrets.token_hex(20))
+                if n % 10 == 0 or n == swaps:
+                    fresh, kept = loop.answers["fresh"], loop.answers["keep-alive"]
+                    print(
+                        f"  {name}: {n}/{swaps} swaps, {time.monotonic() - started:.0f} s, "
+                        f"{sum(fresh.values())} fresh / {sum(kept.values())} keep-alive "
+                        f"requests, {len(loop.errors)} connection errors",
+                        flush=True,
+                    )
+            seconds = time.monotonic() - started
+            time.sleep(0.3)
+        stored = stored_notes(side.port)
+        return EdgeRun(
+            name,
+            swaps,
+            seconds,
+            loop.answers,
+            len(loop.acked - stored),
+            loop.errors,
+        )
+    finally:
+        side.cleanup()
+
+
+def edge_report(runs: list[EdgeRun], cores: int) -> None:
+    print(f"\n{runs[0].swaps} swaps in a row per edge, {cores} cores\n")
+    codes = sorted({c for r in runs for k in r.answers.values() for c in k if c.isdigit()})
+    head = f"{'':40}" + "".join(f"{r.edge:>20}" for r in runs)
+    print(head)
+    print("-" * len(head))
+
+    def row(label: str, values: list[str]) -> None:
+        print(f"{label:40}" + "".join(f"{v:>20}" for v in values))
+
+    row("seconds for the swaps", [f"{r.seconds:.0f}" for r in runs])
+    for kind in ("fresh", "keep-alive"):
+        row(f"{kind}: requests", [str(sum(r.answers[kind].values())) for r in runs])
+        row(f"{kind}: connection errors", [str(r.connection_errors(kind)) for r in runs])
+        for code in codes:
+            row(f"{kind}: HTTP {code}", [str(r.answers[kind][code]) for r in runs])
+    row("acknowledged writes lost", [str(r.lost_writes) for r in runs])
+    kinds = sorted({w for r in runs for k in r.answers.values() for w in k if not w.isdigit()})
+    for what in kinds:
+        row(f"  of which {what}", [str(sum(k[what] for k in r.answers.values())) for r in runs])
+    last = runs[-1]
+    total = last.connection_errors("fresh") + last.connection_errors("keep-alive")
+    print(
+        f"\ngoal (issue 5): zero connection errors across {last.swaps} swaps, fresh and "
+        f"idle keep-alive: {'met' if total == 0 else 'NOT met'} ({total} on {last.edge})"
+    )
+
+
+def main_swaps(swaps: int, baseline: bool) -> int:
+    """The `--swaps` mode: the baseline edge, then the product's, in one invocation."""
+    images = local_images()
+    runs: list[EdgeRun] = []
+    work = Path(tempfile.mkdtemp(prefix="swapyard-bench-"))
+    try:
+        with interrupts_as_exceptions():
+            for reloading in (True, False) if baseline else (False,):
+                project = "bench" + secrets.token_hex(3)
+                sub = work / ("reload" if reloading else "board")
+                print(f"{'baseline edge' if reloading else 'switchboard edge'}:", flush=True)
+                runs.append(swap_in_a_row(sub, project, images, swaps, reloading))
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaned up", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if runs:
+        edge_report(runs, os.cpu_count() or 0)
+    return 0 if len(runs) == (2 if baseline else 1) else 1
+
+
 # -- main ------------------------------------------------------------------------
 @contextlib.contextmanager
 def interrupts_as_exceptions() -> Iterator[None]:
@@ -575,9 +806,25 @@ def interrupts_as_exceptions() -> Iterator[None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="pushes per side (default 3)")
+    parser.add_argument(
+        "--swaps",
+        type=int,
+        nargs="?",
+        const=100,
+        help="instead: this many swaps in a row (default 100) per edge, fresh and keep-alive",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="with --swaps: skip the baseline edge that reloads Caddy per switch",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root: loop devices and mounts")
+    if args.swaps is not None:
+        if args.swaps < 1:
+            sys.exit("--swaps needs a positive number")
+        return main_swaps(args.swaps, baseline=not args.no_baseline)
     images = local_images()  # before any timing: "images present"
     import docker
 

@@ -2,37 +2,50 @@
 
 Stop mode (any filesystem):
 
-    maintenance_on -> stop_writers -> restic_backup -> start_writers -> maintenance_off
+    maintenance_on -> stop_writers -> restic_backup
+    -> start_writers -> health_check -> maintenance_off
 
 Snapshot mode (a volume the provider can snapshot, btrfs on the local
 provider) keeps the window as short as a consistent copy takes:
 
-    maintenance_on -> stop_writers -> snapshot -> start_writers -> maintenance_off
+    flush -> maintenance_on -> stop_writers -> snapshot
+    -> start_writers -> health_check -> maintenance_off
     -> restic_backup (from the snapshot) -> delete_snapshot
 
-`start_writers` and `maintenance_off` run in a `finally`, so the apps come
-back whatever restic does. Each step is journaled (`deploy.backupjournal`)
-before the next; `recover()` at startup brings back the apps of a run whose
-process died. A run is a success only when the repository lists the new
-snapshot (tagged with the run id), whatever restic's exit code said. Then
-`forget --prune` applies the retention. The per-instance lock is the swap's
-(`SqlJournal.lease`), so a backup and a swap of one instance never overlap:
-a backup that meets a swap is `skipped` at once (the scheduler retries it),
-while a deploy that meets a backup waits for it (`deploy.lockwait`).
+`flush` writes the volume's dirty data to disk while the apps still serve
+(syncfs of that filesystem only), so the snapshot inside the window waits
+only for what was written in the last moment, not for everything the page
+cache held: the window no longer grows with the data.
+
+The last three steps are `deploy.maintenance.end_maintenance`, run in a
+`finally`, so the apps come back whatever restic does, and the page goes
+off only once every app answers its health check (else it stays on, with
+a `maintenance` alert). The run's `window` is read from the journal:
+`maintenance_on` started to `maintenance_off` finished.
+
+Each step is journaled (`deploy.backupjournal`) before the next; `recover()`
+at startup brings back the apps of a run whose process died. A run is a
+success only when the repository lists the new snapshot (tagged with the run
+id), whatever restic's exit code said. Then `forget --prune` applies the
+retention. The per-instance lock is the swap's (`SqlJournal.lease`), so a
+backup and a swap of one instance never overlap: a backup that meets a swap
+is `skipped` at once (the scheduler retries it), while a deploy that meets a
+backup waits for it (`deploy.lockwait`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from deploy.backupjournal import FAILED, RUNNING, SKIPPED, SUCCEEDED, BackupJournal, BackupRun
 from deploy.base import InstanceHandle, Provider
 from deploy.journal import Deployment
+from deploy.maintenance import MaintenanceKept, end_maintenance
 from deploy.restic import BackupSummary, ResticError, ResticRepo
+from deploy.spec import AppCheck
 from deploy.types import SNAPSHOT_DIR, DeployError, SwapInProgress
 from schemas.model import Retention
 
@@ -57,6 +70,10 @@ class LockAndDeployments(Protocol):
         """Give the lock back."""
         ...
 
+    def live_apps(self, project: str, name: str) -> tuple[AppCheck, ...]:
+        """The health checks of the live deployment."""
+        ...
+
 
 def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
@@ -77,11 +94,15 @@ class BackupRunner:
         history: BackupJournal,
         *,
         on_step: StepHook | None = None,
+        health_timeout: float = 60,
+        health_interval: float = 0.5,
     ):
         self.provider = provider
         self.swaps = swaps
         self.history = history
         self.on_step = on_step
+        self.health_timeout = health_timeout
+        self.health_interval = health_interval
 
     def _step(self, run_id: int, name: str, fn: Callable[[], Any]) -> Any:
         self.history.step_started(run_id, name)
@@ -173,7 +194,11 @@ class BackupRunner:
         summary: BackupSummary | None = None
         error: str | None = None
         source = None
-        started = time.monotonic()
+        if use_snapshot:  # outside the window: the apps still serve
+            try:
+                self._step(run_id, "flush", lambda: p.flush_volume(vol))
+            except Exception as exc:  # the snapshot flushes anyway, only inside the window
+                log.warning("%s: flush before the snapshot failed: %s", dep.volume_id, exc)
         try:
             self._step(run_id, "maintenance_on", lambda: p.set_maintenance(inst, True))
             self._step(run_id, "stop_writers", lambda: p.stop_writers(inst))
@@ -184,9 +209,8 @@ class BackupRunner:
         except Exception as exc:
             error = _describe(exc)
         finally:
-            problems = self._bring_back(run_id, inst)
-            window = time.monotonic() - started
-            self.history.update(run_id, window=window)
+            problems = self._bring_back(run_id, inst, dep.project, dep.name)
+            self.history.update(run_id, window=self.history.window(run_id))
         if use_snapshot:
             try:
                 if source is not None and error is None:
@@ -214,18 +238,22 @@ class BackupRunner:
             return None, _describe(exc)
         return summary, None
 
-    def _bring_back(self, run_id: int, inst: InstanceHandle) -> list[str]:
-        """Start the writers, then maintenance off; each attempted, failures collected."""
-        problems = []
-        for step, fn in (
-            ("start_writers", lambda: self.provider.start_writers(inst)),
-            ("maintenance_off", lambda: self.provider.set_maintenance(inst, False)),
-        ):
-            try:
-                self._step(run_id, step, fn)
-            except Exception as exc:
-                problems.append(f"{step}: {_describe(exc)}")
-        return problems
+    def _bring_back(self, run_id: int, inst: InstanceHandle, project: str, name: str) -> list[str]:
+        """`end_maintenance` of instance `project/name`; what kept the page on, if anything."""
+        try:
+            end_maintenance(
+                self.provider,
+                inst,
+                self.swaps.live_apps(project, name),
+                lambda step, fn: self._step(run_id, step, fn),
+                alerts=self.history,
+                owner=(project, name),
+                timeout=self.health_timeout,
+                interval=self.health_interval,
+            )
+        except MaintenanceKept as exc:
+            return [str(exc)]
+        return []
 
     def _judge(
         self,
@@ -276,8 +304,9 @@ class BackupRunner:
         """Bring back the apps of every run a dead process left `running`; call at startup.
 
         For a backup or a live restore: the live volume attached again if it
-        is attached nowhere, writers started, maintenance off, a
-        leftover snapshot deleted, the lock released, the run marked failed.
+        is attached nowhere, the apps brought back (`end_maintenance`: the
+        page goes off once they answer), a leftover snapshot deleted, the
+        lock released, the run marked failed.
         One run's failure does not stop the others.
         """
         out = []
@@ -293,7 +322,8 @@ class BackupRunner:
                 except Exception as exc:
                     problems.append(f"attach: {_describe(exc)}")
             if inst is not None and record.kind in ("backup", "restore"):
-                problems += self._bring_back(record.id, inst)
+                problems += self._bring_back(record.id, inst, record.project, record.name)
+                self.history.update(record.id, window=self.history.window(record.id))
             if vol is not None and record.kind == "drill":  # its scratch volume
                 try:
                     self.provider.destroy_volume(vol)

@@ -42,7 +42,7 @@ runs = sa.Table(
     sa.Column("files", sa.BigInteger),
     sa.Column("bytes", sa.BigInteger),
     sa.Column("duration", sa.Float),  # restic's own figure
-    sa.Column("window", sa.Float),  # seconds from maintenance on to maintenance off
+    sa.Column("window", sa.Float),  # seconds from maintenance on to off, from the steps
     sa.Column("error", sa.Text),
     sa.Column("note", sa.Text),
     sa.Column("started", sa.DateTime, nullable=False),
@@ -201,6 +201,29 @@ class BackupJournal:
                 .order_by(steps.c.id)
             )
             return [(r.step, r.status, r.detail) for r in rows]
+
+    def window(self, run_id: int) -> float | None:
+        """Seconds the maintenance page was on: `maintenance_on` started to `maintenance_off` done.
+
+        None while the page is still on (or never went on). What a client
+        sees, unlike restic's own `duration`.
+        """
+        with self.engine.connect() as conn:
+            on = conn.execute(
+                sa.select(sa.func.min(steps.c.started)).where(
+                    steps.c.run_id == run_id, steps.c.step == "maintenance_on"
+                )
+            ).scalar()
+            off = conn.execute(
+                sa.select(sa.func.max(steps.c.finished)).where(
+                    steps.c.run_id == run_id,
+                    steps.c.step.in_(("maintenance_off", "undo:maintenance_off")),
+                    steps.c.status == "done",
+                )
+            ).scalar()
+        if on is None or off is None or off < on:
+            return None
+        return (off - on).total_seconds()
 
     def unfinished(self) -> list[BackupRun]:
         """Runs still `running`: the process died during them."""

@@ -104,6 +104,16 @@ class Provider:
         """Turn the instance's maintenance page on or off (503 with Retry-After)."""
         raise _missing("set_maintenance")
 
+    def set_health_pass(self, instance: InstanceHandle, token: str | None) -> None:
+        """Let requests carrying `token` past the maintenance page (None withdraws every pass).
+
+        The token travels in the `X-Swapyard-Health` header
+        (`renderers.layout.HEALTH_PASS_HEADER`); with it the health check
+        reaches apps restarted behind the page, which stays on for everyone
+        else (`deploy.maintenance`).
+        """
+        raise _missing("set_health_pass")
+
     def stop_writers(self, instance: InstanceHandle) -> None:
         """Stop the services that write to the data volume; idempotent."""
         raise _missing("stop_writers")
@@ -172,6 +182,14 @@ class Provider:
     def can_snapshot(self, volume: VolumeHandle) -> bool:
         """True when `snapshot_volume` works for this volume (e.g. a mounted btrfs)."""
         return False
+
+    def flush_volume(self, volume: VolumeHandle) -> None:
+        """Write the attached volume's dirty data to its disk (that filesystem only).
+
+        Called before a snapshot while the apps still serve, so the snapshot
+        inside the maintenance window has little left to write. The base
+        does nothing: a snapshot is consistent without it, only slower.
+        """
 
     def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
         """Take a read-only snapshot `name` of the attached volume; return where to read it.

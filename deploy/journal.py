@@ -15,6 +15,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from deploy.spec import AppCheck
+
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 ROLLED_BACK = "rolled_back"
@@ -105,6 +107,10 @@ class Journal(Protocol):
 
     def current(self, project: str, name: str) -> Deployment | None:
         """The live deployment of an instance, or None."""
+        ...
+
+    def live_apps(self, project: str, name: str) -> tuple[AppCheck, ...]:
+        """The health checks of the live deployment (empty when nothing is live)."""
         ...
 
     def clear_current(self, project: str, name: str) -> None:

@@ -6,12 +6,16 @@ data again. With the instance's lock held (the swap's):
 
     restore (apps keep serving) -> maintenance_on -> stop_writers -> detach
     -> exchange (the restored data takes the live id, the previous data the
-    spare id) -> attach -> start_writers -> maintenance_off -> health_check
+    spare id) -> attach -> start_writers -> health_check -> maintenance_off
 
-A failure undoes it in reverse with the swap's rules (maintenance on,
-writers stopped, detach, exchange back, attach, writers started,
-maintenance off). The previous data stays in the spare volume, never
-deleted implicitly. Every step is journaled as a `restore` run.
+The last three are `deploy.maintenance.end_maintenance`: the apps are
+checked behind the page, which goes off only once they answer. A failure
+undoes it in reverse with the swap's rules (writers stopped, detach,
+exchange back, attach, then `end_maintenance` again as `undo:*` steps;
+if the previous data does not bring the apps back either, the page stays
+on and a `maintenance` alert is raised). The previous data stays in the
+spare volume, never deleted implicitly. Every step is journaled as a
+`restore` run, with its maintenance window.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import Any
 
 from deploy.backup import LockAndDeployments
 from deploy.backupjournal import FAILED, SUCCEEDED, BackupJournal, BackupRun
-from deploy.base import InstanceHandle, Provider
+from deploy.base import Provider
+from deploy.maintenance import end_maintenance
 from deploy.restic import ResticRepo
 from deploy.restore import RestoreError, resolve_snapshot, restore_to_new_volume
-from deploy.spec import AppCheck, check_apps
-from deploy.types import DeployError, ProviderError
+from deploy.spec import AppCheck
+from deploy.types import DeployError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ def restore_live(
             history.finish(run_id, FAILED, error=_describe(exc))
     finally:
         swaps.release(key, holder)
+    history.update(run_id, window=history.window(run_id))
     record = history.get(run_id)
     if record.state != SUCCEEDED:
         log.error("%s: restore %s failed: %s", key, run_id, record.error)
@@ -119,6 +125,7 @@ def _restore_live(
         ),
     )
     exchanged = False
+    owner = (dep.project, dep.name)
     try:
         step("maintenance_on", lambda: p.set_maintenance(inst, True))
         step("stop_writers", lambda: p.stop_writers(inst))
@@ -126,12 +133,14 @@ def _restore_live(
         step("exchange", lambda: p.exchange_volume_data(live, spare))
         exchanged = True
         step("attach", lambda: p.attach_volume(live, inst))
-        step("start_writers", lambda: p.start_writers(inst))
-        step("maintenance_off", lambda: p.set_maintenance(inst, False))  # or the check sees 503
-        step("health_check", lambda: check_apps(_endpoint(inst), apps, health_timeout, 0.3))
+        # a failure alerts; the undo below closes the alert when the previous data serves
+        end_maintenance(
+            p, inst, apps, step, alerts=history, owner=owner, timeout=health_timeout, interval=0.3
+        )
     except Exception as exc:
         reason = _describe(exc)
-        problems = _undo(p, step, inst, live, spare, exchanged)
+        undo = (owner, inst, live, spare, exchanged, apps, health_timeout)
+        problems = _undo(p, step, history, *undo)
         back = (
             "previous data back" if not problems else "rollback incomplete: " + "; ".join(problems)
         )
@@ -142,8 +151,18 @@ def _restore_live(
 
 
 def _undo(
-    p: Provider, step: Callable[..., Any], inst: Any, live: Any, spare: Any, exchanged: bool
+    p: Provider,
+    step: Callable[..., Any],
+    history: BackupJournal,
+    owner: tuple[str, str],
+    inst: Any,
+    live: Any,
+    spare: Any,
+    exchanged: bool,
+    apps: tuple[AppCheck, ...],
+    health_timeout: float,
 ) -> list[str]:
+    """Put the previous data back and the apps with it; what did not work, if anything."""
     problems = []
     actions: list[tuple[str, Callable[[], Any]]] = [
         ("undo:stop_writers", lambda: p.stop_writers(inst)),
@@ -153,21 +172,24 @@ def _undo(
             ("undo:detach", lambda: p.detach_volume(p.get_volume(live.id) or live)),
             ("undo:exchange", lambda: p.exchange_volume_data(live, spare)),
         ]
-    actions += [
-        ("undo:attach", lambda: p.attach_volume(p.get_volume(live.id) or live, inst)),
-        ("undo:start_writers", lambda: p.start_writers(inst)),
-        ("undo:maintenance_off", lambda: p.set_maintenance(inst, False)),
-    ]
+    actions.append(("undo:attach", lambda: p.attach_volume(p.get_volume(live.id) or live, inst)))
     for name, fn in actions:
         try:
             step(name, fn)
         except Exception as exc:
-            problems.append(f"rollback incomplete: {name}: {_describe(exc)}")
+            problems.append(f"{name}: {_describe(exc)}")
+    try:
+        end_maintenance(
+            p,
+            inst,
+            apps,
+            step,
+            alerts=history,
+            owner=owner,
+            timeout=health_timeout,
+            interval=0.3,
+            prefix="undo:",
+        )
+    except DeployError as exc:
+        problems.append(str(exc))
     return problems
-
-
-def _endpoint(instance: InstanceHandle) -> tuple[str, int]:
-    """Where the instance's front proxy answers; a running instance always has one."""
-    if instance.endpoint is None:
-        raise ProviderError(f"instance {instance.id} has no endpoint to health-check")
-    return instance.endpoint

@@ -2,7 +2,9 @@
 
 One background scheduler per process, its jobs in the `backup_jobs` table
 of the service's database (APScheduler's SQLAlchemy job store), so they and
-their next run times survive a restart. Per instance with backups enabled:
+their next run times survive a restart. Of the processes sharing a database
+only one runs its scheduler; the others keep theirs paused to store jobs
+(the service picks which: service.leader). Per instance with backups enabled:
 
 - `backup:<project>/<name>` — cron from `backup.schedule` in the instance's
   timezone (default 03:00), with jitter so instances do not start together;
@@ -28,7 +30,7 @@ import datetime as dt
 import logging
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +64,13 @@ def run_job(scheduler_name: str, kind: str, spec: dict[str, Any]) -> None:
             "backup job %s for %s: scheduler %r is gone", kind, spec.get("name"), scheduler_name
         )
         return
+    if not owner.may_run():
+        log.warning(
+            "backup job %s for %s not run: this process no longer runs the schedule",
+            kind,
+            spec.get("name"),
+        )
+        return
     owner.run_now(kind, spec)
 
 
@@ -69,9 +78,16 @@ class BackupScheduler:
     """Scheduled backups, checks and staleness alerts for the instances of one provider.
 
     `url` is a SQLAlchemy URL or engine (the service's database); `secrets`
-    resolves a secret's name to its value. Call `recover()` and `start()` at
+    resolves a secret's name to its value; `health_timeout` bounds the wait
+    for restarted apps before the maintenance page goes off (the deploys'
+    HEALTH_TIMEOUT in the service). Call `recover()` and `start()` at
     startup, `sync_instances()` after each deploy, `remove_instance()` after
-    a destroy, `shutdown()` on exit.
+    a destroy, `shutdown()` on exit. Several processes on one database each
+    have one, and only one may run jobs (APScheduler 3 allows one running
+    scheduler per job store): the others `start(paused=True)`, which still
+    stores jobs; `resume()` and `pause()` hand the running over, and
+    `may_run`, asked before every scheduled job, is how the caller confirms
+    this process still holds that right.
     """
 
     def __init__(
@@ -86,6 +102,7 @@ class BackupScheduler:
         retry_after: int = 600,
         misfire_grace: int = 6 * 3600,
         restic_options: dict[str, Any] | None = None,
+        health_timeout: float = 60,
     ):
         self.engine = sa.create_engine(url) if isinstance(url, str) else url
         self.provider = provider
@@ -95,11 +112,15 @@ class BackupScheduler:
         self.stale_every = stale_every
         self.retry_after = retry_after
         self.restic_options = restic_options or {}
+        self.may_run: Callable[[], bool] = lambda: True
         self._repo_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.swaps = SqlJournal(self.engine)
         self.history = BackupJournal(self.engine)
-        self.runner = BackupRunner(provider, self.swaps, self.history)
+        self.health_timeout = health_timeout
+        self.runner = BackupRunner(
+            provider, self.swaps, self.history, health_timeout=health_timeout
+        )
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="backup_jobs")},
             job_defaults={
@@ -115,6 +136,18 @@ class BackupScheduler:
         """Start the background scheduler (jobs from the database resume their schedule)."""
         _ACTIVE[self.name] = self
         self.scheduler.start(paused=paused)
+        self._ensure_staleness()
+
+    def _ensure_staleness(self) -> None:
+        """Add the staleness job, or change it when its interval differs; never reset it.
+
+        Every process on a database starts a scheduler: re-adding the job at
+        each start would push its next run back every time one starts.
+        """
+        job = self.scheduler.get_job("staleness")
+        every = dt.timedelta(seconds=self.stale_every)
+        if job is not None and getattr(job.trigger, "interval", None) == every:
+            return
         self.scheduler.add_job(
             run_job,
             "interval",
@@ -123,6 +156,20 @@ class BackupScheduler:
             args=[self.name, "staleness", {}],
             replace_existing=True,
         )
+
+    def resume(self) -> None:
+        """Run jobs from now on (missed runs coalesce into one, within the misfire grace)."""
+        self.scheduler.resume()
+
+    def pause(self) -> None:
+        """Run no more jobs (running ones finish); jobs can still be stored."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+
+    def wakeup(self) -> None:
+        """Look at the job store now: a job another process added or changed may be due."""
+        if self.scheduler.running:
+            self.scheduler.wakeup()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the scheduler; `wait` lets running jobs finish (their `finally` restarts apps)."""
@@ -296,6 +343,7 @@ class BackupScheduler:
             spec["name"],
             apps,
             snapshot_id=snapshot_id,
+            health_timeout=self.health_timeout,
         )
 
     # -- running -----------------------------------------------------------------

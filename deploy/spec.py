@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,11 +113,13 @@ def check_apps(
     timeout: float,
     interval: float = 0.5,
     get: Callable[..., Any] = requests.get,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Wait until every app answers healthy through `endpoint`; `HealthCheckFailed` otherwise.
 
     All apps share one deadline of `timeout` seconds; the message names the
-    first app that never answered healthy and its last answer.
+    first app that never answered healthy and its last answer. `headers` go
+    with every request (the health pass behind a maintenance page).
     """
     deadline = time.monotonic() + timeout
     host, port = endpoint
@@ -127,7 +129,7 @@ def check_apps(
             try:
                 resp = get(
                     f"http://{host}:{port}{app.path}",
-                    headers={"Host": app.domain},
+                    headers={**(headers or {}), "Host": app.domain},
                     timeout=min(5.0, max(timeout, 0.5)),
                     allow_redirects=False,
                 )

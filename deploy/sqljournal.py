@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from deploy.journal import RUNNING, Deployment, StepRecord, SwapRecord
+from deploy.spec import AppCheck
 from deploy.types import SwapInProgress
 
 metadata = sa.MetaData()
@@ -338,6 +339,28 @@ class SqlJournal:
                 .first()
             )
         return None if row is None else _deployment(row)
+
+    def live_apps(self, project: str, name: str) -> tuple[AppCheck, ...]:
+        """The health checks of the live deployment: those of the swap that put it live.
+
+        Empty when the instance is not deployed (or was put live by a swap
+        that journaled no apps).
+        """
+        live = self.current(project, name)
+        if live is None:
+            return ()
+        with self.engine.connect() as conn:
+            spec = conn.execute(
+                sa.select(swaps.c.spec)
+                .where(
+                    swaps.c.project == project,
+                    swaps.c.name == name,
+                    swaps.c.new_instance == live.instance_id,
+                )
+                .order_by(swaps.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return tuple(AppCheck(*app) for app in (spec or {}).get("apps", ()))
 
     def deployments(self) -> list[Deployment]:
         """Every live deployment (for reconciliation after a restart)."""

@@ -7,8 +7,11 @@ Steps of a `replace`, each journaled (started/done/failed) before the next:
 
 A `create` (first deploy) is `create_volume` then the same steps without the
 old instance. A failure before `switch_traffic` rolls back (writers of the
-new instance stopped, volume back on the old one, its writers started,
-maintenance off, new instance destroyed) and the outcome says why. After
+new instance stopped, volume back on the old one, then
+`deploy.maintenance.end_maintenance` of the old one: its writers started,
+its apps checked behind the page, maintenance off; new instance destroyed)
+and the outcome says why. Old apps that do not answer keep the page on and
+raise a `maintenance` alert (`alerts`, when the engine is given one). After
 the switch there is no way back: a failing `destroy_old` leaves a note.
 
 Every step is idempotent against reality (providers read attachments from
@@ -33,6 +36,7 @@ from typing import Any
 from deploy.base import InstanceHandle, Provider, Route, VolumeHandle
 from deploy.journal import FAILED, ROLLED_BACK, SUCCEEDED, Deployment, Journal, SwapRecord
 from deploy.lockwait import WaitHook, wait_for_lock
+from deploy.maintenance import Alerts, MaintenanceKept, end_maintenance
 from deploy.spec import AppCheck, DeploySpec, check_apps
 from deploy.types import DeployError, InstanceState, ProviderError
 
@@ -72,6 +76,7 @@ class SwapEngine:
         lock_poll: float = 1.0,
         on_step: StepHook | None = None,
         new_shortid: Callable[[], str] = lambda: secrets.token_hex(3),
+        alerts: Alerts | None = None,
     ):
         self.provider = provider
         self.journal = journal
@@ -83,6 +88,7 @@ class SwapEngine:
         self.lock_poll = lock_poll
         self.on_step = on_step
         self.new_shortid = new_shortid
+        self.alerts = alerts
 
     # -- journaled steps ---------------------------------------------------
     def _step(self, swap_id: int, name: str, fn: Callable[[], Any]) -> Any:
@@ -248,9 +254,22 @@ class SwapEngine:
             _attempt("detach_new", lambda: p.detach_volume(self._volume(record.volume_id)))
         if old is not None and volume is not None:
             _attempt("attach_old", lambda: p.attach_volume(self._volume(record.volume_id), old))
-            _attempt("start_writers_old", lambda: p.start_writers(old))
         if old is not None:
-            _attempt("maintenance_off_old", lambda: p.set_maintenance(old, False))
+            try:
+                end_maintenance(
+                    p,
+                    old,
+                    self.journal.live_apps(record.project, record.name),
+                    lambda name, fn: self._step(sid, name, fn),
+                    alerts=self.alerts,
+                    owner=(record.project, record.name),
+                    timeout=self.health_timeout,
+                    interval=self.health_interval,
+                    prefix="rollback:",
+                    suffix="_old",
+                )
+            except MaintenanceKept as exc:
+                errors.append(str(exc))
         if new is not None:
             _attempt("destroy_new", lambda: p.destroy_instance(new))
         if record.old_commit:

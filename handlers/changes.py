@@ -40,7 +40,7 @@ def from_paths(paths: Iterable[str]) -> Change:
 def diff_push(mirror: Mirror, before: str | None, after: str) -> Change:
     if not before or before == ZERO_SHA:
         return Change(True, frozenset(), "new branch: every instance is evaluated")
-    if not mirror.has_commit(before) or not mirror.is_ancestor(before, after):
+    if not mirror.is_complete(before) or not mirror.is_ancestor(before, after):
         return Change(
             True,
             frozenset(),

@@ -62,6 +62,21 @@ class EventRegistry:
 REGISTRY = EventRegistry()
 
 
+def unmanaged(event: Classified, repositories: Mapping[str, str]) -> Classified:
+    """`event` ignored when `repositories` is set and does not name its repository.
+
+    Decided at receipt, so a delivery from a repository swapyard does not manage (an
+    organisation-wide hook) is stored as ignored and nothing is ever posted on it.
+    """
+    if event.status != QUEUED or not repositories or event.repository in repositories:
+        return event
+    return replace(
+        event,
+        status=IGNORED,
+        reason=f"repository {event.repository} is not in the repositories setting",
+    )
+
+
 def _repo_fields(payload: Mapping[str, Any]) -> dict[str, str | None]:
     repo = payload.get("repository") or {}
     project = payload.get("project") or {}

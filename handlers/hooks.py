@@ -26,7 +26,7 @@ import orjson
 from werkzeug.datastructures import EnvironHeaders
 
 from .errors import WebhookError
-from .events import PING, REGISTRY, Classified, EventRegistry
+from .events import PING, REGISTRY, Classified, EventRegistry, unmanaged
 from .forges import FORGES, parse_body
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,9 @@ class HookEndpoint:
         payload = parse_body(body, environ.get("CONTENT_TYPE"))
         event_name = forge.event_name(headers)
         registry: EventRegistry = self.extensions.get("swapyard.events", REGISTRY)
-        classified = registry.classify(forge_name, event_name, payload)
+        classified = unmanaged(
+            registry.classify(forge_name, event_name, payload), self.config["REPOSITORIES"]
+        )
         if classified.status == PING:
             return 200, {"status": "pong", "event": event_name}
         inbox: Inbox = self.extensions["swapyard.inbox"]

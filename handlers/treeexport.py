@@ -27,7 +27,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import git
 
@@ -134,18 +134,34 @@ class _Selection:
         )
 
 
+def _object(g: git.Git, sha: str) -> tuple[int, Any]:
+    """The size and content stream of object `sha`; one git cannot read (a corrupt or
+    missing object: GitPython's ValueError, or its cat-file process gone) is a
+    GitCommandError, so the mirror can repair itself."""
+    try:
+        _, _, size, stream = g.stream_object_data(sha)
+    except (ValueError, OSError) as exc:
+        raise git.GitCommandError(["git", "cat-file", "--batch", sha], 128, str(exc)) from None
+    return size, stream
+
+
 def _write_blob(g: git.Git, entry: Entry, target: Path) -> None:
-    _, _, size, stream = g.stream_object_data(entry.sha)
+    size, stream = _object(g, entry.sha)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as out:
         left = size
-        while left > 0:
-            chunk = stream.read(min(CHUNK, left))
-            if not chunk:
-                break
-            out.write(chunk)
-            left -= len(chunk)
-    stream.read()  # the stream must be drained before the next object is asked for
+        try:
+            while left > 0 and (chunk := stream.read(min(CHUNK, left))):
+                out.write(chunk)
+                left -= len(chunk)
+            stream.read()  # the stream must be drained before the next object is asked for
+        except (ValueError, OSError) as exc:
+            left = left or 1
+            why = str(exc)
+        else:
+            why = f"{left} of its {size} bytes missing"
+    if left:  # git died inside the object: a damaged pack, not a short file
+        raise git.GitCommandError(["git", "cat-file", "--batch", entry.sha], 128, why)
 
 
 def _write_placeholder(target: Path, size: int) -> None:
@@ -181,7 +197,7 @@ def export_tree(g: git.Git, sha: str, dest: Path, limits: Limits) -> None:
     for entry, target in links:
         link = "(a link target too long to be written)"
         if entry.size <= MAX_LINK_TARGET:
-            link = g.stream_object_data(entry.sha)[3].read().decode("utf-8", "replace")
+            link = _object(g, entry.sha)[1].read().decode("utf-8", "replace")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)  # real directories only, so far
             os.symlink(link, target)

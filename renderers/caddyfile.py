@@ -8,6 +8,13 @@ the rest. Every site starts with the maintenance check: while the flag file
 at the file system on each request, so turning maintenance on or off is
 creating or removing that file, with no reload.
 
+One exception, the health pass: a request whose `X-Swapyard-Health` header
+holds a token for which `health-<token>` exists beside the flag goes to the
+apps. swapyard writes such a file for the health check of apps it restarted
+behind the page, so the page goes off only once they answer; the token is
+random per check and the header must look like one (no path tricks in the
+file name).
+
 The handlers sit inside a `route` so they run in the order written (Caddy
 would otherwise sort them by its own rules); each ends in a terminal handler
 (`reverse_proxy`, `file_server`), so the first match answers. The output is
@@ -51,12 +58,22 @@ def render_caddyfile(instance: Instance, options: RenderOptions) -> bytes:
 
 
 def _maintenance_snippet() -> list[str]:
-    page = layout.MAINTENANCE_DIR
+    page, header = layout.MAINTENANCE_DIR, layout.HEALTH_PASS_HEADER
+    token = f"{{http.request.header.{header}}}"  # the header's value, a Caddy placeholder
     return [
         "(maintenance) {",
-        f"{TAB}@maintenance file {{",
-        f"{TAB}{TAB}root {page}",
-        f"{TAB}{TAB}try_files /{layout.MAINTENANCE_FLAG}",
+        f"{TAB}@maintenance {{",
+        f"{TAB}{TAB}file {{",
+        f"{TAB}{TAB}{TAB}root {page}",
+        f"{TAB}{TAB}{TAB}try_files /{layout.MAINTENANCE_FLAG}",
+        f"{TAB}{TAB}}}",
+        f"{TAB}{TAB}not {{",
+        f"{TAB}{TAB}{TAB}header_regexp {header} {layout.HEALTH_PASS_TOKEN}",
+        f"{TAB}{TAB}{TAB}file {{",
+        f"{TAB}{TAB}{TAB}{TAB}root {page}",
+        f"{TAB}{TAB}{TAB}{TAB}try_files /{layout.HEALTH_PASS_PREFIX}{token}",
+        f"{TAB}{TAB}{TAB}}}",
+        f"{TAB}{TAB}}}",
         f"{TAB}}}",
         f"{TAB}handle @maintenance {{",
         f"{TAB}{TAB}header Retry-After {layout.RETRY_AFTER_SECONDS}",

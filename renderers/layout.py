@@ -19,6 +19,12 @@ EDGE_NETWORK = "edge"
 MAINTENANCE_DIR = "/etc/swapyard/maintenance"  # inside the Caddy container
 MAINTENANCE_FLAG = "on"  # file whose presence turns maintenance on, no reload needed
 MAINTENANCE_PAGE = "index.html"
+# The health pass: a request carrying HEALTH_PASS_HEADER: <token> gets past the
+# maintenance page while the file MAINTENANCE_DIR/HEALTH_PASS_PREFIX<token> exists
+# (swapyard checks restarted apps before it turns the page off).
+HEALTH_PASS_HEADER = "X-Swapyard-Health"
+HEALTH_PASS_PREFIX = "health-"
+HEALTH_PASS_TOKEN = "^[0-9a-f]{32}$"  # what a token looks like: 128 random bits in hex
 RETRY_AFTER_SECONDS = 300
 STATIC_DIR = "/srv/static"  # static sites, one directory per app, inside Caddy
 CADDY_DATA_SUBPATH = ".caddy"  # Caddy's /data (certificates) on the data volume

@@ -74,6 +74,7 @@ def deployment_json(d: Deployment, full: bool = False) -> dict[str, Any]:
     }
     if full:
         out["log"] = d.log
+        out["recoveries"] = d.recoveries
         out["steps"] = [
             {
                 "name": s.name,
@@ -181,7 +182,8 @@ def metrics() -> ResponseReturnValue:
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+        # repr, not :g, whose 6 digits would round a Unix time to the nearest 10,000 s
+        lines.extend(f"{name}{labels} {value!r}" for labels, value in samples)
 
     with get_db().session() as session:
         by_event = session.execute(select(Event.status, func.count()).group_by(Event.status)).all()
@@ -233,6 +235,23 @@ def metrics() -> ResponseReturnValue:
         from deploy.backupmetrics import prometheus_text
 
         text += prometheus_text(backups.scheduler.history)
+        current = backups.holder()
+        lines.clear()
+        family(
+            "swapyard_schedule_held",
+            "gauge",
+            "1 while a process holds the schedule lease (runs the backup jobs), else 0.",
+            [("", 1 if current else 0)],
+        )
+        if current is not None:
+            process = current.owner.replace("\\", "\\\\").replace('"', '\\"')
+            family(
+                "swapyard_schedule_holder_since_seconds",
+                "gauge",
+                "Unix time at which the process named took the schedule lease.",
+                [(f'{{process="{process}"}}', current.since or 0.0)],
+            )
+        text += "\n".join(lines) + "\n"
     return text, 200, {"Content-Type": "text/plain; version=0.0.4"}
 
 

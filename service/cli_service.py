@@ -2,7 +2,10 @@
 
 `register(group)` adds them (and `web`) to the `swapyard` click group. `serve` runs the
 web app under Granian (see service.server) with the worker threads in
-the same process; `worker` runs only the worker, for a second process.
+the same process; `worker` runs only the worker, for a second process;
+`web` only the web app. `serve` and `worker` stand for the schedule: of all
+the processes on one database, the one holding its lease runs the backup
+jobs (service.leader), and each says at start whether that is itself.
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ def serve(config_file: str | None, host: str, port: int, workers: int | None, th
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--threads", default=16, show_default=True, help="HTTP request threads.")
 def web(config_file: str | None, host: str, port: int, threads: int) -> None:
-    """Serve webhooks, API, pages and metrics only; run `swapyard worker` beside it."""
+    """Serve webhooks, API, pages and metrics only; run `swapyard worker` beside it.
+
+    It runs no deployment and no scheduled job: `swapyard worker` does both."""
     from . import server
 
     app = _app(config_file)
@@ -82,15 +87,17 @@ def web(config_file: str | None, host: str, port: int, threads: int) -> None:
 @config_option
 @click.option("--workers", type=int, default=None, help="Worker threads.")
 def worker(config_file: str | None, workers: int | None) -> None:
-    """Run only the worker (events, deployments, statuses) until SIGTERM."""
+    """Run only the worker (events, deployments, statuses, the schedule) until SIGTERM."""
+    from .backups import get_backups, schedule_line
     from .worker import get_worker
 
     app = _app(config_file, workers=workers)
     w = get_worker(app)
     stop = threading.Event()
     _exit_on_sigterm(stop)
-    w.start(run_backups=False)  # `serve` runs the backup jobs; this process stores its own
+    w.start(role="worker")  # stands for the schedule like `serve`; one of them runs it
     click.echo(f"swapyard: worker running with {app.config['WORKERS']} thread(s)")
+    click.echo(f"swapyard: {schedule_line(get_backups(app))}")
     sys.stdout.flush()
     try:
         while not stop.wait(1.0):

@@ -48,12 +48,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("WORKERS", 4, "Worker threads in `swapyard serve`/`worker` (0: web only)."),
     Setting(
-        "LEASE_SECONDS", 60, "How long a claimed event or instance stays locked without renewal."
+        "LEASE_SECONDS",
+        60,
+        "How long a claimed event or instance, or the schedule, stays held without renewal.",
     ),
     Setting("POLL_SECONDS", 0.5, "How often an idle worker looks for new work."),
     Setting("RECONCILE_SECONDS", 0.0, "How often to look for pushes without a webhook (0: off)."),
     Setting(
-        "REPOSITORIES", {}, "Repository full name -> clone URL; when set, only these are processed."
+        "REPOSITORIES",
+        {},
+        "Repository full name -> clone URL (any URL git fetches: https://, ssh://, git://, "
+        "file:// or a path); when set, only these are processed.",
     ),
     Setting("GITHUB_API_URL", "https://api.github.com", "GitHub (Enterprise) REST API base URL."),
     Setting("GITHUB_TOKEN", None, "Token that may post commit statuses on GitHub.", secret=True),
@@ -87,7 +92,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IMAGE_MAP", {}, "Image -> replacement image (offline machines, tests)."),
     Setting("RENDER_HTTPS", None, "Override every instance's `https` (false for local use)."),
     Setting("READY_TIMEOUT", 120.0, "Seconds a new instance may take to become ready."),
-    Setting("HEALTH_TIMEOUT", 60.0, "Seconds every app has to answer its health check."),
+    Setting(
+        "HEALTH_TIMEOUT",
+        60.0,
+        "Seconds every app has to answer its health check (after a swap, and behind the "
+        "maintenance page after a backup, restore or rollback).",
+    ),
     Setting(
         "DEPLOY_LOCK_WAIT_SECONDS",
         1800.0,

@@ -21,17 +21,21 @@ DEPLOY_LOCK_WAIT_SECONDS.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from deploy.backupjournal import BackupJournal
 from deploy.providers import get_driver
 from deploy.spec import DeploySpec
 from deploy.sqljournal import SqlJournal
+from deploy.swap import Outcome as SwapOutcome
 from deploy.swap import SwapEngine
 from deploy.types import SwapInProgress
 from handlers.pipeline import Execution, StepRecord
@@ -101,6 +105,7 @@ class Deployer:
             ready_timeout=float(settings["READY_TIMEOUT"]),
             health_timeout=float(settings["HEALTH_TIMEOUT"]),
             lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),
+            alerts=BackupJournal(database),  # an old instance left behind its page
         )
 
     def render_options(self) -> RenderOptions:
@@ -139,12 +144,60 @@ class Deployer:
                 hook(instance)
         return Execution(state, outcome.kind, outcome.message, steps)
 
-    def recover(self) -> None:
-        """Finish or roll back what a dead worker left, then put volumes and routes back."""
+    def recover(self) -> list[Recovery]:
+        """Finish or roll back what a dead worker left, then put volumes and routes back.
+
+        Returns what was recovered, so the worker can show it on the deployments the
+        dead worker was running (history, pages, commit statuses), not only in the log.
+        """
+        recovered = []
         for outcome in self.engine.recover():
             log.warning("recovered: %s", outcome.message)
+            if outcome.swap_id is not None:
+                recovered.append(self._recovery(outcome))
         report = self.engine.reconcile()
         for note in report.notes:
             log.info("reconciled: %s", note)
         for orphan in report.orphans:
             log.warning("orphan instance %s: not referenced by any deployment", orphan)
+        return recovered
+
+    def _recovery(self, outcome: SwapOutcome) -> Recovery:
+        assert outcome.swap_id is not None
+        journal = self.engine.journal
+        record = journal.get(outcome.swap_id)
+        steps = tuple(
+            StepRecord(
+                s.step,
+                s.status,
+                _epoch(s.started),
+                _epoch(s.finished or s.started),
+                s.detail,
+            )
+            for s in journal.steps(outcome.swap_id)
+        )
+        return Recovery(record.project, record.name, record.commit, outcome, steps)
+
+
+def _epoch(naive_utc: dt.datetime) -> float:
+    return naive_utc.replace(tzinfo=dt.UTC).timestamp()
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A swap a dead worker left, finished or rolled back at start-up.
+
+    `outcome.message` says which (e.g. "failure: the worker stopped after detach_old;
+    rolled back to 1a2b3c4d5e6f"); `steps` are the swap's journaled steps, the
+    interrupted attempt's and the recovery's, as the deployment's history shows them.
+    """
+
+    project: str
+    name: str
+    commit: str
+    outcome: SwapOutcome
+    steps: tuple[StepRecord, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}/{self.name}"

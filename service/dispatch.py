@@ -4,7 +4,8 @@
 status, inside the transaction that finishes the event, so an event is
 either fully dispatched (deployments and statuses stored) or still
 claimable. The rest queues statuses: per deployment (`status`,
-`note_waiting`) and for the push as a whole (`received_status`, `settle`).
+`note_waiting`, `note_recovered`) and for the push as a whole (`received_status`,
+`settle`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from handlers.pipeline import Targets
+from handlers.pipeline import StepRecord, Targets, clip
 
 from . import statuses
-from .models import Deployment, Event
+from .deployer import Recovery
+from .models import RECOVERED_STEP, Deployment, Event, StatusOutbox, Step
 
 Row = tuple[str, str | None, str | None, str, str]  # key, project, instance, context, mode
 
@@ -78,6 +80,37 @@ def note_waiting(session: Session, key: str, text: str, public_url: str) -> None
     status(session, dep.event, dep, "pending", text, public_url)
 
 
+def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Deployment | None:
+    """Show on the deployment a dead worker was running what recovery did to its swap.
+
+    The swap's journaled steps (the interrupted attempt's, then the rollback's or the
+    completion's) join the deployment's steps, followed by a `recovered` step with the
+    outcome; its summary, log and a `pending` status say it, and the deployment then
+    runs again (its lease has expired). None when no unfinished deployment matches
+    (the swap was started outside the worker).
+    """
+    dep = session.scalars(
+        select(Deployment)
+        .where(
+            Deployment.key == recovery.key,
+            Deployment.sha == recovery.commit,
+            Deployment.status.in_(("waiting", "running")),
+        )
+        .order_by(Deployment.id.desc())
+    ).first()
+    if dep is None:
+        return None
+    now = time.time()
+    message = recovery.outcome.message
+    steps = [*recovery.steps, StepRecord(RECOVERED_STEP, "done", now, now, message)]
+    session.add_all(Step.of(dep.id, s) for s in steps)
+    text = f"recovered after a restart: {message}; deploying again"
+    dep.summary = text
+    dep.log = "\n".join(filter(None, [dep.log, text]))
+    status(session, dep.event, dep, "pending", clip(text), public_url)
+    return dep
+
+
 def status(
     session: Session, event: Event, dep: Deployment, state: str, text: str, public_url: str
 ) -> None:
@@ -116,6 +149,22 @@ def received_status(
         description="received: looking for the instances this commit changes",
         target_url=f"{public_url}/events/{event_id}",
         now=now,
+    )
+
+
+def was_received(session: Session, event: Event) -> bool:
+    """True when the push's status was stored at receipt (its forge has a token)."""
+    return (
+        session.scalar(
+            select(StatusOutbox.id)
+            .where(
+                StatusOutbox.repository == (event.repository or ""),
+                StatusOutbox.sha == (event.after or ""),
+                StatusOutbox.context == PUSH_CONTEXT,
+            )
+            .limit(1)
+        )
+        is not None
     )
 
 

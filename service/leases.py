@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import case, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,13 +16,20 @@ from .models import Lease
 
 
 def take(session: Session, key: str, owner: str, seconds: float) -> bool:
-    """Take (or renew) `key` for `owner` unless someone else holds an unexpired lease."""
+    """Take (or renew) `key` for `owner` unless someone else holds an unexpired lease.
+
+    A renewal keeps `taken_at`; taking it over from another owner sets it.
+    """
     now = time.time()
     taken = rowcount(
         session.execute(
             update(Lease)
             .where(Lease.key == key, or_(Lease.expires_at < now, Lease.owner == owner))
-            .values(owner=owner, expires_at=now + seconds)
+            .values(
+                owner=owner,
+                expires_at=now + seconds,
+                taken_at=case((Lease.owner == owner, Lease.taken_at), else_=now),
+            )
         )
     )
     if taken:
@@ -31,7 +38,7 @@ def take(session: Session, key: str, owner: str, seconds: float) -> bool:
         return False
     try:
         with session.begin_nested():
-            session.add(Lease(key=key, owner=owner, expires_at=now + seconds))
+            session.add(Lease(key=key, owner=owner, expires_at=now + seconds, taken_at=now))
     except IntegrityError:
         return False
     return True

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from handlers.pipeline import StepRecord
+
 
 class Base(DeclarativeBase):
     pass
@@ -81,6 +83,15 @@ class Deployment(Base):
     event: Mapped[Event] = relationship(back_populates="deployments")
     steps: Mapped[list[Step]] = relationship(back_populates="deployment", order_by="Step.id")
 
+    @property
+    def recoveries(self) -> list[str]:
+        """What start-up recovery did to this deployment's swaps, oldest first."""
+        return [s.log for s in self.steps if s.name == RECOVERED_STEP]
+
+
+RECOVERED_STEP = "recovered"
+"""The step that says what start-up recovery did to a deployment's swap (its log)."""
+
 
 class Step(Base):
     """One journaled step of a deployment, with its timing and log."""
@@ -97,15 +108,29 @@ class Step(Base):
 
     deployment: Mapped[Deployment] = relationship(back_populates="steps")
 
+    @classmethod
+    def of(cls, deployment_id: int, record: StepRecord) -> Step:
+        """The stored form of a step the pipeline or the swap journal recorded."""
+        return cls(
+            deployment_id=deployment_id,
+            name=record.name,
+            status=record.status,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            log=record.log,
+        )
+
 
 class Lease(Base):
-    """A named lock that expires: one running deployment per instance key."""
+    """A named lock that expires: one running deployment per instance key, and the
+    `schedule` lease of the process that runs the backup scheduler."""
 
     __tablename__ = "leases"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[float] = mapped_column(Float)
+    taken_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class StatusOutbox(Base):

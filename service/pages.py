@@ -72,7 +72,13 @@ def instances() -> ResponseReturnValue:
             }
             for last, ok in latest_per_instance(db)
         ]
-    return render_template("instances.html", instances=found)
+    from .backups import get_backups
+
+    backups = get_backups(current_app)
+    schedule = backups.schedule_holder() if backups is not None else None
+    return render_template(
+        "instances.html", instances=found, backups_on=backups is not None, schedule=schedule
+    )
 
 
 @bp.get("/instances/<project>/<name>")
@@ -102,7 +108,8 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
         if d is None:
             return render_template("missing.html", what=f"deployment {deployment_id}"), 404
         data = deployment_json(d, full=True)
-        start = d.started_at or d.created_at
+        # steps of an attempt that a restart interrupted came before this run's start
+        start = min([d.started_at or d.created_at, *(s.started_at for s in d.steps)])
         for step, row in zip(data["steps"], d.steps, strict=True):
             step["offset"] = round(row.started_at - start, 3)
             step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)

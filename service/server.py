@@ -12,7 +12,8 @@ main process). A worker that dies is respawned; a worker whose main process
 dies (SIGKILL) is stopped by the kernel, as gunicorn's workers stop
 themselves, so no orphan keeps serving and running jobs. Killing the whole
 process group loses nothing: acknowledged events are in the database and
-leases expire.
+leases expire, the schedule's too (service.leader): another `serve` or
+`worker` on the database takes the schedule over within a lease length.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.log import logger as granian_logger
 
+from .backups import get_backups, schedule_line
 from .db import get_db
 from .worker import get_worker
 
@@ -58,16 +60,23 @@ def run(app: Flask, host: str, port: int, threads: int, background: bool = True)
     def load(_target: str) -> Flask:  # in the forked worker process
         _end_with_parent(main_pid)
         get_db(app).engine.dispose(close=False)  # connections from before fork stay unused
+        backups = get_backups(app)
         if background:
-            get_worker(app).start()
+            get_worker(app).start(role="serve")
+        elif backups is not None:
+            backups.start(role=None)  # read and store jobs; `serve` or `worker` runs them
+        print(f"swapyard: {schedule_line(backups)}", flush=True)
         return app
 
     def serve_then_stop(*args: Any, **kwargs: Any) -> None:
         try:
             Granian._spawn_wsgi_worker(*args, **kwargs)
         finally:
+            backups = get_backups(app)
             if background:
                 get_worker(app).stop()
+            elif backups is not None:
+                backups.shutdown()
 
     granian_logger.addFilter(_ThreadCountIsIntended())
     server = Granian(

@@ -7,6 +7,11 @@ under a lease on its instance key, so one instance runs one at a time; when
 the lease is taken, the newest waiting deployment of that key runs and older
 ones are marked `superseded`. A lease that expires (killed worker) frees the
 work for another worker, so nothing waits forever and nothing is lost.
+
+The mirror keeps a fetch whole or invisible and repairs itself
+(handlers/gitmirror.py); a read that still fails on a commit fetched whole (an
+object there but unreadable) has the mirror cloned afresh and runs once more,
+so damage on this side costs a clone, not the push.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +33,14 @@ from sqlalchemy.orm import Session
 from handlers.changes import Change, diff_push
 from handlers.errors import GitError
 from handlers.gitmirror import MirrorCache
-from handlers.pipeline import Outcome, Pipeline, targets
+from handlers.pipeline import Outcome, Pipeline, clip, targets
 from schemas import Instance
 
 from . import backups, dispatch, leases, statuses
 from .backups import Backups
 from .config import config_limits
 from .db import Database, get_db, rowcount
-from .deployer import Deployer
+from .deployer import Deployer, Recovery
 from .doorbell import Doorbell
 from .models import Deployment, Event, Step
 from .reconciler import Reconciler
@@ -157,7 +163,10 @@ class Worker:
                     time.time(),
                 )
                 current.lease_owner = current.lease_expires = None
-                self._push_status(session, current, "error", f"not deployed: {reason}")
+                # a repository left out of the setting after this push was received: settle
+                # the status posted at receipt; otherwise swapyard posts nothing on it
+                if dispatch.was_received(session, current):
+                    self._push_status(session, current, "error", f"not deployed: {reason}")
 
     def _dispatch(self, event: Event) -> None:
         try:
@@ -166,14 +175,21 @@ class Worker:
                     f"event {event.id}: no repository, commit or clone URL in the payload; "
                     "map the repository to a URL with the `repositories` setting"
                 )
+            url, after = self._url(event), event.after
             mirror = self.mirrors.mirror(event.repository)
-            mirror.fetch(self._url(event), event.after)
-            if event.kind == "push":
-                change = diff_push(mirror, event.before, event.after)
-            else:
-                change = Change(True, frozenset(), "pull request: every instance is evaluated")
+            mirror.fetch(url, after)
+
             with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
-                tree = mirror.export(event.after, Path(tmp) / "tree", self.limits)
+
+                def read() -> tuple[Change, Path]:
+                    if event.kind == "push":
+                        change = diff_push(mirror, event.before, after)
+                    else:
+                        note = "pull request: every instance is evaluated"
+                        change = Change(True, frozenset(), note)
+                    return change, mirror.export(after, Path(tmp) / "tree", self.limits)
+
+                change, tree = mirror.read_or_repair(url, after, read)
                 branch = (
                     event.ref[len("refs/heads/") :] if event.kind == "push" and event.ref else None
                 )
@@ -253,15 +269,17 @@ class Worker:
             assert event is not None
             session.expunge(event)
         try:
+            url = self._url(event)
             mirror = self.mirrors.mirror(event.repository or "")
-            mirror.fetch(self._url(event), dep.sha)
+            mirror.fetch(url, dep.sha)
             with (
                 tempfile.TemporaryDirectory(dir=self._work()) as tmp,
                 leases.kept_alive(
                     self.db, leases.renew_lease(dep.key, self.owner, self.lease), self.lease
                 ),
             ):
-                tree = mirror.export(dep.sha, Path(tmp) / "tree", self.limits)
+                export = partial(mirror.export, dep.sha, Path(tmp) / "tree", self.limits)
+                tree = mirror.read_or_repair(url, dep.sha, export)
                 if dep.mode == "plan":
                     outcome = self.pipeline.run_plan(tree, [])
                 else:
@@ -272,29 +290,29 @@ class Worker:
             outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
         self._finish(dep, event, outcome)
 
+    def _show(self, recovered: list[Recovery]) -> None:
+        """Put what start-up recovery did on the deployments it interrupted."""
+        with self.db.session() as session:
+            for recovery in recovered:
+                dispatch.note_recovered(session, recovery, self.settings["PUBLIC_URL"])
+
     def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
         now = time.time()
         with self.db.session() as session:
             current = session.get(Deployment, dep.id)
             assert current is not None
+            recovered = current.recoveries
             current.status, current.action = outcome.state, outcome.action
             current.summary, current.digest = outcome.summary, outcome.digest
+            description = outcome.description
+            if recovered:  # the history keeps what the restart did; the status says it first
+                current.summary += f" (after a restart: {'; '.join(recovered)})"
+                description = clip(f"retried after a restart: {outcome.summary}")
             current.finished_at = now
-            current.log = "\n".join(
-                f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps
-            )
-            for s in outcome.steps:
-                session.add(
-                    Step(
-                        deployment_id=dep.id,
-                        name=s.name,
-                        status=s.status,
-                        started_at=s.started_at,
-                        finished_at=s.finished_at,
-                        log=s.log,
-                    )
-                )
-            self._status(session, event, current, outcome.state, outcome.description)
+            lines = (f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps)
+            current.log = "\n".join([current.log, *lines] if recovered else lines)
+            session.add_all(Step.of(dep.id, s) for s in outcome.steps)
+            self._status(session, event, current, outcome.state, description)
             dispatch.settle(session, current.event, self.settings["PUBLIC_URL"])
             leases.release(session, dep.key, self.owner)
 
@@ -336,18 +354,19 @@ class Worker:
                 self.doorbell.wait(seen, max(idle - gap, 0.0))
 
     def start(
-        self, threads: int | None = None, statuses: bool = True, run_backups: bool = True
+        self, threads: int | None = None, statuses: bool = True, role: str | None = "serve"
     ) -> None:
         """Start `threads` worker threads (default WORKERS), the status sender and backups.
 
-        With `run_backups` false (a second process) the backup scheduler only
-        stores the jobs this process's deploys create.
+        With a `role` (`serve`, `worker`) this process stands for the schedule
+        lease: whichever process holds it runs the backup jobs of every process
+        on the database (service.backups); with None it only stores jobs.
         """
         count = int(self.settings["WORKERS"] if threads is None else threads)
         if self.deployer is not None and count > 0:
-            self.deployer.recover()
-        if self.backups is not None and count > 0:
-            self.backups.start(run_jobs=run_backups)
+            self._show(self.deployer.recover())
+        if self.backups is not None:
+            self.backups.start(role)
         self._stop.clear()
         for n in range(count):
             self._spawn(f"swapyard-worker-{n}", self.run_once)
@@ -375,7 +394,7 @@ class Worker:
         self._stop.set()
         self.doorbell.ring()
         if self.backups is not None and self.backups.scheduler.scheduler.running:
-            self.backups.shutdown()
+            self.backups.shutdown()  # running backups finish, then the lease is given up
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()

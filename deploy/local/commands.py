@@ -1,7 +1,7 @@
 """The one seam for external programs: every subprocess of the local provider goes here.
 
 `run` is for commands that finish (docker-compose, losetup, mount, mkfs,
-blkid); `spawn` for the one long-running process (the edge Caddy).
+blkid); `spawn` for the long-running ones (the edge Caddy and its switchboard).
 """
 
 from __future__ import annotations
@@ -47,9 +47,15 @@ def run(
     return proc
 
 
-def spawn(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a long-running program in its own session, output appended to `log_path`."""
+def spawn(
+    argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a long-running program in its own session, output appended to `log_path`.
+
+    `env` is added to the current environment.
+    """
     args = [str(a) for a in argv]
+    full_env = {**os.environ, **env} if env else None
     log.debug("spawn: %s", " ".join(args))
     with open(log_path, "ab") as out:
         try:
@@ -59,6 +65,7 @@ def spawn(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[bytes]:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=full_env,
             )
         except FileNotFoundError as exc:
             raise ProviderError(f"{args[0]} is not installed or not on PATH") from exc

@@ -1,11 +1,21 @@
-"""The local edge: one Caddy in front of every local instance, re-pointed through its admin API.
+"""The local edge: one Caddy in front of every local instance, and its switchboard.
 
-The edge listens on configured loopback ports and routes each domain to the
-front Caddy of the instance that is live for it. Switching traffic posts a
-whole new config to `/load`: Caddy applies it atomically, keeps its
-listeners, and lets in-flight requests finish (`grace_period`), so no
-connection is dropped. The route table is kept in `edge/routes.json` so a
-restarted service (or edge) comes back with the same routes.
+The edge Caddy listens on configured loopback ports and proxies each domain
+to the switchboard's stable address for that domain (`switchboard.py`),
+which forwards to the front Caddy of the instance that is live for it. So
+the Caddy config depends only on the set of domains: a swap re-points the
+switchboard and loads nothing into Caddy, which is what keeps fresh and idle
+keep-alive connections alive across swaps (a Caddy 2.6 config load resets
+the odd new connection and closes every idle one).
+
+A config is still loaded into Caddy when the set of domains changes (an
+instance created, a domain added or removed), and only then: that load is
+atomic and lets in-flight requests finish (`grace_period`), but the caveat
+above applies to it. A new domain's address is listening before Caddy
+routes to it; a removed domain leaves Caddy before its address goes.
+
+The route table is kept in `edge/routes.json` so a restarted service (or
+edge) comes back with the same routes.
 """
 
 from __future__ import annotations
@@ -14,8 +24,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +32,9 @@ from typing import Any
 import requests
 
 from deploy.base import Route
+from deploy.local import pidfile
 from deploy.local.commands import spawn
+from deploy.local.switchboard import Switchboard
 from deploy.types import ProviderError
 
 log = logging.getLogger(__name__)
@@ -33,7 +43,7 @@ SERVER = "swapyard-edge"  # the server name marks a Caddy as ours
 
 
 class LocalEdge:
-    """A Caddy process owned by the service; `listen` like ["127.0.0.1:8080"]."""
+    """The edge Caddy and its switchboard; `listen` like ["127.0.0.1:8080"]."""
 
     def __init__(
         self,
@@ -49,6 +59,7 @@ class LocalEdge:
         self.admin = admin
         self.caddy = caddy
         self.grace_period = grace_period
+        self.switchboard = Switchboard(self.dir)
 
     # -- config ------------------------------------------------------------
     def routes(self) -> list[Route]:
@@ -62,19 +73,27 @@ class LocalEdge:
         ]
 
     def config(self, routes: list[Route]) -> dict[str, Any]:
-        """The Caddy JSON config serving `routes` (unknown hosts get a 404)."""
+        """The Caddy JSON config serving `routes` (unknown hosts get a 404).
+
+        It names each domain's switchboard address, never an instance, so
+        it is the same for every assignment of the same domains. Keep-alive
+        towards the switchboard is off: each request picks the instance
+        live when it is sent.
+        """
+        domains = sorted({d.lower() for r in routes for d in r.domains})
         caddy_routes: list[dict[str, Any]] = [
             {
-                "match": [{"host": list(dict.fromkeys(r.domains))}],
+                "match": [{"host": [domain]}],
                 "handle": [
                     {
                         "handler": "reverse_proxy",
-                        "upstreams": [{"dial": f"{r.endpoint[0]}:{r.endpoint[1]}"}],
+                        "transport": {"protocol": "http", "keep_alive": {"enabled": False}},
+                        "upstreams": [{"dial": self.switchboard.dial(domain)}],
                     }
                 ],
                 "terminal": True,
             }
-            for r in routes
+            for domain in domains
         ]
         caddy_routes.append(
             {
@@ -115,21 +134,8 @@ class LocalEdge:
 
     # -- process -----------------------------------------------------------
     def _pid(self) -> int | None:
-        """The pid in our pid file while that process lives and is our Caddy.
-
-        The command line must name our config, so a recycled pid never gets
-        a signal from `stop`. A dead child of ours is reaped on the way.
-        """
-        try:
-            pid = int((self.dir / "caddy.pid").read_text().strip())
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, ValueError, IndexError):
-            return None
-        ours = str(self.dir / "config.json").encode() in cmdline
-        return pid if ours and state != "Z" else None
+        """The pid of our Caddy: its command line must name our config (see `pidfile`)."""
+        return pidfile.live_pid(self.dir / "caddy.pid", str(self.dir / "config.json"))
 
     def is_running(self) -> bool:
         """True when our edge answers on the admin address, False when nothing listens.
@@ -154,12 +160,15 @@ class LocalEdge:
         )
 
     def ensure_running(self, timeout: float = 15) -> None:
-        """Start the edge Caddy with the persisted routes unless it already answers.
+        """Start the switchboard and the edge Caddy with the persisted routes unless running.
 
-        Never starts a second one while the process in our pid file lives
-        (it may just be slow to answer): it waits for that one instead.
+        Never starts a second Caddy while the process in our pid file lives
+        (it may just be slow to answer): it waits for that one instead. A
+        foreign Caddy on the admin address is refused before anything starts.
         """
-        if self.is_running():
+        running = self.is_running()
+        self.switchboard.apply(self._table(self.routes()))
+        if running:
             return
         if self._pid() is None:
             self._save(self.routes())
@@ -184,28 +193,37 @@ class LocalEdge:
         )
 
     def stop(self, timeout: float = 15) -> None:
-        """Stop the edge Caddy this state directory started (SIGTERM, then SIGKILL)."""
-        pid = self._pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self._pid() is not None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._pid() is not None:
-                log.warning("the edge Caddy (pid %s) ignored SIGTERM; killing it", pid)
-                os.kill(pid, signal.SIGKILL)
-                while self._pid() is not None:
-                    time.sleep(0.05)
-        (self.dir / "caddy.pid").unlink(missing_ok=True)
+        """Stop the edge Caddy and the switchboard this state directory started."""
+        pidfile.stop(self.dir / "caddy.pid", str(self.dir / "config.json"), timeout)
+        self.switchboard.stop(timeout)
 
     # -- switching ---------------------------------------------------------
+    @staticmethod
+    def _table(routes: list[Route]) -> dict[str, tuple[str, int]]:
+        return {d.lower(): r.endpoint for r in routes for d in r.domains}
+
     def load(self, routes: list[Route]) -> None:
-        """Persist `routes` and load them into the running edge in one atomic config swap."""
+        """Persist `routes` and put them in effect; Caddy loads a config only for new domains.
+
+        New domains get their switchboard address before Caddy routes to
+        them; removed ones leave Caddy before their address goes.
+        """
         self.ensure_running()
+        table, before = self._table(routes), self._table(self.routes())
         self._save(routes)
-        resp = requests.post(f"http://{self.admin}/load", json=self.config(routes), timeout=30)
-        if resp.status_code != 200:
-            raise ProviderError(f"the edge Caddy refused the new config: {resp.text.strip()}")
+        self.switchboard.apply(before | table)  # removed domains stay until Caddy drops them
+        config = self.config(routes)
+        if self._loaded_config() != config:
+            resp = requests.post(f"http://{self.admin}/load", json=config, timeout=30)
+            if resp.status_code != 200:
+                raise ProviderError(f"the edge Caddy refused the new config: {resp.text.strip()}")
+        if before.keys() - table.keys():
+            self.switchboard.apply(table)
+
+    def _loaded_config(self) -> Any:
+        """The config the running edge Caddy has (None when it does not say)."""
+        resp = requests.get(f"http://{self.admin}/config/", timeout=10)
+        return resp.json() if resp.status_code == 200 else None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

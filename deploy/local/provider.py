@@ -2,7 +2,8 @@
 
 The pieces live beside it: `projects.py` (an instance's directory and
 compose project: materialization and inspection), `volumes.py` (loop-mounted
-images), `edge.py` (the edge Caddy). This class is the instance lifecycle
+images), `edge.py` (the edge Caddy) and `switchboard.py` (its stable
+upstream per domain). This class is the instance lifecycle
 that puts them together behind the `Provider` interface. Writers (label
 `org.swapyard.writer=true`) are created but only started once the volume is
 attached.
@@ -21,6 +22,7 @@ from deploy.local.edge import LocalEdge
 from deploy.local.projects import OPT, ComposeProjects
 from deploy.local.volumes import LoopVolumes, VolumeInfo
 from deploy.types import InstanceNotFound, InstanceNotReady, ProviderError, VolumeState
+from renderers.layout import HEALTH_PASS_PREFIX
 
 __all__ = ["OPT", "LocalProvider"]
 
@@ -148,6 +150,16 @@ class LocalProvider(Provider):
         else:
             flag.unlink(missing_ok=True)
 
+    def set_health_pass(self, instance: InstanceHandle, token: str | None) -> None:
+        """Create `maintenance/health-<token>` (or remove every such file when None)."""
+        self._require(instance)
+        folder = self.projects.root(instance.id) / "maintenance"
+        for old in folder.glob(f"{HEALTH_PASS_PREFIX}*"):
+            old.unlink(missing_ok=True)
+        if token is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{HEALTH_PASS_PREFIX}{token}").touch()
+
     def stop_writers(self, instance: InstanceHandle) -> None:
         """Stop the writer services (compose stop, graceful within the stop timeout)."""
         self._require(instance)
@@ -267,6 +279,10 @@ class LocalProvider(Provider):
             info and info.mountpoints and info.filesystem == "btrfs" and not info.directory_mode
         )
 
+    def flush_volume(self, volume: VolumeHandle) -> None:
+        """`syncfs` of the volume's mounted filesystem (`sync -f`), not a global sync."""
+        self.volumes.flush(volume.id)
+
     def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
         """A read-only btrfs snapshot under `.swapyard-snapshots/` of the volume itself."""
         return self.volumes.snapshot(volume.id, name)
@@ -277,7 +293,11 @@ class LocalProvider(Provider):
 
     # -- traffic -----------------------------------------------------------
     def switch_traffic(self, route: Route) -> None:
-        """Point the edge's routes for `route.domains` at the instance (atomic config load)."""
+        """Point `route.domains` at the instance's endpoint through the edge's switchboard.
+
+        The edge Caddy loads a config only when the set of domains changes;
+        a swap re-points the switchboard alone (see `edge.py`).
+        """
         self.edge.switch(route)
 
     def remove_traffic(self, domains: tuple[str, ...]) -> None:
@@ -289,5 +309,5 @@ class LocalProvider(Provider):
         return self.edge.routes()
 
     def ex_stop_edge(self) -> None:
-        """Stop the edge Caddy process (tests, service shutdown)."""
+        """Stop the edge Caddy and its switchboard (tests, service shutdown)."""
         self.edge.stop()

@@ -272,6 +272,13 @@ class LoopVolumes:
             path(b).rename(path(a))
             tmp.rename(path(b))
 
+    def flush(self, vid: str) -> None:
+        """Write the dirty data of mounted volume `vid` to its image (syncfs, one filesystem)."""
+        info = self.info(vid)
+        if info is None or not info.mountpoints:
+            raise ProviderError(f"volume {vid} is not mounted; nothing to flush")
+        run(["sync", "--file-system", str(info.mountpoints[0])])
+
     def snapshot(self, vid: str, name: str) -> Path:
         """Read-only btrfs snapshot `name` of mounted volume `vid`, inside the volume."""
         info = self.info(vid)

@@ -30,7 +30,7 @@ from deploy.spec import DeploySpec, VolumeSpec
 from deploy.sqljournal import SqlJournal
 from deploy.swap import SwapEngine
 from tests.deploy import conftest as deploy_fixtures
-from tests.deploy.fixtures import make_spec
+from tests.deploy.fixtures import make_ignition, make_spec
 
 # The deploy tests' fixtures: Docker engine, test image, local provider with cleanup.
 docker_client = deploy_fixtures.docker_client
@@ -169,6 +169,15 @@ def deployed_btrfs(
     return Deployed(
         provider, f"sqlite:///{tmp_path / 'swapyard.db'}", project, replace(spec, volume=volume)
     )
+
+
+@pytest.fixture
+def deployed_slow(
+    provider: LocalProvider, tmp_path: Path, project: str, test_image: str
+) -> Deployed:
+    """The fixture instance whose writer `notes` listens 2 s after each start (`.hold`: never)."""
+    spec = make_spec(project, make_ignition(test_image, "v1", writer_delay=2), "a" * 40)
+    return Deployed(provider, f"sqlite:///{tmp_path / 'swapyard.db'}", project, spec)
 
 
 def tree(root: Path, skip: tuple[str, ...] = (".swapyard-snapshots", "lost+found")) -> dict:

@@ -53,6 +53,7 @@ def test_backup_shows_maintenance_stops_writers_and_stores_the_volume(
     assert probe.seen["stop_writers"] == (503, [])
     assert probe.seen["restic_backup"] == (503, [])
     assert probe.seen["start_writers"][1] == ["notes"]
+    assert probe.seen["health_check"][0] == 503  # the page stays on while the apps are checked
     assert probe.seen["maintenance_off"][0] == 200
     assert run.done[-3:] == ("maintenance_off", "verify", "forget_prune")
     assert run.window is not None and run.window > 0 and run.files and run.bytes
@@ -83,7 +84,7 @@ def test_failing_restic_brings_the_apps_back_and_records_why(
     run = runner.run(d.project, "demo", wrong)
     assert run.state == FAILED and "wrong password" in (run.error or "")
     assert "wrong-password-42" not in (run.error or "")
-    assert run.done[-2:] == ("start_writers", "maintenance_off")
+    assert run.done[-3:] == ("start_writers", "health_check", "maintenance_off")
     assert_apps_serve(d)
     unreachable = ResticRepo(
         f"s3:http://127.0.0.1:{port_closed()}/nowhere",

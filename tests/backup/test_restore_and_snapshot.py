@@ -69,14 +69,16 @@ def test_snapshot_mode_keeps_the_window_shorter_than_stop_mode(
     snap = runner.run(d.project, "demo", local_repo)  # auto: btrfs -> snapshot
     assert stop.state == SUCCEEDED and snap.state == SUCCEEDED, (stop.error, snap.error)
     assert (stop.mode, snap.mode) == ("stop", "snapshot")
-    assert snap.done[:5] == (
+    assert snap.done[:7] == (
+        "flush",
         "maintenance_on",
         "stop_writers",
         "snapshot",
         "start_writers",
+        "health_check",
         "maintenance_off",
     )
-    assert snap.done[5:] == ("restic_backup", "delete_snapshot", "verify")
+    assert snap.done[7:] == ("restic_backup", "delete_snapshot", "verify")
     assert stop.window and snap.window and snap.window < stop.window
     print(f"window: stop {stop.window:.2f} s, snapshot {snap.window:.2f} s")
     assert not any((d.volume_path / SNAPSHOT_DIR).iterdir())  # the snapshot is gone
@@ -112,16 +114,21 @@ def test_restore_live_swaps_the_snapshot_in_and_keeps_the_previous_data(
     assert d.get("notes.test", "/cgi-bin/add?before").status_code == 200
     assert BackupRunner(d.provider, d.swaps, d.history).run(d.project, "demo", local_repo).state
     assert d.get("notes.test", "/cgi-bin/add?after-backup").status_code == 200
-    # a health check that cannot pass: everything is put back as it was
+    # a health check that cannot pass: the data is put back as it was, and since the
+    # check fails with it too, the maintenance page stays on, with an alert
     broken = (AppCheck("web", "web.test", "/missing"),)
     run = restore_live(
         d.provider, d.swaps, d.history, local_repo, d.project, "demo", broken, health_timeout=1
     )
-    assert run.state == FAILED and "previous data back" in (run.error or "")
-    assert d.get("notes.test", "/cgi-bin/list").text == "before\nafter-backup\n"
+    assert run.state == FAILED and "undo:health_check" in (run.error or "")
+    assert "the maintenance page stays on" in (run.error or "")
+    assert (d.volume_path / "notes" / "notes.txt").read_text() == "before\nafter-backup\n"
+    assert d.get("notes.test", "/cgi-bin/list").status_code == 503
+    assert [a.kind for a in d.history.alerts(d.project, "demo")] == ["maintenance"]
     assert d.writers_running() == ["notes"] and d.swaps.locks() == []
     run = restore_live(d.provider, d.swaps, d.history, local_repo, d.project, "demo", apps)
     assert run.state == SUCCEEDED, run.error
+    assert d.history.alerts(d.project, "demo") == []  # the page went off: alert closed
     assert d.get("notes.test", "/cgi-bin/list").text == "before\n"
     assert d.get("notes.test", "/cgi-bin/add?again").status_code == 200
     spare = d.provider.get_volume(f"{d.spec.volume.id}-before-restore-{run.id}")

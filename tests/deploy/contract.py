@@ -2,11 +2,13 @@
 
 A subclass supplies the fixtures `provider` (a fresh driver), `project` (a
 unique project name), `ignition_v1` (an Ignition config of an instance whose
-front proxy serves `web.test` at `/` and that has a writer service).
+front proxy serves `web.test` at `/`, shows the maintenance page with its
+health pass, and has a writer service).
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import requests
 
 from deploy.base import InstanceHandle, Provider, Route
 from deploy.types import InstanceState, ProviderError, VolumeInUse, VolumeState
+from renderers.layout import HEALTH_PASS_HEADER, HEALTH_PASS_PREFIX
 
 MIB = 1 << 20
 
@@ -54,6 +57,30 @@ class ProviderContract:
         assert resp.headers.get("Retry-After")
         provider.set_maintenance(inst, False)
         assert self.get(inst).status_code == 200
+
+    def test_a_health_pass_gets_through_the_maintenance_page_and_nothing_else(
+        self, provider: Provider, project: str, ignition_v1: bytes
+    ) -> None:
+        inst = self.ready(provider, project, ignition_v1, "h1")
+        token, other = secrets.token_hex(16), secrets.token_hex(16)
+        provider.set_maintenance(inst, True)
+        provider.set_health_pass(inst, token)
+        try:
+            assert self.pass_get(inst, token).status_code == 200
+            for header in (other, "", "../on", f"x/../../{HEALTH_PASS_PREFIX}{token}", token + "/"):
+                assert self.pass_get(inst, header).status_code == 503, header
+            assert self.get(inst).status_code == 503
+        finally:
+            provider.set_health_pass(inst, None)
+        assert self.pass_get(inst, token).status_code == 503  # withdrawn
+        provider.set_maintenance(inst, False)
+        assert self.get(inst).status_code == 200
+
+    def pass_get(self, inst: InstanceHandle, token: str) -> Any:
+        assert inst.endpoint is not None
+        host_ip, port = inst.endpoint
+        headers = {"Host": "web.test", HEALTH_PASS_HEADER: token}
+        return requests.get(f"http://{host_ip}:{port}/", headers=headers, timeout=5)
 
     def test_volume_is_formatted_once_and_keeps_data(
         self, provider: Provider, project: str, ignition_v1: bytes

@@ -8,9 +8,13 @@ with `docker import`, tagged by a hash of its content so reruns reuse it.
 tested against the Ignition spec rather than the renderer's output (the
 renderer's output is deployed in tests/e2e and bench/swap.py):
 an Ignition 3.4.0 config with a compose project of three services — the
-front `caddy` (maintenance when `maintenance/on` exists), a static `web`
-app, and a writer `notes` app (busybox httpd CGI appending to the data
-volume).
+front `caddy` (maintenance when `maintenance/on` exists, with the health
+pass of renderers/caddyfile.py), a static `web` app, and a writer `notes`
+app (busybox httpd CGI appending to the data volume).
+
+`make_ignition(..., writer_delay=s)` makes `notes` a slow starter: each
+start waits `s` seconds before httpd listens, and waits for as long as a
+file `.hold` exists in its data, so a test can make it never come back.
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ CADDYFILE = """\
 \tauto_https off
 }
 :80 {
-\t@maint file {
-\t\troot /srv/maintenance
-\t\ttry_files /on
-\t}
+\t@maint {
+\t\tfile {
+\t\t\troot /srv/maintenance
+\t\t\ttry_files /on
+\t\t}
+HEALTH_PASS\t}
 \thandle @maint {
 \t\theader Retry-After 30
 \t\trespond "down for maintenance" 503
@@ -66,6 +72,18 @@ CADDYFILE = """\
 \t\treverse_proxy notes:8080
 \t}
 }
+"""
+
+# The health pass (renderers/caddyfile.py); left out, the Caddyfile is one
+# rendered before the pass existed.
+HEALTH_PASS = """\
+\t\tnot {
+\t\t\theader_regexp X-Swapyard-Health ^[0-9a-f]{32}$
+\t\t\tfile {
+\t\t\t\troot /srv/maintenance
+\t\t\t\ttry_files /health-{http.request.header.X-Swapyard-Health}
+\t\t\t}
+\t\t}
 """
 
 ADD = """#!/bin/sh
@@ -83,10 +101,14 @@ cat /data/notes.txt 2>/dev/null
 """
 
 
-def compose_yaml(image: str) -> str:
+def compose_yaml(image: str, writer_delay: float | None = None) -> str:
     """The compose project of the fixture instance (the renderer's shape, simplified)."""
     root, data = "${SWAPYARD_ROOT:-/opt/swapyard}", "${SWAPYARD_DATA:-/mnt/data}"
     httpd = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    writer = httpd
+    if writer_delay is not None:
+        start = "while [ -e /data/.hold ]; do sleep 0.2; done; "
+        writer = ["sh", "-c", f"{start}sleep {writer_delay:g}; exec {' '.join(httpd)}"]
     project = {
         "services": {
             "caddy": {
@@ -122,7 +144,7 @@ def compose_yaml(image: str) -> str:
             },
             "notes": {
                 "image": image,
-                "command": httpd,
+                "command": writer,
                 "init": True,
                 "volumes": [f"{root}/files/notes:/www:ro", f"{data}/notes:/data"],
                 "labels": {"org.swapyard.writer": "true"},
@@ -132,12 +154,23 @@ def compose_yaml(image: str) -> str:
     return json.dumps(project, indent=2)  # JSON is YAML
 
 
-def make_ignition(image: str, version: str = "v1", healthy: bool = True) -> bytes:
-    """An Ignition 3.4.0 config for the fixture instance; `healthy=False` breaks `web`."""
+def make_ignition(
+    image: str,
+    version: str = "v1",
+    healthy: bool = True,
+    writer_delay: float | None = None,
+    health_pass: bool = True,
+) -> bytes:
+    """An Ignition 3.4.0 config for the fixture instance; `healthy=False` breaks `web`.
+
+    `writer_delay`: the writer `notes` starts that many seconds late (see
+    above); `health_pass=False`: a maintenance page without the health pass.
+    """
     opt = "/opt/swapyard"
     caddyfile = CADDYFILE.replace("WEBPORT", "8080" if healthy else "9")
+    caddyfile = caddyfile.replace("HEALTH_PASS", HEALTH_PASS if health_pass else "")
     files = [
-        _file(f"{opt}/compose.yaml", compose_yaml(image).encode()),
+        _file(f"{opt}/compose.yaml", compose_yaml(image, writer_delay).encode()),
         _file(f"{opt}/Caddyfile", caddyfile.encode(), gz=True),
         _file(f"{opt}/maintenance/index.html", b"<h1>maintenance</h1>\n"),
         _file(f"{opt}/files/web/index.html", f"web {version}\n".encode()),

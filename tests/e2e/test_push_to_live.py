@@ -12,6 +12,7 @@ Needs root, a Docker engine, caddy and busybox-static; skipped otherwise.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -33,7 +34,7 @@ SECRET = "e2e-webhook-secret"
 TOKEN = "e2e-api-token"
 FULL_NAME = "e2e/config"
 
-NOTES_CONFIG = """\
+SITE_CONFIG = """\
 instance:
   provider: local
 volume:
@@ -44,6 +45,10 @@ apps:
     domains: [site.test]
     settings:
       root: site
+"""
+NOTES_CONFIG = (
+    SITE_CONFIG
+    + """\
   - name: notes
     image: busybox:1.36
     port: 8080
@@ -61,6 +66,7 @@ apps:
       notes/list: /srv/notes/list
       notes/index.html: /srv/notes/index.html
 """
+)
 
 ADD = """#!/bin/sh
 echo "Content-Type: text/plain"
@@ -141,22 +147,8 @@ def _requirements() -> None:
         pytest.skip("no Docker engine running")
 
 
-@pytest.fixture
-def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
-    """A config repository with its hook, and the service deploying it for real.
-
-    Indirect parametrization adds service settings (`{"lease_seconds": 3}`).
-    """
-    _requirements()
-    import waitress
-
-    from deploy.local import LocalProvider
-    from deploy.local.images import image_map_for_repository
-    from service import create_app
-    from service.githook import install
-    from service.worker import get_worker
-
-    project = "e2e" + secrets.token_hex(3)
+def seed_repo(tmp_path: Path, project: str) -> tuple[Path, Path]:
+    """A bare repository (the forge) and a clone holding the notes instance, committed."""
     bare, clone = tmp_path / "forge" / "config.git", tmp_path / "config"
     bare.parent.mkdir()
     _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
@@ -175,11 +167,19 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     )
     _git("add", "-A", cwd=clone)
     _git("commit", "-qm", "first config", cwd=clone)
+    return bare, clone
 
-    port, edge, admin = _free_port(), f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+
+def service_settings(
+    tmp_path: Path, port: int, edge: str, admin: str, bare: Path, clone: Path, **extra: Any
+) -> dict[str, Any]:
+    """The service's settings for deploying the seeded repository for real (local provider);
+    writes the webhook secret file the hook signs with and an empty secret store."""
+    from deploy.local.images import image_map_for_repository
+
     (tmp_path / "secret").write_text(SECRET)
-    state = tmp_path / "state"
-    settings: dict[str, Any] = {
+    (tmp_path / "secrets").mkdir()
+    return {
         "data_dir": str(tmp_path / "data"),
         "webhook_secret": SECRET,
         "api_token": TOKEN,
@@ -190,7 +190,7 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
         "github_token": None,
         "deploy": True,
         "provider": "local",
-        "state_dir": str(state),
+        "state_dir": str(tmp_path / "state"),
         "secrets_dir": str(tmp_path / "secrets"),
         "edge_listen": edge,
         "edge_admin": admin,
@@ -198,9 +198,31 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
         "render_https": False,
         "ready_timeout": 60,
         "health_timeout": 30,
-        **getattr(request, "param", {}),
+        **extra,
     }
-    (tmp_path / "secrets").mkdir()
+
+
+@pytest.fixture
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """A config repository with its hook, and the service deploying it for real.
+
+    Indirect parametrization adds service settings (`{"lease_seconds": 3}`).
+    """
+    _requirements()
+    import waitress
+
+    from deploy.local import LocalProvider
+    from service import create_app
+    from service.githook import install
+    from service.worker import get_worker
+
+    project = "e2e" + secrets.token_hex(3)
+    bare, clone = seed_repo(tmp_path, project)
+    port, edge, admin = _free_port(), f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    state = tmp_path / "state"
+    settings = service_settings(
+        tmp_path, port, edge, admin, bare, clone, **getattr(request, "param", {})
+    )
     install(bare, f"http://127.0.0.1:{port}", tmp_path / "secret", FULL_NAME, sys.executable)
     app = create_app(settings)
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)
@@ -315,6 +337,9 @@ def test_a_deployed_instance_is_backed_up_and_restored(world: World) -> None:
     now = _cli(world, "backup", "now", key)
     assert now.returncode == 0, now.stderr
     assert "succeeded" in now.stdout and "snapshot" in now.stdout
+    # what a client saw (page on to off) beside restic's own time, which it contains
+    times = re.search(r"window +([0-9.]+) s +restic +([0-9.]+) s", now.stdout)
+    assert times and float(times[1]) > float(times[2]), now.stdout
     assert world.get("notes.test", "/cgi-bin/list").status_code == 200  # apps came back
 
     listed = _cli(world, "backup", "list", key)

@@ -7,8 +7,10 @@ import hmac
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -93,19 +95,54 @@ class ConfigRepo:
     def read(self, rel: str) -> str:
         return (self.work / rel).read_text()
 
+    @classmethod
+    def empty(cls, root: Path) -> ConfigRepo:
+        """A bare repository `root`/origin.git with a clone of it on branch main."""
+        bare, work = root / "origin.git", root / "work"
+        git("init", "-q", "--bare", "-b", "main", str(bare), cwd=root)
+        git("clone", "-q", str(bare), str(work), cwd=root)
+        git("checkout", "-q", "-b", "main", cwd=work)
+        return cls(bare, work)
+
 
 @pytest.fixture
 def config_repo(tmp_path: Path) -> ConfigRepo:
-    bare, work = tmp_path / "origin.git", tmp_path / "work"
-    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
-    git("clone", "-q", str(bare), str(work), cwd=tmp_path)
-    git("checkout", "-q", "-b", "main", cwd=work)
-    shutil.copytree(ROOT / "examples" / "config-repo", work, dirs_exist_ok=True)
-    git("add", "-A", cwd=work)
-    git("commit", "-qm", "initial config", cwd=work)
-    repo = ConfigRepo(bare, work)
+    repo = ConfigRepo.empty(tmp_path)
+    shutil.copytree(ROOT / "examples" / "config-repo", repo.work, dirs_exist_ok=True)
+    git("add", "-A", cwd=repo.work)
+    git("commit", "-qm", "initial config", cwd=repo.work)
     repo.push("main")
     return repo
+
+
+@pytest.fixture
+def launch() -> Iterator:
+    """Start `python -m service ...` in its own process group (killable whole); stopped
+    at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str, log: Path) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPYARD_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to kill it whole
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 @pytest.fixture

@@ -5,44 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from .conftest import ROOT, ZERO, Served, answers, free_port, make_settings, wait_for
+from .conftest import ZERO, Served, answers, free_port, make_settings, wait_for
 from .test_worker import finished
-
-
-@pytest.fixture
-def launch() -> Iterator:
-    procs: list[subprocess.Popen] = []
-
-    def start(*args: str, log: Path) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPYARD_")}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, to kill it whole
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
 
 
 def test_event_acknowledged_then_killed_is_processed_after_restart(

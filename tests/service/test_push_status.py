@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import requests
 
-from .conftest import TOKEN, ZERO, wait_for
+from .conftest import REPO_NAME, TOKEN, ZERO, outbox_drained, push_body, wait_for
 from .test_queue import queue_blog_commits
 from .test_worker import finished, push_broken_blog
 
@@ -83,3 +83,40 @@ def test_a_superseded_push_ends_as_error_naming_the_newer_commit(serve, config_r
     assert older["state"] == "error"
     assert older["description"] == f"production/blog: superseded by {shas[2]}"
     assert newer["state"] == "success"
+
+
+def test_a_repository_outside_the_setting_gets_no_status(serve, config_repo, forge):
+    """An organisation-wide hook also delivers repositories swapyard does not manage:
+    they are stored as ignored at receipt and nothing is posted on their commits."""
+    served = serve(config_repo, repositories={REPO_NAME: str(config_repo.bare)})
+    sha = config_repo.sha()
+    body = push_body(config_repo, ZERO, sha)
+    body["repository"]["full_name"] = "someone/else"
+    answer = served.hook("github", "push", body)
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "ignored"
+    assert answer.json()["reason"] == "repository someone/else is not in the repositories setting"
+    managed = finished(served, served.push(ZERO, sha, delivery="managed").json()["event"])
+    assert managed["status"] == "dispatched"
+    final(forge, sha)  # the managed push settles; by then the other one was long decided
+    outbox_drained(served)
+    assert {s["path"].split("/repos/")[1].split("/statuses")[0] for s in forge.statuses()} == {
+        REPO_NAME
+    }
+
+
+def test_a_repository_dropped_from_the_setting_after_receipt_settles_its_status(
+    serve, config_repo, forge
+):
+    """Received while managed (its pending status posted), dispatched after a restart
+    without it: the pending status is settled, not left pending for ever."""
+    first = serve(config_repo, workers=0)
+    sha = config_repo.sha()
+    event_id = first.push(ZERO, sha).json()["event"]
+    wait_for(lambda: forge.statuses("swapyard"), what="the pending status")
+    second = serve(config_repo, repositories={"someone/else": "/nowhere"})
+    event = finished(second, event_id)
+    assert event["status"] == "ignored"
+    status = final(forge, sha)
+    assert status["state"] == "error"
+    assert "not in the repositories setting" in status["description"]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import random
+
 import pytest
 
-from .conftest import REPO_NAME, ZERO, wait_for
+from handlers.gitmirror import MirrorCache
+from tests.gitdamage import corrupt_packed
+
+from .conftest import REPO_NAME, ZERO, git, wait_for
 
 PRODUCTION = ["production/blog", "production/cloud", "production/www"]
 
 
-def finished(served, event_id: int) -> dict:
+def finished(served, event_id: int, timeout: float = 20.0) -> dict:
     def done():
         event = served.api(f"/api/events/{event_id}")
         if event["status"] in ("queued", "processing"):
@@ -18,7 +24,7 @@ def finished(served, event_id: int) -> dict:
             return None
         return event
 
-    return wait_for(done, what=f"event {event_id} to finish")
+    return wait_for(done, timeout, what=f"event {event_id} to finish")
 
 
 def keys(event: dict) -> list[str]:
@@ -192,3 +198,25 @@ def test_a_delivery_wakes_the_idle_worker_at_once(serve, config_repo, forge, tok
             lambda: [s for s in forge.statuses("swapyard") if s["state"] == "success"],
             what="the push's final status, sent by the woken status sender",
         )
+
+
+def test_an_unreadable_object_in_the_mirror_is_repaired_not_failed(
+    serve, config_repo, forge, tmp_path
+):
+    data = base64.b64encode(random.Random(0).randbytes(3000)).decode()
+    first = config_repo.commit("blog: data", {"instances/blog/files/data.txt": data})
+    config_repo.push()
+    served = serve(config_repo)
+    finished(served, served.push(ZERO, first).json()["event"])
+    mirror = MirrorCache(tmp_path / "data" / "mirrors").mirror(REPO_NAME)
+    corrupt_packed(
+        mirror.path,
+        git("rev-parse", f"{first}:instances/blog/files/data.txt", cwd=config_repo.bare),
+    )
+
+    second = config_repo.commit("blog: tweak", {"instances/blog/notes.txt": "a\n"})
+    config_repo.push()
+    event = finished(served, served.push(first, second).json()["event"])
+    assert [(d["instance"], d["status"]) for d in event["deployments"]] == [("blog", "success")]
+    assert event["attempts"] == 1, event  # repaired within the first attempt
+    assert mirror.aside.is_dir() and mirror.is_complete(second)
