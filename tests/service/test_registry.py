@@ -11,7 +11,7 @@ from handlers.errors import SignatureError
 from handlers.events import QUEUED, REGISTRY, Classified
 from handlers.forges import FORGES
 
-from .conftest import payload
+from .deliveries import body as fixture
 
 
 def test_outside_code_registers_like_the_built_ins():
@@ -24,7 +24,7 @@ def test_outside_code_registers_like_the_built_ins():
 
     assert registry.classify("github", "release", {"tag": "v1"}).reason == "release v1"
     assert not REGISTRY.handles("github", "release")  # the built-in registry is untouched
-    assert registry.classify("github", "push", payload("github/push-normal.json")).kind == "push"
+    assert registry.classify("github", "push", fixture("github/push.json")).kind == "push"
 
 
 def test_forgejo_headers():
