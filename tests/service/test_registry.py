@@ -49,3 +49,25 @@ def test_gitlab_delivery_prefers_the_retry_stable_key():
     headers = {"Idempotency-Key": "same-across-retries", "X-Gitlab-Event-UUID": "per-event"}
     assert forge.delivery_id(headers, b"{}") == "same-across-retries"
     assert forge.delivery_id({}, b"{}").startswith("sha256-of-body:")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"ref": "try-new-proxy", "ref_type": "branch"},
+            "branch try-new-proxy deleted: nothing is destroyed (set state: absent to destroy)",
+        ),
+        ({"ref": "v2024.06", "ref_type": "tag"}, "tag v2024.06 deleted: tags are not deployed"),
+        ({"ref": "refs/tags/v1", "ref_type": "tag"}, "tag v1 deleted: tags are not deployed"),
+    ],
+)
+@pytest.mark.parametrize("forge", ["github", "gitea"])
+def test_delete_events_are_recorded_never_acted_on(forge, body, reason):
+    event = REGISTRY.classify(forge, "delete", {**body, "repository": {"full_name": "o/r"}})
+    assert (event.status, event.kind, event.reason, event.repository) == (
+        "ignored",
+        "delete",
+        reason,
+        "o/r",
+    )
