@@ -62,6 +62,7 @@ def test_docker_compose_accepts_it(instance: Instance, mode: str, tmp_path: Path
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.conformance
 def test_validates_against_the_compose_spec(instance: Instance) -> None:
     schema = load_json_reference("schemas/compose-spec.json")  # draft-07, without the '#'
     jsonschema.Draft7Validator(schema).validate(_compose(render_instance(instance)))
