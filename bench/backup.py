@@ -6,7 +6,7 @@ snapshot). Real Docker, real restic, a local repository. Not a test: it
 prints the figures side by side with their ratios and asserts nothing.
 Goal: in snapshot mode the 2 GB window at most 1.5 times the 100 MB one.
 
-    sudo /work/venv/bin/python bench/backup.py [--sizes 100,2048]
+    sudo .venv/bin/python bench/backup.py [--sizes 100,2048]
 """
 
 from __future__ import annotations

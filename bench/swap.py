@@ -1,6 +1,6 @@
 """Swap benchmark: a swap through the edge beside an in-place `docker compose up -d` recreate.
 
-    /work/venv/bin/python bench/swap.py [--runs 3]
+    .venv/bin/python bench/swap.py [--runs 3]
 
 Needs root, a running dockerd, Debian's `caddy` and `busybox-static`, loop
 devices; pulls nothing (the images are built locally, see `local_images`).
