@@ -74,7 +74,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     aside = {id(item) for item in layer}
     items[:] = [item for item in items if id(item) not in aside]
     config.hook.pytest_deselected(items=layer)
-    here = Path(__file__).relative_to(config.rootpath).as_posix()
+    here = Path(os.path.relpath(__file__, config.rootpath)).as_posix()
     items.append(
         MissingReferenceData.from_parent(
             layer[0].session, name="conformance", nodeid=f"{here}::conformance", tests=len(layer)
