@@ -3,7 +3,7 @@
 Not a test: it prints figures and asserts nothing about time. The goal is a
 100-app instance rendered in under 100 ms.
 
-    /work/venv/bin/python bench/render.py [--repeat N]
+    .venv/bin/python bench/render.py [--repeat N]
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Webhook acknowledgement benchmark: swapyard beside adnanh/webhook, both under wrk.
 
-    /work/venv/bin/python bench/webhooks.py [--seconds 10] [--connections 200] [--statuses]
+    .venv/bin/python bench/webhooks.py [--seconds 10] [--connections 200] [--statuses]
 
 Needs Debian's `wrk` and `webhook`; swapyard runs as `swapyard serve` (Granian).
-Both servers check the same HMAC-SHA256 rule on the same real signed push
-payload (../shared/reference/payloads).
+Both servers check the same HMAC-SHA256 rule on the same signed GitHub push
+body (the project's fixture tests/data/webhooks/github/push.json, 10.6 KB,
+pretty-printed as a forge sends it).
 Prints requests/s, p50/p99 at N connections and p99 at a steady ~100
 deliveries/s (10 connections on one wrk thread, each pausing 100 ms between
 requests; spread over 4 wrk threads the same 10 reached only ~77/s), side by
@@ -36,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SWAPYARD_SHARED", ROOT.parent / "shared"))
+PUSH = ROOT / "tests" / "data" / "webhooks" / "github" / "push.json"
 SECRET = "bench-secret"
 
 
@@ -147,7 +148,7 @@ def main() -> None:
     parser.add_argument("--status-latency-ms", type=float, default=100)
     args = parser.parse_args()
     _StatusApi.latency = args.status_latency_ms / 1000
-    raw = (SHARED / "reference" / "payloads" / "github" / "push-normal.json").read_bytes()
+    raw = PUSH.read_bytes()
     signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
     procs = []
     with tempfile.TemporaryDirectory() as tmp:

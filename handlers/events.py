@@ -104,12 +104,25 @@ def _push(payload: Mapping[str, Any]) -> Classified:
         return replace(event, status=IGNORED, reason=f"push to {ref!r}: only branches are deployed")
     branch = ref[len("refs/heads/") :]
     if after == ZERO_SHA or payload.get("deleted"):
-        return replace(
-            event,
-            status=IGNORED,
-            reason=f"branch {branch} deleted: nothing is destroyed (set state: absent to destroy)",
-        )
+        return replace(event, status=IGNORED, reason=_deleted("branch", branch))
     return event
+
+
+def _deleted(ref_type: str, name: str) -> str:
+    if ref_type == "branch":
+        return f"branch {name} deleted: nothing is destroyed (set state: absent to destroy)"
+    return f"{ref_type} {name} deleted: tags are not deployed"
+
+
+@REGISTRY.register("github", "delete")
+@REGISTRY.register("gitea", "delete")
+def _delete(payload: Mapping[str, Any]) -> Classified:
+    """A deleted branch or tag as its own event (Gitea and Forgejo report a deleted branch
+    only this way, never as a push): recorded, never acted on."""
+    ref_type = str(payload.get("ref_type") or "ref")
+    name = str(payload.get("ref") or "")
+    reason = _deleted(ref_type, name.removeprefix("refs/heads/").removeprefix("refs/tags/"))
+    return Classified(IGNORED, "delete", reason, ref=name, **_repo_fields(payload))
 
 
 @REGISTRY.register("github", "ping")

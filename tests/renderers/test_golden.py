@@ -4,7 +4,7 @@ Golden files live in tests/renderers/golden/<project>/<instance>/, written by
 `ArtifactSet.write` (the artifacts plus manifest.json). After a deliberate
 change to a renderer, regenerate them and review the diff:
 
-    SWAPYARD_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/renderers/test_golden.py
+    SWAPYARD_UPDATE_GOLDEN=1 .venv/bin/pytest tests/renderers/test_golden.py
 """
 
 from __future__ import annotations

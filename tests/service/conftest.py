@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -22,8 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import reference
-
+from . import deliveries
 from .forge_stub import GITLAB_TOKEN, ForgeStub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +28,6 @@ SECRET = "It's a Secret to Everybody"
 TOKEN = "api-token-for-tests"
 REPO_NAME = "owner/config"
 ZERO = "0" * 40
-
-
-def payload(name: str) -> dict[str, Any]:
-    """A forge's published webhook payload from shared/reference/payloads."""
-    return json.loads(reference(f"payloads/{name}").read_text())
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -183,7 +175,7 @@ class Served:
 
     def hook(
         self,
-        forge: str,
+        sender: str,
         event: str,
         body: dict[str, Any] | bytes,
         *,
@@ -191,15 +183,16 @@ class Served:
         sign: bool = True,
         headers: dict[str, str] | None = None,
     ) -> requests.Response:
+        """POST `body` as `sender` (github, gitea, forgejo, gitlab) does, with all its headers."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = {
-            "Content-Type": "application/json",
-            **sign_headers(
-                forge, event, raw, self.secret if sign else None, delivery or str(uuid.uuid4())
+            **deliveries.headers(
+                sender, event, raw, self.secret if sign else None, delivery or str(uuid.uuid4())
             ),
             **(headers or {}),
         }
-        return requests.post(f"{self.url}/hooks/{forge}", data=raw, headers=sent, timeout=10)
+        url = f"{self.url}/hooks/{deliveries.endpoint(sender)}"
+        return requests.post(url, data=raw, headers=sent, timeout=10)
 
     def push(self, before: str, after: str, branch: str = "main", **kw: Any) -> requests.Response:
         assert self.repo is not None
@@ -217,34 +210,15 @@ def outbox_drained(served: Served) -> None:
     )
 
 
-def sign_headers(
-    forge: str, event: str, raw: bytes, secret: str | None, delivery: str
-) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest() if secret else ""
-    if forge == "github":
-        h = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
-        return {**h, "X-Hub-Signature-256": f"sha256={digest}"} if secret else h
-    if forge == "gitea":
-        return {
-            "X-Gitea-Event": event,
-            "X-Gitea-Delivery": delivery,
-            "X-GitHub-Event": event,
-            "X-Gitea-Signature": digest,
-            "X-Hub-Signature-256": f"sha256={digest}" if secret else "sha256=",
-        }
-    h = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": delivery}
-    return {**h, "X-Gitlab-Token": secret} if secret else h
-
-
 def push_body(
     repo: ConfigRepo,
     before: str,
     after: str,
     branch: str = "main",
-    template: str = "github/push-normal.json",
+    template: str = "github/push.json",
 ) -> dict[str, Any]:
-    """GitHub's real push payload, adapted to the test repository and its commits."""
-    body = payload(template)
+    """A GitHub push body (tests/data/webhooks), adapted to the test repository and commits."""
+    body = deliveries.body(template)
     body.update(
         ref=f"refs/heads/{branch}",
         before=before,
@@ -261,8 +235,8 @@ def push_body(
 
 
 def gitlab_push_body(repo: ConfigRepo, before: str, after: str, branch: str = "main") -> dict:
-    """GitLab's documented push payload, adapted to the test repository and its commits."""
-    body = payload("gitlab/push-docs-example.json")
+    """A GitLab push body (tests/data/webhooks), adapted to the test repository and commits."""
+    body = deliveries.body("gitlab/push.json")
     body.update(ref=f"refs/heads/{branch}", before=before, after=after, checkout_sha=after)
     body["project"].update(path_with_namespace=REPO_NAME, git_http_url=str(repo.bare))
     body["repository"].update(git_http_url=str(repo.bare))

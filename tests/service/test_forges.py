@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from handlers.gitmirror import MirrorCache
 
-from .conftest import REPO_NAME, ZERO, payload, wait_for
+from .conftest import REPO_NAME, ZERO, wait_for
+from .deliveries import body as fixture
 from .test_worker import finished
 
 
@@ -13,7 +14,7 @@ def test_pull_request_is_planned_only(serve, config_repo, forge):
     base = config_repo.sha()
     head = config_repo.commit("pr", {"instances/blog/pr.txt": "x\n"})
     config_repo.push("feature-pr")
-    body = payload("github/pull_request-opened.json")
+    body = fixture("github/pull_request-opened.json")
     body["pull_request"]["head"]["sha"] = head
     body["pull_request"]["base"]["sha"] = base
     body["repository"].update(full_name=REPO_NAME, clone_url=str(config_repo.bare))
@@ -30,7 +31,7 @@ def test_pull_request_is_planned_only(serve, config_repo, forge):
 def test_gitea_push_gets_statuses_through_the_gitea_api(serve, config_repo, forge):
     served = serve(config_repo, gitea_api_url=forge.url + "/api/v1")
     sha = config_repo.sha()
-    body = payload("gitea/push-captured-created-branch.json")
+    body = fixture("gitea/push.json")
     body.update(ref="refs/heads/main", before=ZERO, after=sha)
     body["repository"].update(full_name=REPO_NAME, clone_url=str(config_repo.bare))
     event = finished(served, served.hook("gitea", "push", body).json()["event"])
@@ -57,7 +58,7 @@ def test_mirror_fetches_only_what_is_new(tmp_path, config_repo):
 
 def test_unreachable_repository_fails_the_event_with_a_reason(serve, config_repo):
     served = serve(config_repo)
-    body = payload("github/push-normal.json")
+    body = fixture("github/push.json")
     body["repository"].update(full_name="owner/missing", clone_url=str(config_repo.bare) + "-nope")
     event_id = served.hook("github", "push", body).json()["event"]
     event = wait_for(
@@ -69,7 +70,7 @@ def test_unreachable_repository_fails_the_event_with_a_reason(serve, config_repo
 
 def test_repositories_setting_pins_urls_and_refuses_others(serve, config_repo):
     served = serve(config_repo, repositories={REPO_NAME: str(config_repo.bare)})
-    body = payload("github/push-normal.json")
+    body = fixture("github/push.json")
     body.update(ref="refs/heads/main", before=ZERO, after=config_repo.sha())
     body["repository"].update(full_name=REPO_NAME, clone_url="https://example.invalid/x.git")
     event = finished(served, served.hook("github", "push", body).json()["event"])

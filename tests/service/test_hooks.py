@@ -13,7 +13,8 @@ from schemas.errors import SwapyardError
 from service import create_app
 from service.config import ServiceConfigError
 
-from .conftest import SECRET, ZERO, payload, push_body
+from .conftest import SECRET, ZERO, push_body
+from .deliveries import body as fixture
 
 
 @pytest.fixture
@@ -109,27 +110,74 @@ def test_unknown_forge_is_404(web):
 
 
 def test_ping_is_200_and_not_stored(web):
-    r = web.hook("github", "ping", payload("github/ping-default.json"))
+    r = web.hook("github", "ping", fixture("github/ping.json"))
     assert r.status_code == 200
     assert r.json()["status"] == "pong"
     assert stored(web) == []
 
 
-def test_tag_push_is_recorded_as_ignored(web, config_repo):
-    body = payload("github/push-created-tag.json")
-    body["repository"]["full_name"] = "owner/config"
-    r = web.hook("github", "push", body)
-    assert r.status_code == 202
-    assert r.json()["status"] == "ignored"
-    assert "tag push (simple-tag)" in r.json()["reason"]
-    [event] = stored(web)
-    assert event["status"] == "ignored" and "tags are not deployed" in event["reason"]
+TAG = "tag push (v2024.06): tags are not deployed"
+DELETED = "branch try-new-proxy deleted: nothing is destroyed (set state: absent to destroy)"
 
 
-def test_deleted_branch_is_recorded_as_ignored(web, config_repo):
+@pytest.mark.parametrize(
+    ("sender", "event", "name", "reason"),
+    [
+        ("github", "push", "github/push-tag.json", TAG),
+        ("gitea", "push", "gitea/push-tag.json", TAG),
+        ("forgejo", "push", "gitea/push-tag.json", TAG),
+        ("gitlab", "Tag Push Hook", "gitlab/tag_push.json", TAG),
+        ("github", "push", "github/push-deleted-branch.json", DELETED),
+        ("gitea", "delete", "gitea/delete-branch.json", DELETED),
+        ("forgejo", "delete", "gitea/delete-branch.json", DELETED),
+        ("gitlab", "Push Hook", "gitlab/push-deleted-branch.json", DELETED),
+    ],
+)
+def test_tags_and_deleted_branches_are_recorded_as_ignored(web, sender, event, name, reason):
+    r = web.hook(sender, event, fixture(name))
+    assert r.status_code == 202, r.text
+    assert (r.json()["status"], r.json()["reason"]) == ("ignored", reason)
+    [stored_event] = stored(web)
+    assert (stored_event["status"], stored_event["reason"]) == ("ignored", reason)
+    assert stored_event["repository"] == "acme-hosting/server-config"
+
+
+def test_deleted_branch_of_the_config_repository_is_ignored(web, config_repo):
     r = web.hook("github", "push", push_body(config_repo, config_repo.sha(), ZERO, "feature-x"))
     assert r.status_code == 202
     assert "branch feature-x deleted" in r.json()["reason"]
+
+
+@pytest.mark.parametrize(
+    ("sender", "event", "name"),
+    [
+        ("github", "push", "github/push.json"),
+        ("gitea", "push", "gitea/push.json"),
+        ("forgejo", "push", "gitea/push.json"),
+        ("gitlab", "Push Hook", "gitlab/push.json"),
+        ("github", "pull_request", "github/pull_request-opened.json"),
+        ("gitea", "pull_request", "gitea/pull_request-opened.json"),
+        ("forgejo", "pull_request", "gitea/pull_request-opened.json"),
+        ("gitlab", "Merge Request Hook", "gitlab/merge_request-opened.json"),
+    ],
+)
+def test_each_forges_push_and_pull_request_are_queued(web, sender, event, name):
+    """Every header the forge sends, its signature scheme, its body: queued for the worker."""
+    body = fixture(name)
+    r = web.hook(sender, event, body)
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "queued"
+    [queued] = stored(web)
+    assert queued["repository"] == "acme-hosting/server-config"
+    if "push" in name:
+        assert (queued["kind"], queued["ref"]) == ("push", "refs/heads/main")
+        assert (queued["before"], queued["after"]) == (body["before"], body["after"])
+    else:
+        assert queued["kind"] == "pull_request"
+        assert queued["after"] == "e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6"  # the head commit
+    unsigned = web.hook(sender, event, body, sign=False)
+    assert unsigned.status_code == 401, unsigned.text
+    assert len(stored(web)) == 1
 
 
 def test_unhandled_event_is_recorded_as_ignored(web):
@@ -151,7 +199,7 @@ def test_duplicate_delivery_is_200_and_stored_once(web, config_repo):
 
 
 def test_gitea_bare_hex_signature(web, config_repo):
-    body = payload("gitea/push-captured-created-branch.json")
+    body = fixture("gitea/push.json")
     body["after"] = config_repo.sha()
     r = web.hook("gitea", "push", body)
     assert r.status_code == 202, r.text
@@ -189,16 +237,16 @@ def test_gitea_bare_hex_signature(web, config_repo):
 
 
 def test_gitlab_token(web, config_repo):
-    body = payload("gitlab/push-docs-example.json")
+    body = fixture("gitlab/push.json")
     body["after"] = config_repo.sha()
     assert web.hook("gitlab", "Push Hook", body).status_code == 202
     web.secret = "wrong token"
     assert web.hook("gitlab", "Push Hook", body).status_code == 401
     assert web.hook("gitlab", "Push Hook", body, sign=False).status_code == 401
     web.secret = SECRET
-    r = web.hook("gitlab", "Tag Push Hook", payload("gitlab/tag_push-docs-example.json"))
+    r = web.hook("gitlab", "Tag Push Hook", fixture("gitlab/tag_push.json"))
     assert r.status_code == 202 and r.json()["status"] == "ignored"
-    assert "tag push (v1.0.0)" in r.json()["reason"]
+    assert "tag push (v2024.06)" in r.json()["reason"]
 
 
 def test_unsigned_accepted_only_when_allowed(serve, config_repo, tmp_path):

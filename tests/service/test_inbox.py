@@ -73,10 +73,11 @@ def test_a_database_failure_is_500_and_the_delivery_can_be_sent_again(web, confi
 def test_a_chunked_body_is_read_and_limited(web, config_repo):
     import json
 
-    from .conftest import SECRET, sign_headers
+    from .conftest import SECRET
+    from .deliveries import headers as forge_headers
 
     raw = json.dumps(push_body(config_repo, ZERO, config_repo.sha())).encode()
-    headers = sign_headers("github", "push", raw, SECRET, "chunked")
+    headers = forge_headers("github", "push", raw, SECRET, "chunked")
 
     def chunks(data: bytes):
         for start in range(0, len(data), 1000):
@@ -85,7 +86,7 @@ def test_a_chunked_body_is_read_and_limited(web, config_repo):
     r = requests.post(f"{web.url}/hooks/github", data=chunks(raw), headers=headers, timeout=10)
     assert r.status_code == 202, r.text
     huge = raw + b" " * (64 * 1024)
-    headers = sign_headers("github", "push", huge, SECRET, "chunked-huge")
+    headers = forge_headers("github", "push", huge, SECRET, "chunked-huge")
     r = requests.post(f"{web.url}/hooks/github", data=chunks(huge), headers=headers, timeout=10)
     assert r.status_code == 413
     assert [d for _, d in events(web)] == ["chunked"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -10,13 +11,22 @@ from playwright.sync_api import expect, sync_playwright
 from .conftest import TOKEN, ZERO, wait_for
 from .test_worker import finished, push_broken_blog
 
-CHROMIUM = os.environ.get("SWAPYARD_CHROMIUM", "/usr/bin/chromium")
+
+def chromium() -> str:
+    """Debian's Chromium from PATH (SWAPYARD_CHROMIUM names another binary)."""
+    found = os.environ.get("SWAPYARD_CHROMIUM") or shutil.which("chromium")
+    if not found:
+        pytest.skip("chromium is not on PATH; apt-get install chromium (scripts/setup --test does)")
+    return found
 
 
 @pytest.fixture
 def page():
+    executable = chromium()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        browser = p.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
         try:
             yield browser.new_page()
         finally:

@@ -11,7 +11,7 @@ from handlers.errors import SignatureError
 from handlers.events import QUEUED, REGISTRY, Classified
 from handlers.forges import FORGES
 
-from .conftest import payload
+from .deliveries import body as fixture
 
 
 def test_outside_code_registers_like_the_built_ins():
@@ -24,7 +24,7 @@ def test_outside_code_registers_like_the_built_ins():
 
     assert registry.classify("github", "release", {"tag": "v1"}).reason == "release v1"
     assert not REGISTRY.handles("github", "release")  # the built-in registry is untouched
-    assert registry.classify("github", "push", payload("github/push-normal.json")).kind == "push"
+    assert registry.classify("github", "push", fixture("github/push.json")).kind == "push"
 
 
 def test_forgejo_headers():
@@ -49,3 +49,25 @@ def test_gitlab_delivery_prefers_the_retry_stable_key():
     headers = {"Idempotency-Key": "same-across-retries", "X-Gitlab-Event-UUID": "per-event"}
     assert forge.delivery_id(headers, b"{}") == "same-across-retries"
     assert forge.delivery_id({}, b"{}").startswith("sha256-of-body:")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"ref": "try-new-proxy", "ref_type": "branch"},
+            "branch try-new-proxy deleted: nothing is destroyed (set state: absent to destroy)",
+        ),
+        ({"ref": "v2024.06", "ref_type": "tag"}, "tag v2024.06 deleted: tags are not deployed"),
+        ({"ref": "refs/tags/v1", "ref_type": "tag"}, "tag v1 deleted: tags are not deployed"),
+    ],
+)
+@pytest.mark.parametrize("forge", ["github", "gitea"])
+def test_delete_events_are_recorded_never_acted_on(forge, body, reason):
+    event = REGISTRY.classify(forge, "delete", {**body, "repository": {"full_name": "o/r"}})
+    assert (event.status, event.kind, event.reason, event.repository) == (
+        "ignored",
+        "delete",
+        reason,
+        "o/r",
+    )
