@@ -38,9 +38,15 @@ from service.leader import Holder, holder
 from tests.backup.conftest import Deployed
 from tests.backup.test_schedule import instance
 from tests.deploy.fixtures import make_spec
-from tests.service.conftest import TOKEN, answers, free_port, make_settings, wait_for
+from tests.service.conftest import (
+    TOKEN,
+    answers,
+    free_port,
+    launch,  # noqa: F401  (fixture)
+    make_settings,
+    wait_for,
+)
 from tests.service.postgres import postgres_server
-from tests.service.test_processes import launch  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -24,7 +24,6 @@ from tests.deploy.test_journal import record
 
 from .conftest import answers, free_port, make_settings, wait_for
 from .postgres import postgres_server
-from .test_processes import launch  # noqa: F401  (fixture)
 
 OUR_TABLES = {t for metadata in migrate.TARGET_METADATA for t in metadata.tables}
 
@@ -281,7 +280,7 @@ def test_threads_starting_together_migrate_once(kind, new_database):
 def test_processes_starting_together_on_a_fresh_postgres_database_all_come_up(
     new_database,
     tmp_path,
-    launch,  # noqa: F811
+    launch,
 ):
     url, port = new_database("postgresql"), free_port()
     config = tmp_path / "swapyard.yaml"

@@ -13,7 +13,6 @@ from service.models import Deployment, Event, Step
 
 from .conftest import ZERO, Served, answers, free_port, make_settings, wait_for
 from .postgres import postgres_server
-from .test_processes import launch  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def pg_url():
 
 
 @pytest.mark.parametrize("database", ["postgresql", "sqlite"])
-def test_two_workers_run_each_event_once(tmp_path, config_repo, forge, launch, database, request):  # noqa: F811
+def test_two_workers_run_each_event_once(tmp_path, config_repo, forge, launch, database, request):
     port = free_port()
     settings = make_settings(tmp_path, forge, port, workers=0)
     db_url = settings["database_url"] = (
