@@ -77,9 +77,11 @@ def _message(error: Any, schema: dict[str, Any], allowed_fields: list[str]) -> s
     if code == E.UNKNOWN_FIELD.code:
         name = str(error.document_path[-1]) if error.document_path else ""
         close = difflib.get_close_matches(name, allowed_fields, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
-        hint = f" Expected one of: {', '.join(allowed_fields)}" if allowed_fields else ""
-        return f"unknown field{guess}{hint}"
+        allowed = ", ".join(allowed_fields)
+        if close:
+            hint = f" Expected one of: {allowed}" if allowed_fields else ""
+            return f"unknown field; did you mean {close[0]!r}?{hint}"
+        return f"unknown field; expected one of: {allowed}" if allowed_fields else "unknown field"
     if code == E.BAD_TYPE.code:
         return f"found {_describe(value)}; expected {_type_words(error.constraint)}"
     if code == E.NOT_NULLABLE.code:

@@ -221,3 +221,10 @@ def test_cli_checks_secrets_against_a_store_directory(tmp_path: Path) -> None:
     (store / "api_token").write_text("s3cr3t")
     result = run_cli("validate", str(tmp_path), "--secrets-dir", str(store))
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_field_lists_the_known_ones(tmp_path: Path) -> None:
+    write(tmp_path, {"instances/a/apps.config": SITE.format(domain="a.example") + "zzz: 1\n"})
+    [problem] = problems(tmp_path)
+    assert problem.startswith("instances/a/apps.config:6: zzz: unknown field; expected one of: ")
+    assert "apps, backup" in problem
