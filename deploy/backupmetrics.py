@@ -8,11 +8,10 @@ size, run counts per state, and one gauge per open alert.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import sqlalchemy as sa
 
 from deploy.backupjournal import SUCCEEDED, BackupJournal, runs
+from deploy.journal import epoch
 
 
 def _esc(v: str) -> str:
@@ -21,10 +20,6 @@ def _esc(v: str) -> str:
 
 def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(labels.items())) + "}"
-
-
-def _epoch(when: dt.datetime) -> float:
-    return when.replace(tzinfo=dt.UTC).timestamp()
 
 
 def prometheus_text(history: BackupJournal) -> str:
@@ -91,7 +86,7 @@ def prometheus_text(history: BackupJournal) -> str:
         lab = _labels(project=project, instance=name)
         if ok["finished"] is not None:
             out["swapyard_backup_last_success_timestamp_seconds"].append(
-                f"swapyard_backup_last_success_timestamp_seconds{lab} {_epoch(ok['finished']):.0f}"
+                f"swapyard_backup_last_success_timestamp_seconds{lab} {epoch(ok['finished']):.0f}"
             )
         out["swapyard_backup_last_bytes"].append(
             f"swapyard_backup_last_bytes{lab} {ok['bytes'] or 0}"

@@ -17,6 +17,12 @@ from typing import Any, Protocol
 
 from deploy.spec import AppCheck
 
+
+def epoch(when: dt.datetime) -> float:
+    """Unix time of a journaled time (the journals store naive UTC datetimes)."""
+    return when.replace(tzinfo=dt.UTC).timestamp()
+
+
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 ROLLED_BACK = "rolled_back"

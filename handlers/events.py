@@ -62,19 +62,24 @@ class EventRegistry:
 REGISTRY = EventRegistry()
 
 
+def unmanaged_reason(repository: str | None, repositories: Mapping[str, str]) -> str | None:
+    """Why `repository` is not swapyard's to deploy, or None when it is: `repositories`,
+    when set, lists the only repositories swapyard manages."""
+    if not repositories or repository in repositories:
+        return None
+    return f"repository {repository} is not in the repositories setting"
+
+
 def unmanaged(event: Classified, repositories: Mapping[str, str]) -> Classified:
-    """`event` ignored when `repositories` is set and does not name its repository.
+    """`event` ignored when its repository is not managed (`unmanaged_reason`).
 
     Decided at receipt, so a delivery from a repository swapyard does not manage (an
     organisation-wide hook) is stored as ignored and nothing is ever posted on it.
     """
-    if event.status != QUEUED or not repositories or event.repository in repositories:
+    reason = unmanaged_reason(event.repository, repositories)
+    if event.status != QUEUED or reason is None:
         return event
-    return replace(
-        event,
-        status=IGNORED,
-        reason=f"repository {event.repository} is not in the repositories setting",
-    )
+    return replace(event, status=IGNORED, reason=reason)
 
 
 def _repo_fields(payload: Mapping[str, Any]) -> dict[str, str | None]:

@@ -21,7 +21,6 @@ DEPLOY_LOCK_WAIT_SECONDS.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from deploy.backupjournal import BackupJournal
+from deploy.journal import epoch
 from deploy.providers import get_driver
 from deploy.spec import DeploySpec
 from deploy.sqljournal import SqlJournal
@@ -170,17 +170,13 @@ class Deployer:
             StepRecord(
                 s.step,
                 s.status,
-                _epoch(s.started),
-                _epoch(s.finished or s.started),
+                epoch(s.started),
+                epoch(s.finished or s.started),
                 s.detail,
             )
             for s in journal.steps(outcome.swap_id)
         )
         return Recovery(record.project, record.name, record.commit, outcome, steps)
-
-
-def _epoch(naive_utc: dt.datetime) -> float:
-    return naive_utc.replace(tzinfo=dt.UTC).timestamp()
 
 
 @dataclass(frozen=True)

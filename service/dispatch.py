@@ -80,13 +80,13 @@ def note_waiting(session: Session, key: str, text: str, public_url: str) -> None
     status(session, dep.event, dep, "pending", text, public_url)
 
 
-def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Deployment | None:
+def note_recovered(session: Session, recovery: Recovery, public_url: str) -> None:
     """Show on the deployment a dead worker was running what recovery did to its swap.
 
     The swap's journaled steps (the interrupted attempt's, then the rollback's or the
     completion's) join the deployment's steps, followed by a `recovered` step with the
     outcome; its summary, log and a `pending` status say it, and the deployment then
-    runs again (its lease has expired). None when no unfinished deployment matches
+    runs again (its lease has expired). Nothing when no unfinished deployment matches
     (the swap was started outside the worker).
     """
     dep = session.scalars(
@@ -99,7 +99,7 @@ def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Dep
         .order_by(Deployment.id.desc())
     ).first()
     if dep is None:
-        return None
+        return
     now = time.time()
     message = recovery.outcome.message
     steps = [*recovery.steps, StepRecord(RECOVERED_STEP, "done", now, now, message)]
@@ -108,7 +108,6 @@ def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Dep
     dep.summary = text
     dep.log = "\n".join(filter(None, [dep.log, text]))
     status(session, dep.event, dep, "pending", clip(text), public_url)
-    return dep
 
 
 def status(

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from handlers.changes import Change, diff_push
 from handlers.errors import GitError
+from handlers.events import unmanaged_reason
 from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, clip, targets
 from schemas import Instance
@@ -134,9 +135,9 @@ class Worker:
 
     def dispatch(self, event: Event) -> None:
         """Fetch, diff and create the deployments of one claimed event."""
-        allowed = self.settings["REPOSITORIES"]
-        if allowed and event.repository not in allowed:
-            self._ignore(event, f"repository {event.repository} is not in the repositories setting")
+        reason = unmanaged_reason(event.repository, self.settings["REPOSITORIES"])
+        if reason is not None:
+            self._ignore(event, reason)
             return
         with leases.kept_alive(self.db, self._renew_event(event.id), self.lease):
             self._dispatch(event)
