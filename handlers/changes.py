@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .events import ZERO_SHA
-from .gitmirror import Mirror
+from handlers.events import ZERO_SHA
+from handlers.gitmirror import Mirror
 
 REPO_FILE = "swapyard.yaml"
 

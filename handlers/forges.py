@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import orjson
 from werkzeug.datastructures import Headers as HttpHeaders
 
-from .errors import PayloadError, SignatureError
+from handlers.errors import PayloadError, SignatureError
 
 Headers: TypeAlias = Mapping[str, str] | HttpHeaders  # a dict, or werkzeug's request headers
 

@@ -58,8 +58,8 @@ import git
 
 from schemas.limits import DEFAULT_LIMITS, Limits
 
-from .errors import GitError
-from .treeexport import export_tree
+from handlers.errors import GitError
+from handlers.treeexport import export_tree
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

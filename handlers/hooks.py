@@ -25,9 +25,9 @@ from typing import Any, Protocol
 import orjson
 from werkzeug.datastructures import EnvironHeaders
 
-from .errors import WebhookError
-from .events import PING, REGISTRY, Classified, EventRegistry, unmanaged
-from .forges import FORGES, parse_body
+from handlers.errors import WebhookError
+from handlers.events import PING, REGISTRY, Classified, EventRegistry, unmanaged
+from handlers.forges import FORGES, parse_body
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from schemas import (
 )
 from schemas.repofiles import count_files, instance_entries, present
 
-from .changes import Change
+from handlers.changes import Change
 
 DESCRIPTION_LIMIT = 140
 CHECKED_COMMITS = 8

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from schemas.model import Instance
 
-from . import layout
-from .artifacts import ArtifactSet, RenderOptions
-from .caddyfile import maintenance_page, render_caddyfile
-from .compose import render_compose
-from .ignition import render_ignition
-from .outside import outside
-from .secrets import check_options
-from .systemd import render_units
+from renderers import layout
+from renderers.artifacts import ArtifactSet, RenderOptions
+from renderers.caddyfile import maintenance_page, render_caddyfile
+from renderers.compose import render_compose
+from renderers.ignition import render_ignition
+from renderers.outside import outside
+from renderers.secrets import check_options
+from renderers.systemd import render_units
 
 __all__ = ["ArtifactSet", "RenderOptions", "render_instance"]
 

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 
 from schemas.model import App, Instance
 
-from . import layout
-from .artifacts import RenderOptions
+from renderers import layout
+from renderers.artifacts import RenderOptions
 
 TAB = "\t"
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from schemas.model import Healthcheck, Instance, Service
 
-from . import layout, yamlout
-from .artifacts import RenderOptions
-from .secrets import text
+from renderers import layout, yamlout
+from renderers.artifacts import RenderOptions
+from renderers.secrets import text
 
 WRITER_LABEL = "org.swapyard.writer"
 APP_LABEL = "org.swapyard.app"

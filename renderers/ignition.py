@@ -22,9 +22,9 @@ from typing import Any
 
 from schemas.model import Instance
 
-from . import layout
-from .artifacts import RenderOptions
-from .systemd import APP_UNIT, PREPARE_UNIT
+from renderers import layout
+from renderers.artifacts import RenderOptions
+from renderers.systemd import APP_UNIT, PREPARE_UNIT
 
 SPEC_VERSION = "3.4.0"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from schemas.model import Instance
 
-from .secrets import placeholder
+from renderers.secrets import placeholder
 
 
 def dns_settings(instance: Instance) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from schemas.errors import RenderError, SecretNotFound
 from schemas.model import SecretRef, Value
 
-from .artifacts import RenderOptions
+from renderers.artifacts import RenderOptions
 
 
 def check_options(options: RenderOptions) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from schemas.model import Instance
 
-from . import layout
+from renderers import layout
 
 PREPARE_UNIT = "app-prepare.service"
 APP_UNIT = "app.service"

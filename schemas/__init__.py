@@ -1,9 +1,9 @@
 """Config format: cerberus schemas, validation, and the validated model."""
 
-from .errors import ConfigError, Problem, RenderError, SecretNotFound, SwapyardError
-from .limits import DEFAULT_LIMITS, Limits
-from .model import Instance, Project, RepoConfig, SecretRef
-from .validate import check_repo, load_projects, load_repo
+from schemas.errors import ConfigError, Problem, RenderError, SecretNotFound, SwapyardError
+from schemas.limits import DEFAULT_LIMITS, Limits
+from schemas.model import Instance, Project, RepoConfig, SecretRef
+from schemas.validate import check_repo, load_projects, load_repo
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import CATALOG
+from schemas.catalog import CATALOG
 
 Schema = dict[str, Any]
 

@@ -11,22 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
-from .catalog import CATALOG
-from .errors import Problem
-from .model import (
-    App,
-    Backup,
-    DataMount,
-    Dns,
-    FileMount,
-    Healthcheck,
-    Instance,
-    Retention,
-    SecretRef,
-    Service,
-    Value,
-    Volume,
-)
+from schemas.catalog import CATALOG
+from schemas.errors import Problem
+from schemas.model import App, Backup, DataMount, Dns, FileMount, Healthcheck, Instance, Retention, SecretRef, Service, Value, Volume
 
 CUSTOM_ONLY = ("image", "port", "command", "data", "files", "healthcheck", "user", "services")
 RESERVED_SERVICES = {"caddy"}
@@ -38,7 +25,7 @@ class Locator(Protocol):
 
 
 def _at(source: Locator, path: tuple[Any, ...], message: str) -> Problem:
-    from .yamlfile import field_path
+    from schemas.yamlfile import field_path
 
     filename, line, located = source.locate(path)
     return Problem(filename, line, field_path(located), message)
@@ -355,7 +342,7 @@ def instance(
     project: str, name: str, source: str, config: dict[str, Any], files: dict[str, bytes]
 ) -> Instance:
     """The model of one validated, normalized `apps.config` in one project."""
-    from .rules import parse_size
+    from schemas.rules import parse_size
 
     inst, vol, dns, backup = (config[k] for k in ("instance", "volume", "dns", "backup"))
     size_bytes = parse_size(vol["size"])

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .model import App, DataMount, Healthcheck, SecretRef, Service, Value
+from schemas.model import App, DataMount, Healthcheck, SecretRef, Service, Value
 
 Settings = dict[str, Any]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .apps_config import APPS_CONFIG, REPO_CONFIG
-from .catalog import CATALOG
-from .limits import limits_markdown
+from schemas.apps_config import APPS_CONFIG, REPO_CONFIG
+from schemas.catalog import CATALOG
+from schemas.limits import limits_markdown
 
 _TYPES = {
     "string": "string",

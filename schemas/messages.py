@@ -13,9 +13,9 @@ from typing import Any
 
 from cerberus import errors as E
 
-from .apps_config import ABS_PATH, ENV_NAME, HOSTNAME, NAME, REL_PATH, SECRET_REF
-from .errors import Problem
-from .yamlfile import YamlDocument, field_path
+from schemas.apps_config import ABS_PATH, ENV_NAME, HOSTNAME, NAME, REL_PATH, SECRET_REF
+from schemas.errors import Problem
+from schemas.yamlfile import YamlDocument, field_path
 
 _REGEX_WORDS = {
     HOSTNAME: "a hostname (lowercase letters, digits, '-' and '.')",

@@ -17,8 +17,8 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from .errors import Problem
-from .limits import Limits
+from schemas.errors import Problem
+from schemas.limits import Limits
 
 LINK = "is a symbolic link; expected a regular file (links could point outside the repo)"
 DIR_LINK = "is a symbolic link; expected a directory (links could point outside the repo)"

@@ -28,22 +28,15 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import build
-from .apps_config import APPS_CONFIG, REPO_CONFIG
-from .catalog import CATALOG
-from .errors import ConfigError, Problem
-from .limits import DEFAULT_LIMITS, Limits
-from .model import Instance, Project, RepoConfig
-from .repofiles import (
-    DIR_LINK,
-    count_files,
-    instance_entries,
-    present,
-    read_config_file,
-    read_shipped_files,
-)
-from .rules import validator_for
-from .yamlfile import YamlDocument, field_path, parse_yaml
+from schemas import build
+from schemas.apps_config import APPS_CONFIG, REPO_CONFIG
+from schemas.catalog import CATALOG
+from schemas.errors import ConfigError, Problem
+from schemas.limits import DEFAULT_LIMITS, Limits
+from schemas.model import Instance, Project, RepoConfig
+from schemas.repofiles import DIR_LINK, count_files, instance_entries, present, read_config_file, read_shipped_files
+from schemas.rules import validator_for
+from schemas.yamlfile import YamlDocument, field_path, parse_yaml
 
 APPS_FILE = "apps.config"
 REPO_FILE = "swapyard.yaml"
@@ -81,7 +74,7 @@ class _Source:
 def _validate_against(
     schema: dict[str, Any], data: Any, source: _Source
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
-    from .messages import problems_from  # late: messages imports the schema constants
+    from schemas.messages import problems_from  # late: messages imports the schema constants
 
     validator = validator_for(schema)
     if validator.validate(data):
@@ -193,7 +186,7 @@ class RepoLoader:
             return empty, {}
         validator = validator_for(REPO_CONFIG)
         if not validator.validate(doc.data, normalize=False) or not isinstance(doc.data, dict):
-            from .messages import problems_from
+            from schemas.messages import problems_from
 
             self.problems.extend(problems_from(validator._errors, REPO_CONFIG, REPO_FILE, doc))
             return empty, {}

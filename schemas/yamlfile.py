@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Problem
-from .limits import DEFAULT_LIMITS, Limits
+from schemas.errors import ConfigError, Problem
+from schemas.limits import DEFAULT_LIMITS, Limits
 
 Path = tuple[str | int, ...]
 

@@ -20,9 +20,9 @@ from schemas.errors import SwapyardError
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from handlers import hooks
 
-    from . import api, db, pages, statuses, worker
-    from .config import load_settings
-    from .inbox import SqlInbox
+    from service import api, db, pages, statuses, worker
+    from service.config import load_settings
+    from service.inbox import SqlInbox
 
     settings = load_settings(config)
     app = Flask(__name__)

@@ -10,8 +10,8 @@ from flask import Blueprint, Flask, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from .db import get_db
-from .models import Deployment, Event, StatusOutbox
+from service.db import get_db
+from service.models import Deployment, Event, StatusOutbox
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -169,7 +169,7 @@ def instances() -> ResponseReturnValue:
 
 @bp.get("/instances/<project>/<name>/backups")
 def instance_backups(project: str, name: str) -> ResponseReturnValue:
-    from .backups import get_backups
+    from service.backups import get_backups
 
     backups = get_backups(current_app)
     if backups is None:
@@ -228,7 +228,7 @@ def metrics() -> ResponseReturnValue:
         ],
     )
     text = "\n".join(lines) + "\n"
-    from .backups import get_backups
+    from service.backups import get_backups
 
     backups = get_backups(current_app)
     if backups is not None:

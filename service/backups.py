@@ -24,9 +24,9 @@ from flask import Flask
 from deploy.schedule import BackupScheduler
 from schemas import Instance
 
-from .db import Database, get_db
-from .deployer import Deployer
-from .leader import Holder, Leader, holder, process_name
+from service.db import Database, get_db
+from service.deployer import Deployer
+from service.leader import Holder, Leader, holder, process_name
 
 log = logging.getLogger(__name__)
 KEY = "swapyard.backups"

@@ -207,7 +207,7 @@ def schema(fmt: str, which: str, out: str | None) -> None:
 
 
 def _register_service_commands() -> None:
-    from . import cli_backup, cli_db, cli_local, cli_service
+    from service import cli_backup, cli_db, cli_local, cli_service
 
     cli_service.register(main)
     cli_db.register(main)

@@ -15,8 +15,8 @@ import click
 
 from deploy.backup import tags_of
 
-from .backups import Backups, get_backups
-from .cli_service import _app, config_option
+from service.backups import Backups, get_backups
+from service.cli_service import _app, config_option
 
 
 @contextmanager

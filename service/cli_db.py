@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from .cli_service import config_option
+from service.cli_service import config_option
 
 
 def _engine(config_file: str | None) -> Any:
-    from .config import load_settings
-    from .db import make_engine
+    from service.config import load_settings
+    from service.db import make_engine
 
     settings: dict[str, Any] = {"allow_unsigned": True}  # no webhook is received here
     if config_file:
@@ -35,7 +35,7 @@ def db() -> None:
 @config_option
 def upgrade(config_file: str | None) -> None:
     """Bring the database to the newest schema revision (what every start does)."""
-    from . import migrate
+    from service import migrate
 
     engine = _engine(config_file)
     before, now = migrate.upgrade(engine)
@@ -50,7 +50,7 @@ def upgrade(config_file: str | None) -> None:
 @config_option
 def current(config_file: str | None) -> None:
     """Print the database's schema revision and whether it is the newest."""
-    from . import migrate
+    from service import migrate
 
     revision, newest = migrate.current(_engine(config_file)), migrate.head()
     if revision == newest:
@@ -71,8 +71,8 @@ def revision(message: str) -> None:
     """
     from alembic import command
 
-    from . import migrate
-    from .db import make_engine
+    from service import migrate
+    from service.db import make_engine
 
     newest = migrate.head()
     with tempfile.TemporaryDirectory() as scratch:

@@ -41,7 +41,7 @@ def build_local(path: str, write_config: str | None) -> None:
     click.echo(yaml.safe_dump({"image_map": mapping}, sort_keys=True), nl=False)
     if write_config:
         target = Path(write_config)
-        from .config import load_yaml_file
+        from service.config import load_yaml_file
 
         current = load_yaml_file(target) if target.exists() else {}
         current["image_map"] = mapping
@@ -67,7 +67,7 @@ def githook() -> None:
 @click.option("--full-name", required=True, help="Repository full name, e.g. me/config.")
 def githook_install(bare: str, url: str, secret_file: str, full_name: str) -> None:
     """Install the post-receive hook that signs and delivers each push."""
-    from .githook import install
+    from service.githook import install
 
     hook = install(Path(bare), url, Path(secret_file), full_name)
     click.echo(f"installed {hook}")

@@ -22,7 +22,7 @@ from schemas.errors import SwapyardError
 
 
 def _app(config_file: str | None, **overrides: Any) -> Any:
-    from . import create_app
+    from service import create_app
 
     settings = {k: v for k, v in overrides.items() if v is not None}
     if config_file:
@@ -58,7 +58,7 @@ config_option = click.option(
 @click.option("--threads", default=16, show_default=True, help="HTTP request threads.")
 def serve(config_file: str | None, host: str, port: int, workers: int | None, threads: int) -> None:
     """Serve webhooks, API, pages and metrics under Granian, with the worker in-process."""
-    from . import server
+    from service import server
 
     app = _app(config_file, workers=workers)
     click.echo(f"swapyard: serving on http://{host}:{port} with {app.config['WORKERS']} worker(s)")
@@ -75,7 +75,7 @@ def web(config_file: str | None, host: str, port: int, threads: int) -> None:
     """Serve webhooks, API, pages and metrics only; run `swapyard worker` beside it.
 
     It runs no deployment and no scheduled job: `swapyard worker` does both."""
-    from . import server
+    from service import server
 
     app = _app(config_file)
     click.echo(f"swapyard: serving on http://{host}:{port} (no worker in this process)")
@@ -88,8 +88,8 @@ def web(config_file: str | None, host: str, port: int, threads: int) -> None:
 @click.option("--workers", type=int, default=None, help="Worker threads.")
 def worker(config_file: str | None, workers: int | None) -> None:
     """Run only the worker (events, deployments, statuses, the schedule) until SIGTERM."""
-    from .backups import get_backups, schedule_line
-    from .worker import get_worker
+    from service.backups import get_backups, schedule_line
+    from service.worker import get_worker
 
     app = _app(config_file, workers=workers)
     w = get_worker(app)
@@ -114,8 +114,8 @@ def history(config_file: str | None, instance: str | None, limit: int) -> None:
     """Print the latest deployments from the database."""
     from sqlalchemy import select
 
-    from .db import get_db
-    from .models import Deployment
+    from service.db import get_db
+    from service.models import Deployment
 
     app = _app(config_file, allow_unsigned=True)
     query = select(Deployment).order_by(Deployment.id.desc()).limit(limit)

@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import migrate
+from service import migrate
 
 
 class Database:

@@ -42,7 +42,7 @@ from handlers.pipeline import Execution, StepRecord
 from renderers import RenderOptions, render_instance
 from schemas import Instance
 
-from .secrets import DirectorySecretStore
+from service.secrets import DirectorySecretStore
 
 log = logging.getLogger(__name__)
 

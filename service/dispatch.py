@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from handlers.pipeline import StepRecord, Targets, clip
 
-from . import statuses
-from .deployer import Recovery
-from .models import RECOVERED_STEP, Deployment, Event, StatusOutbox, Step
+from service import statuses
+from service.deployer import Recovery
+from service.models import RECOVERED_STEP, Deployment, Event, StatusOutbox, Step
 
 Row = tuple[str, str | None, str | None, str, str]  # key, project, instance, context, mode
 

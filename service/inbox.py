@@ -31,9 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from handlers.events import QUEUED
 from handlers.hooks import Incoming, Recorded
 
-from .db import Database
-from .dispatch import received_status
-from .models import Event, StatusOutbox
+from service.db import Database
+from service.dispatch import received_status
+from service.models import Event, StatusOutbox
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from . import leases
-from .db import Database
-from .models import Lease
+from service import leases
+from service.db import Database
+from service.models import Lease
 
 log = logging.getLogger(__name__)
 KEY = "schedule"

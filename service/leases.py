@@ -11,8 +11,8 @@ from sqlalchemy import case, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import Database, rowcount
-from .models import Lease
+from service.db import Database, rowcount
+from service.models import Lease
 
 
 def take(session: Session, key: str, owner: str, seconds: float) -> bool:

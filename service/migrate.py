@@ -49,7 +49,7 @@ from alembic.script import ScriptDirectory
 from deploy import backupjournal, sqljournal
 from schemas.errors import SwapyardError
 
-from .models import Base
+from service.models import Base
 
 SCRIPTS = Path(__file__).with_name("migrations")
 BASELINE = "0001"  # the schema swapyard made before it had migrations

@@ -23,9 +23,9 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from .api import deployment_json, event_json, iso, latest_per_instance
-from .db import get_db
-from .models import Deployment, Event
+from service.api import deployment_json, event_json, iso, latest_per_instance
+from service.db import get_db
+from service.models import Deployment, Event
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 PUBLIC = {"pages.login", "static"}
@@ -72,7 +72,7 @@ def instances() -> ResponseReturnValue:
             }
             for last, ok in latest_per_instance(db)
         ]
-    from .backups import get_backups
+    from service.backups import get_backups
 
     backups = get_backups(current_app)
     schedule = backups.schedule_holder() if backups is not None else None
@@ -94,7 +94,7 @@ def instance(project: str, name: str) -> ResponseReturnValue:
         rows = [deployment_json(d) for d in deps]
     if not rows:
         return render_template("missing.html", what=f"instance {key}"), 404
-    from .backups import get_backups
+    from service.backups import get_backups
 
     backups = get_backups(current_app)
     overview = backups.overview(project, name) if backups is not None else None

@@ -33,23 +33,7 @@ import yaml
 
 from schemas.errors import SwapyardError
 
-from .quickstart_steps import (
-    ROOT,
-    Layout,
-    app_urls,
-    backup_now,
-    fill_secrets,
-    probe,
-    push,
-    registry_reachable,
-    run,
-    secret_names,
-    seed_repository,
-    start_service,
-    stop_service,
-    wait_for_push,
-    write_config,
-)
+from service.quickstart_steps import ROOT, Layout, app_urls, backup_now, fill_secrets, probe, push, registry_reachable, run, secret_names, seed_repository, start_service, stop_service, wait_for_push, write_config
 
 
 def _show(edge: str, clone: Path) -> int:

@@ -220,7 +220,7 @@ def start_service(lay: Layout, port: int, timeout: float = 60) -> int:
 
 def seed_repository(lay: Layout, url: str) -> bool:
     """The bare "forge" repository with its hook, and a seeded clone; True when created."""
-    from .githook import install
+    from service.githook import install
 
     created = not lay.bare.exists()
     if created:

@@ -24,9 +24,9 @@ from handlers.events import ZERO_SHA
 from handlers.gitmirror import Mirror, MirrorCache
 from handlers.pipeline import mapped_branches
 
-from .config import config_limits
-from .db import Database
-from .models import Event
+from service.config import config_limits
+from service.db import Database
+from service.models import Event
 
 log = logging.getLogger(__name__)
 

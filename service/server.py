@@ -30,9 +30,9 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.log import logger as granian_logger
 
-from .backups import get_backups, schedule_line
-from .db import get_db
-from .worker import get_worker
+from service.backups import get_backups, schedule_line
+from service.db import get_db
+from service.worker import get_worker
 
 
 class _ThreadCountIsIntended(logging.Filter):

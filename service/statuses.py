@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, aliased
 from handlers.forges import FORGES
 from handlers.pipeline import clip
 
-from . import leases
-from .db import Database, rowcount
-from .gitlab_api import GitLabAnswer, GitLabStatuses
-from .models import StatusOutbox
+from service import leases
+from service.db import Database, rowcount
+from service.gitlab_api import GitLabAnswer, GitLabStatuses
+from service.models import StatusOutbox
 
 STATES = ("pending", "success", "failure", "error")
 SENDER_LEASE = "status-sender"

@@ -37,14 +37,14 @@ from handlers.gitmirror import MirrorCache
 from handlers.pipeline import Outcome, Pipeline, clip, targets
 from schemas import Instance
 
-from . import backups, dispatch, leases, statuses
-from .backups import Backups
-from .config import config_limits
-from .db import Database, get_db, rowcount
-from .deployer import Deployer, Recovery
-from .doorbell import Doorbell
-from .models import Deployment, Event, Step
-from .reconciler import Reconciler
+from service import backups, dispatch, leases, statuses
+from service.backups import Backups
+from service.config import config_limits
+from service.db import Database, get_db, rowcount
+from service.deployer import Deployer, Recovery
+from service.doorbell import Doorbell
+from service.models import Deployment, Event, Step
+from service.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5

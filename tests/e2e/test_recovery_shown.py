@@ -25,16 +25,7 @@ import yaml
 
 from tests.service.forge_stub import ForgeStub
 
-from .test_push_to_live import (
-    FULL_NAME,
-    TOKEN,
-    _free_port,
-    _git,
-    _requirements,
-    _write,
-    seed_repo,
-    service_settings,
-)
+from tests.e2e.test_push_to_live import FULL_NAME, TOKEN, _free_port, _git, _requirements, _write, seed_repo, service_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import pytest
 
 from schemas.model import Instance
 
-from .helpers import example_instances
+from tests.renderers.helpers import example_instances
 
 
 @pytest.fixture(scope="session")

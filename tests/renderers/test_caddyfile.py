@@ -17,7 +17,7 @@ from renderers import RenderOptions, render_instance
 from renderers.caddyfile import render_caddyfile
 from schemas.model import App, Instance
 
-from .helpers import example_instances
+from tests.renderers.helpers import example_instances
 
 
 def _caddy() -> str:

@@ -18,7 +18,7 @@ from renderers import ArtifactSet, RenderOptions, render_instance
 from renderers.compose import env_file
 from schemas.model import App, Instance, Service
 
-from .helpers import fake_secrets, load_json_reference
+from tests.renderers.helpers import fake_secrets, load_json_reference
 
 
 def _docker_compose() -> str:
@@ -164,7 +164,7 @@ def _custom(environment: tuple[tuple[str, str], ...], command: tuple[str, ...]) 
 
 
 def _examples() -> tuple[Instance, ...]:
-    from .helpers import example_instances
+    from tests.renderers.helpers import example_instances
 
     return example_instances()
 

@@ -23,8 +23,8 @@ import pytest
 from renderers import RenderOptions, render_instance
 from schemas.model import App, DataMount, FileMount, Instance, SecretRef, Service
 
-from .helpers import example_instances
-from .test_compose import _docker_compose
+from tests.renderers.helpers import example_instances
+from tests.renderers.test_compose import _docker_compose
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

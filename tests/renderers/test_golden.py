@@ -17,7 +17,7 @@ import pytest
 from renderers import RenderOptions, render_instance
 from schemas.model import Instance
 
-from .helpers import fake_secrets
+from tests.renderers.helpers import fake_secrets
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("SWAPYARD_UPDATE_GOLDEN") == "1"

@@ -12,7 +12,7 @@ from renderers import RenderOptions, render_instance
 from renderers.ignition import DOCKER_COMPOSE_SYSEXT_VERSION
 from schemas.model import Instance
 
-from .helpers import decode_data_url, fake_secrets, load_json_reference
+from tests.renderers.helpers import decode_data_url, fake_secrets, load_json_reference
 
 
 def _ignition(instance: Instance, options: RenderOptions | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from renderers import RenderOptions, render_instance
 from schemas.model import Instance
 
-from .helpers import fake_secrets
+from tests.renderers.helpers import fake_secrets
 
 
 def test_dns_records_are_the_sorted_domains(instance: Instance) -> None:

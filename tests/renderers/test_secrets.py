@@ -11,7 +11,7 @@ from renderers.secrets import text
 from schemas import RenderError, SecretNotFound, SecretRef
 from schemas.model import Instance
 
-from .helpers import decode_data_url, fake_secrets, secret_names
+from tests.renderers.helpers import decode_data_url, fake_secrets, secret_names
 
 
 def _decoded(artifacts: ArtifactSet) -> dict[str, bytes]:

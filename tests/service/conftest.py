@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from . import deliveries
-from .forge_stub import GITLAB_TOKEN, ForgeStub
+from tests.service import deliveries
+from tests.service.forge_stub import GITLAB_TOKEN, ForgeStub
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "It's a Secret to Everybody"

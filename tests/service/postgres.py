@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .conftest import free_port, wait_for
+from tests.service.conftest import free_port, wait_for
 
 
 def _bin(name: str) -> str:

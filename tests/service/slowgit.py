@@ -16,7 +16,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from .conftest import free_port, wait_for
+from tests.service.conftest import free_port, wait_for
 
 
 def _git_daemon() -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import reference
 
-from .deliveries import headers
+from tests.service.deliveries import headers
 
 pytestmark = pytest.mark.conformance
 

@@ -89,7 +89,7 @@ def test_every_setting_is_described():
 def test_docs_list_every_setting():
     from service.config import settings_markdown
 
-    from .conftest import ROOT
+    from tests.service.conftest import ROOT
 
     doc = (ROOT / "docs" / "service.md").read_text()
     start = doc.index("-->\n", doc.index("<!-- settings:")) + len("-->\n")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from handlers.gitmirror import MirrorCache
 
-from .conftest import REPO_NAME, ZERO, wait_for
-from .deliveries import body as fixture
-from .test_worker import finished
+from tests.service.conftest import REPO_NAME, ZERO, wait_for
+from tests.service.deliveries import body as fixture
+from tests.service.test_worker import finished
 
 
 def test_pull_request_is_planned_only(serve, config_repo, forge):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from service.githook import ZERO, install, push_payload, sign
 
-from .conftest import ConfigRepo
+from tests.service.conftest import ConfigRepo
 
 
 def test_payload_of_a_new_branch_then_of_a_change(config_repo: ConfigRepo) -> None:

@@ -9,9 +9,9 @@ from service.db import get_db
 from service.models import StatusOutbox
 from service.worker import get_worker
 
-from .conftest import ZERO, gitlab_push_body, outbox_drained, wait_for
-from .forge_stub import GITLAB_TOKEN
-from .test_worker import finished
+from tests.service.conftest import ZERO, gitlab_push_body, outbox_drained, wait_for
+from tests.service.forge_stub import GITLAB_TOKEN
+from tests.service.test_worker import finished
 
 WWW, BLOG, CLOUD = (f"swapyard/production/{n}" for n in ("www", "blog", "cloud"))
 INSTANCES = (WWW, BLOG, CLOUD)

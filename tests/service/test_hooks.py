@@ -13,8 +13,8 @@ from schemas.errors import SwapyardError
 from service import create_app
 from service.config import ServiceConfigError
 
-from .conftest import SECRET, ZERO, push_body
-from .deliveries import body as fixture
+from tests.service.conftest import SECRET, ZERO, push_body
+from tests.service.deliveries import body as fixture
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import ZERO, ConfigRepo, git, wait_for
+from tests.service.conftest import ZERO, ConfigRepo, git, wait_for
 
 WITHIN = 60.0  # seconds from the webhook to a finished event: "not hanging", generously
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import ZERO, push_body, wait_for
+from tests.service.conftest import ZERO, push_body, wait_for
 
 
 @pytest.fixture
@@ -73,8 +73,8 @@ def test_a_database_failure_is_500_and_the_delivery_can_be_sent_again(web, confi
 def test_a_chunked_body_is_read_and_limited(web, config_repo):
     import json
 
-    from .conftest import SECRET
-    from .deliveries import headers as forge_headers
+    from tests.service.conftest import SECRET
+    from tests.service.deliveries import headers as forge_headers
 
     raw = json.dumps(push_body(config_repo, ZERO, config_repo.sha())).encode()
     headers = forge_headers("github", "push", raw, SECRET, "chunked")

@@ -22,8 +22,8 @@ from service.models import Base, Event
 from tests.conftest import run_cli
 from tests.deploy.test_journal import record
 
-from .conftest import answers, free_port, make_settings, wait_for
-from .postgres import postgres_server
+from tests.service.conftest import answers, free_port, make_settings, wait_for
+from tests.service.postgres import postgres_server
 
 OUR_TABLES = {t for metadata in migrate.TARGET_METADATA for t in metadata.tables}
 

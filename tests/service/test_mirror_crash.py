@@ -23,18 +23,9 @@ import yaml
 
 from handlers.gitmirror import MirrorCache
 
-from .conftest import (
-    REPO_NAME,
-    ZERO,
-    ConfigRepo,
-    Served,
-    answers,
-    free_port,
-    make_settings,
-    wait_for,
-)
-from .slowgit import GitDaemon, ThrottlingProxy
-from .test_worker import finished
+from tests.service.conftest import REPO_NAME, ZERO, ConfigRepo, Served, answers, free_port, make_settings, wait_for
+from tests.service.slowgit import GitDaemon, ThrottlingProxy
+from tests.service.test_worker import finished
 
 RATE = 2 * 1024 * 1024  # bytes a second: a 3 MiB push takes over a second
 FILES, FILE_BYTES = 12, 192 * 1024  # base64 of random bytes: 256 KiB of text, 12 blobs

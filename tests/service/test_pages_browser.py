@@ -8,8 +8,8 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .conftest import TOKEN, ZERO, wait_for
-from .test_worker import finished, push_broken_blog
+from tests.service.conftest import TOKEN, ZERO, wait_for
+from tests.service.test_worker import finished, push_broken_blog
 
 
 def chromium() -> str:

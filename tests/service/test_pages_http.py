@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from .conftest import TOKEN, ZERO
-from .test_worker import finished
+from tests.service.conftest import TOKEN, ZERO
+from tests.service.test_worker import finished
 
 
 def test_pages_need_the_token_and_show_the_history(serve, config_repo):

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from service.models import Deployment, Event, Step
 
-from .conftest import ZERO, Served, answers, free_port, make_settings, wait_for
-from .postgres import postgres_server
+from tests.service.conftest import ZERO, Served, answers, free_port, make_settings, wait_for
+from tests.service.postgres import postgres_server
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import requests
 
-from .conftest import REPO_NAME, TOKEN, ZERO, outbox_drained, push_body, wait_for
-from .test_queue import queue_blog_commits
-from .test_worker import finished, push_broken_blog
+from tests.service.conftest import REPO_NAME, TOKEN, ZERO, outbox_drained, push_body, wait_for
+from tests.service.test_queue import queue_blog_commits
+from tests.service.test_worker import finished, push_broken_blog
 
 
 def final(forge, sha: str) -> dict:

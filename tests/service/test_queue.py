@@ -11,8 +11,8 @@ from service.db import get_db
 from service.models import StatusOutbox
 from service.worker import Worker, get_worker
 
-from .conftest import ZERO, outbox_drained, wait_for
-from .test_worker import finished
+from tests.service.conftest import ZERO, outbox_drained, wait_for
+from tests.service.test_worker import finished
 
 
 def queue_blog_commits(served, config_repo, count: int) -> tuple[list[str], list[int]]:

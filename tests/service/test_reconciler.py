@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from service.worker import get_worker
 
-from .conftest import ZERO, wait_for
-from .test_worker import finished
+from tests.service.conftest import ZERO, wait_for
+from tests.service.test_worker import finished
 
 
 def test_lost_webhook_is_caught_once(serve, config_repo):
@@ -26,7 +26,7 @@ def test_lost_webhook_is_caught_once(serve, config_repo):
 
 
 def test_a_rollback_without_webhook_is_caught(serve, config_repo):
-    from .conftest import git
+    from tests.service.conftest import git
 
     served = serve(config_repo)
     old = config_repo.sha()

@@ -11,7 +11,7 @@ from handlers.errors import SignatureError
 from handlers.events import QUEUED, REGISTRY, Classified
 from handlers.forges import FORGES
 
-from .deliveries import body as fixture
+from tests.service.deliveries import body as fixture
 
 
 def test_outside_code_registers_like_the_built_ins():

@@ -10,7 +10,7 @@ import pytest
 from handlers.gitmirror import MirrorCache
 from tests.gitdamage import corrupt_packed
 
-from .conftest import REPO_NAME, ZERO, git, wait_for
+from tests.service.conftest import REPO_NAME, ZERO, git, wait_for
 
 PRODUCTION = ["production/blog", "production/cloud", "production/www"]
 
@@ -88,7 +88,7 @@ def test_force_push_evaluates_every_instance(serve, config_repo):
     lost = config_repo.commit("to be rewritten", {"instances/www/x.txt": "1\n"})
     config_repo.push()
     finished(served, served.push(base, lost).json()["event"])
-    from .conftest import git
+    from tests.service.conftest import git
 
     git("reset", "-q", "--hard", base, cwd=config_repo.work)
     rewritten = config_repo.commit("rewritten", {"instances/cloud/y.txt": "2\n"})
