@@ -17,7 +17,7 @@ fix:
 
 docs:
 	.venv/bin/swapyard schema --format markdown --out docs/config-reference.md
-	.venv/bin/python -c 'from service.config import update_settings_doc as u; u("docs/service.md")'
+	.venv/bin/python -c 'from service.settings import update_settings_doc as u; u("docs/service.md")'
 
 bench:
 	.venv/bin/python bench/render.py

@@ -32,14 +32,14 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.backup import BackupRunner
-from deploy.backupjournal import BackupJournal, steps
-from deploy.base import VolumeHandle
-from deploy.local import LocalProvider
-from deploy.restic import ResticRepo
+from deploy.backup.journal import BackupJournal, steps
+from deploy.backup.restic import ResticRepo
+from deploy.backup.run import BackupRunner
+from deploy.providers.base import VolumeHandle
+from deploy.providers.local import LocalProvider
 from deploy.spec import VolumeSpec
-from deploy.sqljournal import SqlJournal
-from deploy.swap import SwapEngine
+from deploy.swap.engine import SwapEngine
+from deploy.swap.sqljournal import SqlJournal
 from tests.deploy.conftest import cleanup, free_port
 from tests.deploy.fixtures import build_image, make_ignition, make_spec
 

@@ -4,7 +4,7 @@
 
 Builds a config repository of a few hundred instances (an apps.config and two
 files each) with a history of commits touching a few instances each, and a
-mirror of it through `handlers.gitmirror`. Prints medians of:
+mirror of it through `handlers.gitops.mirror`. Prints medians of:
 
 - `cat-file -e` on the tip: the old check, whether the commit object exists;
 - `is_complete` on the tip (under a ref: the tip's tree, then nothing outside
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import git as gitpython
 
 from bench.render import median_ms
-from handlers.gitmirror import MirrorCache
+from handlers.gitops.mirror import MirrorCache
 
 ENV = {
     **os.environ,

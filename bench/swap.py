@@ -68,15 +68,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import schemas  # noqa: E402
-from deploy.base import Route  # noqa: E402
-from deploy.journal import StepRecord  # noqa: E402
-from deploy.local import LocalProvider  # noqa: E402
-from deploy.local.compose import PROJECT_LABEL, default_compose  # noqa: E402
-from deploy.local.edge import LocalEdge  # noqa: E402
-from deploy.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
+from deploy.providers.base import Route  # noqa: E402
+from deploy.providers.local import LocalProvider  # noqa: E402
+from deploy.providers.local.compose import PROJECT_LABEL, default_compose  # noqa: E402
+from deploy.providers.local.edge import LocalEdge  # noqa: E402
+from deploy.providers.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
 from deploy.spec import DeploySpec  # noqa: E402
-from deploy.sqljournal import SqlJournal  # noqa: E402
-from deploy.swap import SwapEngine  # noqa: E402
+from deploy.swap.engine import SwapEngine  # noqa: E402
+from deploy.swap.journal import StepRecord  # noqa: E402
+from deploy.swap.sqljournal import SqlJournal  # noqa: E402
 from renderers import ArtifactSet, RenderOptions, render_instance  # noqa: E402
 
 GOAL_PUSH_TO_LIVE = 20.0  # seconds, issue 4
@@ -124,7 +124,7 @@ def sh(
 
 def local_images() -> tuple[str, str]:
     """(app image, caddy image), built locally when missing (no registry here)."""
-    from deploy.local.images import caddy_image, tools_image
+    from deploy.providers.local.images import caddy_image, tools_image
 
     return tools_image(), caddy_image()
 

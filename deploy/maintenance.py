@@ -32,9 +32,9 @@ from typing import Any, Protocol
 
 import requests
 
-from deploy.base import InstanceHandle, Provider
+from deploy.providers.base import InstanceHandle, Provider
+from deploy.providers.types import DeployError, ProviderError
 from deploy.spec import AppCheck, check_apps
-from deploy.types import DeployError, ProviderError
 from renderers.layout import HEALTH_PASS_HEADER
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from deploy.types import HealthCheckFailed
+from deploy.providers.types import HealthCheckFailed
 from schemas.model import Instance
 
 

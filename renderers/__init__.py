@@ -16,8 +16,6 @@ values from a secret lookup in (only for handing to a provider).
 
 from __future__ import annotations
 
-from schemas.model import Instance
-
 from renderers import layout
 from renderers.artifacts import ArtifactSet, RenderOptions
 from renderers.caddyfile import maintenance_page, render_caddyfile
@@ -26,6 +24,7 @@ from renderers.ignition import render_ignition
 from renderers.outside import outside
 from renderers.secrets import check_options
 from renderers.systemd import render_units
+from schemas.model import Instance
 
 __all__ = ["ArtifactSet", "RenderOptions", "render_instance"]
 

@@ -26,10 +26,9 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 
-from schemas.model import App, Instance
-
 from renderers import layout
 from renderers.artifacts import RenderOptions
+from schemas.model import App, Instance
 
 TAB = "\t"
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.model import Healthcheck, Instance, Service
-
 from renderers import layout, yamlout
 from renderers.artifacts import RenderOptions
 from renderers.secrets import text
+from schemas.model import Healthcheck, Instance, Service
 
 WRITER_LABEL = "org.swapyard.writer"
 APP_LABEL = "org.swapyard.app"

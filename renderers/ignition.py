@@ -20,11 +20,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.model import Instance
-
 from renderers import layout
 from renderers.artifacts import RenderOptions
 from renderers.systemd import APP_UNIT, PREPARE_UNIT
+from schemas.model import Instance
 
 SPEC_VERSION = "3.4.0"
 

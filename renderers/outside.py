@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.model import Instance
-
 from renderers.secrets import placeholder
+from schemas.model import Instance
 
 
 def dns_settings(instance: Instance) -> dict[str, Any]:

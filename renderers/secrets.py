@@ -7,10 +7,9 @@ resolved renders ask `RenderOptions.secrets` for the value. Nothing else in
 
 from __future__ import annotations
 
+from renderers.artifacts import RenderOptions
 from schemas.errors import RenderError, SecretNotFound
 from schemas.model import SecretRef, Value
-
-from renderers.artifacts import RenderOptions
 
 
 def check_options(options: RenderOptions) -> None:

@@ -14,9 +14,8 @@ works once systemd-sysext has merged it). Nothing here enables a login.
 
 from __future__ import annotations
 
-from schemas.model import Instance
-
 from renderers import layout
+from schemas.model import Instance
 
 PREPARE_UNIT = "app-prepare.service"
 APP_UNIT = "app.service"

@@ -13,7 +13,20 @@ from typing import Any, Protocol
 
 from schemas.catalog import CATALOG
 from schemas.errors import Problem
-from schemas.model import App, Backup, DataMount, Dns, FileMount, Healthcheck, Instance, Retention, SecretRef, Service, Value, Volume
+from schemas.model import (
+    App,
+    Backup,
+    DataMount,
+    Dns,
+    FileMount,
+    Healthcheck,
+    Instance,
+    Retention,
+    SecretRef,
+    Service,
+    Value,
+    Volume,
+)
 
 CUSTOM_ONLY = ("image", "port", "command", "data", "files", "healthcheck", "user", "services")
 RESERVED_SERVICES = {"caddy"}

@@ -34,7 +34,14 @@ from schemas.catalog import CATALOG
 from schemas.errors import ConfigError, Problem
 from schemas.limits import DEFAULT_LIMITS, Limits
 from schemas.model import Instance, Project, RepoConfig
-from schemas.repofiles import DIR_LINK, count_files, instance_entries, present, read_config_file, read_shipped_files
+from schemas.repofiles import (
+    DIR_LINK,
+    count_files,
+    instance_entries,
+    present,
+    read_config_file,
+    read_shipped_files,
+)
 from schemas.rules import validator_for
 from schemas.yamlfile import YamlDocument, field_path, parse_yaml
 

@@ -1,46 +1,16 @@
-"""The swapyard service: webhook inbox, worker, statuses, history API.
+"""The swapyard service: what runs around the pipeline, one package per concern.
 
-`create_app(config=None)` builds the Flask app from defaults, the YAML file
-named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config`. Nothing
-opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
-start the worker (`service.worker.get_worker(app).start()`).
+- `service.web`: the Flask app (`service.web.app.create_app`), the JSON API, the pages, the
+  HTTP server.
+- `service.work`: the worker: the intake loop, the deployment runner, the loops that
+  catch missed pushes and elect the schedule leader, the backups in the service.
+- `service.forge`: talking back to the forges: commit statuses through an outbox, and each
+  forge's client.
+- `service.store`: the database: engine, models, migrations, the durable inbox, leases.
+- `service.cli`: the `swapyard` command line; offline commands (`validate`, `render`, `plan`,
+  `schema`) import nothing of Flask.
+- `service.quickstart`: the whole flow on one machine, with a local forge (a git hook).
+- `service.settings` and `service.secrets`: what every part is configured with.
+
+Importing this package opens nothing and imports no third-party module.
 """
-
-from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
-from flask import Flask, jsonify
-from flask.typing import ResponseReturnValue
-
-from schemas.errors import SwapyardError
-
-
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    from handlers import hooks
-
-    from service import api, db, pages, statuses, worker
-    from service.config import load_settings
-    from service.inbox import SqlInbox
-
-    settings = load_settings(config)
-    app = Flask(__name__)
-    app.config.update(settings)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
-    database = db.init_app(app)
-    inbox = SqlInbox(database, settings["PUBLIC_URL"], statuses.sending_forges(settings))
-    hooks.init_app(app, inbox)
-    api.init_app(app)
-    pages.init_app(app)
-    inbox.listeners.append(worker.init_app(app).wake)  # a delivery wakes idle threads
-
-    @app.errorhandler(SwapyardError)
-    def _domain_error(exc: SwapyardError) -> ResponseReturnValue:
-        return jsonify({"error": str(exc)}), 400
-
-    @app.get("/healthz")
-    def _health() -> ResponseReturnValue:
-        return jsonify({"status": "ok"})
-
-    return app

@@ -1,7 +1,7 @@
 """Test fixtures of the deploy layer: a local image and small Ignition configs.
 
 `build_image` makes an image without a registry through the product's
-builder (deploy.local.images): busybox-static and Debian's caddy imported
+builder (deploy.providers.local.images): busybox-static and Debian's caddy imported
 with `docker import`, tagged by a hash of its content so reruns reuse it.
 
 `make_ignition` builds a small Ignition config by hand, so the provider is
@@ -29,11 +29,11 @@ from typing import Any
 def build_image(client: Any, caddy: bool = False) -> str:
     """Build (or reuse) the test image; returns its `repo:tag`.
 
-    The builder is the product's (deploy.local.images): busybox and Debian's
+    The builder is the product's (deploy.providers.local.images): busybox and Debian's
     caddy with `sh` as command, or with `caddy=True` the image that stands in
     for upstream `caddy:2.8.4`. `client` is unused (kept for callers).
     """
-    from deploy.local.images import caddy_image, tools_image
+    from deploy.providers.local.images import caddy_image, tools_image
 
     return caddy_image() if caddy else tools_image()
 

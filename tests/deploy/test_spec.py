@@ -11,8 +11,8 @@ import pytest
 import requests
 
 import schemas
+from deploy.providers.types import HealthCheckFailed
 from deploy.spec import AppCheck, DeploySpec, check_apps
-from deploy.types import HealthCheckFailed
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config-repo"
 

@@ -27,7 +27,7 @@ LEASE = 3  # seconds: short, so the wait outlasts several leases
 @contextmanager
 def held_backup(world: World, key: str, runs: list[Any]) -> Iterator[threading.Event]:
     """A backup of `key` by the service's scheduler, held after stop_writers until released."""
-    from service.worker import get_worker
+    from service.work.worker import get_worker
 
     scheduler = get_worker(world.app).backups.scheduler
     in_window, go_on = threading.Event(), threading.Event()
@@ -54,10 +54,10 @@ def held_backup(world: World, key: str, runs: list[Any]) -> Iterator[threading.E
 
 @pytest.mark.parametrize("world", [{"lease_seconds": LEASE}], indirect=True)
 def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
-    from service.db import get_db
-    from service.models import Lease
-    from service.quickstart_steps import api, wait_for_push
-    from service.worker import Worker
+    from service.quickstart.steps import api, wait_for_push
+    from service.store.db import get_db
+    from service.store.models import Lease
+    from service.work.worker import Worker
 
     sha, _ = push_with_backups(world)
     [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)
@@ -107,7 +107,7 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
 
 @pytest.mark.parametrize("world", [{"deploy_lock_wait_seconds": 1}], indirect=True)
 def test_a_push_gives_up_when_the_backup_outlasts_the_wait(world: World) -> None:
-    from service.quickstart_steps import api, wait_for_push
+    from service.quickstart.steps import api, wait_for_push
 
     sha, _ = push_with_backups(world)
     [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def test_an_alias_bomb_leaves_the_live_instance_alone_and_the_next_push_deploys(
     world: World,
 ) -> None:
-    from service.quickstart_steps import wait_for_push
+    from service.quickstart.steps import wait_for_push
 
     sha, _ = world.push()
     [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)

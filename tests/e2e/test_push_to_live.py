@@ -1,10 +1,10 @@
 """From a git push to a live app: the whole flow, for real, on this machine.
 
 A bare repository (the "forge") with swapyard's own post-receive hook
-(service.githook, the one the quick start installs) delivers signed push
+(service.quickstart.githook, the one the quick start installs) delivers signed push
 webhooks to the service, served by waitress on loopback with its worker, DEPLOY
 on and the local provider (real Docker engine, loop-mounted volume, edge
-Caddy). Images are the product's offline ones (deploy.local.images).
+Caddy). Images are the product's offline ones (deploy.providers.local.images).
 
 Needs root, a Docker engine, caddy and busybox-static; skipped otherwise.
 """
@@ -175,7 +175,7 @@ def service_settings(
 ) -> dict[str, Any]:
     """The service's settings for deploying the seeded repository for real (local provider);
     writes the webhook secret file the hook signs with and an empty secret store."""
-    from deploy.local.images import image_map_for_repository
+    from deploy.providers.local.images import image_map_for_repository
 
     (tmp_path / "secret").write_text(SECRET)
     (tmp_path / "secrets").mkdir()
@@ -211,10 +211,10 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     _requirements()
     import waitress
 
-    from deploy.local import LocalProvider
-    from service import create_app
-    from service.githook import install
-    from service.worker import get_worker
+    from deploy.providers.local import LocalProvider
+    from service.quickstart.githook import install
+    from service.web.app import create_app
+    from service.work.worker import get_worker
 
     project = "e2e" + secrets.token_hex(3)
     bare, clone = seed_repo(tmp_path, project)
@@ -260,7 +260,7 @@ def _stop_waitress(server: Any, thread: threading.Thread) -> None:
 
 
 def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> None:
-    from service.quickstart_steps import api, wait_for_push
+    from service.quickstart.steps import api, wait_for_push
 
     started = time.monotonic()
     sha, out = world.push()
@@ -304,7 +304,7 @@ def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     config = world.tmp / "service.yaml"
     config.write_text(yaml.safe_dump(world.settings))
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "service.cli.main", *args, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -323,7 +323,7 @@ def push_with_backups(world: World) -> tuple[str, str]:
 
 
 def test_a_deployed_instance_is_backed_up_and_restored(world: World) -> None:
-    from service.quickstart_steps import api, wait_for_push
+    from service.quickstart.steps import api, wait_for_push
 
     sha, _ = push_with_backups(world)
     [done] = wait_for_push(world.url, TOKEN, sha, timeout=120)

@@ -23,9 +23,17 @@ import pytest
 import requests
 import yaml
 
+from tests.e2e.test_push_to_live import (
+    FULL_NAME,
+    TOKEN,
+    _free_port,
+    _git,
+    _requirements,
+    _write,
+    seed_repo,
+    service_settings,
+)
 from tests.service.forge_stub import ForgeStub
-
-from tests.e2e.test_push_to_live import FULL_NAME, TOKEN, _free_port, _git, _requirements, _write, seed_repo, service_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -99,8 +107,8 @@ def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
     _requirements()
     import docker
 
-    from deploy.local import LocalProvider
-    from service.githook import install
+    from deploy.providers.local import LocalProvider
+    from service.quickstart.githook import install
     from tests.deploy.conftest import cleanup
 
     project = "rec" + os.urandom(3).hex()
@@ -182,7 +190,7 @@ def test_a_swap_killed_midway_shows_its_recovery_and_rollback(setup: dict[str, A
         timeout=180,
     )
     assert (done["status"], done["action"]) == ("success", "replace"), done
-    full = service.api(f"/deployments/{done['id']}")
+    full = service.web.api(f"/deployments/{done['id']}")
     [recovery] = full["recoveries"]
     assert "the worker stopped after" in recovery, recovery
     assert f"rolled back to {first[:12]}" in recovery, recovery
@@ -193,7 +201,7 @@ def test_a_swap_killed_midway_shows_its_recovery_and_rollback(setup: dict[str, A
     assert "after a restart" in done["summary"], done
 
     history = subprocess.run(
-        [sys.executable, "-m", "service.cli", "history", "--config", str(setup["config"])],
+        [sys.executable, "-m", "service.cli.main", "history", "--config", str(setup["config"])],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from schemas.model import Instance
-
 from tests.renderers.helpers import example_instances
 
 

@@ -16,7 +16,6 @@ import pytest
 from renderers import RenderOptions, render_instance
 from renderers.caddyfile import render_caddyfile
 from schemas.model import App, Instance
-
 from tests.renderers.helpers import example_instances
 
 

@@ -13,16 +13,15 @@ import jsonschema
 import pytest
 import yaml
 
-from deploy.local.compose import find_compose
+from deploy.providers.local.compose import find_compose
 from renderers import ArtifactSet, RenderOptions, render_instance
 from renderers.compose import env_file
 from schemas.model import App, Instance, Service
-
 from tests.renderers.helpers import fake_secrets, load_json_reference
 
 
 def _docker_compose() -> str:
-    """The docker-compose the local provider runs (deploy.local.compose.find_compose)."""
+    """The docker-compose the local provider runs (deploy.providers.local.compose.find_compose)."""
     found = find_compose()
     if found is None:
         pytest.skip(

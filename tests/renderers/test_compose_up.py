@@ -22,7 +22,6 @@ import pytest
 
 from renderers import RenderOptions, render_instance
 from schemas.model import App, DataMount, FileMount, Instance, SecretRef, Service
-
 from tests.renderers.helpers import example_instances
 from tests.renderers.test_compose import _docker_compose
 
@@ -41,7 +40,7 @@ def local_image() -> str:
     for binary in ("/bin/busybox", "/usr/bin/caddy"):
         if not Path(binary).exists():
             pytest.skip(f"{binary} is missing; apt-get install busybox-static caddy")
-    from deploy.local.images import caddy_image
+    from deploy.providers.local.images import caddy_image
 
     return caddy_image()
 

@@ -16,7 +16,6 @@ import pytest
 
 from renderers import RenderOptions, render_instance
 from schemas.model import Instance
-
 from tests.renderers.helpers import fake_secrets
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

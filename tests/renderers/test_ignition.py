@@ -11,7 +11,6 @@ import pytest
 from renderers import RenderOptions, render_instance
 from renderers.ignition import DOCKER_COMPOSE_SYSEXT_VERSION
 from schemas.model import Instance
-
 from tests.renderers.helpers import decode_data_url, fake_secrets, load_json_reference
 
 

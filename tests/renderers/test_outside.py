@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from renderers import RenderOptions, render_instance
 from schemas.model import Instance
-
 from tests.renderers.helpers import fake_secrets
 
 

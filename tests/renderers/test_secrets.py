@@ -10,7 +10,6 @@ from renderers import ArtifactSet, RenderOptions, render_instance
 from renderers.secrets import text
 from schemas import RenderError, SecretNotFound, SecretRef
 from schemas.model import Instance
-
 from tests.renderers.helpers import decode_data_url, fake_secrets, secret_names
 
 

@@ -273,8 +273,8 @@ def serve(tmp_path: Path, forge: ForgeStub) -> Iterator[Callable[..., Served]]:
     """Start the app under waitress on loopback (and its worker unless workers=0)."""
     import waitress
 
-    from service import create_app
-    from service.worker import get_worker
+    from service.web.app import create_app
+    from service.work.worker import get_worker
 
     started: list[tuple[Any, Any]] = []
 

@@ -1,0 +1,331 @@
+"""The one seam to restic: a repository, its secrets, and the commands swapyard runs.
+
+Commands are built and their JSON parsed by resticpy (`restic.internal.*`),
+called with our own base command, never through resticpy's module globals,
+so several repositories can be used from several threads at once. resticpy
+runs restic through `restic.internal.command_executor.execute`; we replace
+that function once with one that passes a per-call environment (the
+password, S3 credentials) and working directory from a context variable.
+The environment is never logged, never put on a command line, and secret
+values are scrubbed from every error message.
+
+Secrets come from a lookup callable (the service's secret store), never
+from config values: `repository_for` resolves the `SecretRef`s of an
+instance's backup config.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import restic.errors
+from restic.internal import backup as r_backup
+from restic.internal import command_executor
+from restic.internal import forget as r_forget
+from restic.internal import init as r_init
+from restic.internal import restore as r_restore
+from restic.internal import snapshots as r_snapshots
+
+from deploy.providers.types import DeployError
+from schemas.model import Backup, Retention, SecretRef
+
+SecretLookup = Callable[[str], str]
+
+# Variables whose value is a credential: they must come from the secret store.
+SECRET_VARIABLES = frozenset(
+    {"RESTIC_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "B2_ACCOUNT_KEY"}
+)
+# What restic gets from our own environment; nothing else leaks into it.
+PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "LANG", "SSL_CERT_FILE")
+
+
+class ResticError(DeployError, RuntimeError):
+    """restic failed or answered something unexpected; the message never holds a secret."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    env: Mapping[str, str]
+    cwd: str | None
+    timeout: float | None
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("restic_call", default=None)
+_original_execute = command_executor.execute
+
+
+def _execute(cmd: list[str]) -> str:
+    """resticpy's executor with our per-call environment and working directory."""
+    call = _CALL.get()
+    if call is None:
+        return _original_execute(cmd)
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            check=False,
+            encoding="utf-8",
+            env=dict(call.env),
+            cwd=call.cwd,
+            timeout=call.timeout,
+        )
+    except FileNotFoundError as exc:
+        raise restic.errors.NoResticBinaryEror(f"cannot run {cmd[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise restic.errors.ResticFailedError(f"timed out after {exc.timeout:g} s") from None
+    if proc.returncode != 0:
+        raise restic.errors.ResticFailedError(
+            f"Restic failed with exit code {proc.returncode}: {proc.stderr}"
+        )
+    return proc.stdout
+
+
+command_executor.execute = _execute
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """What `restic backup --json` reported."""
+
+    snapshot_id: str
+    files: int
+    bytes: int
+    duration: float
+    files_new: int = 0
+    data_added: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot as `restic snapshots --json` lists it."""
+
+    id: str
+    short_id: str
+    time: dt.datetime
+    tags: tuple[str, ...]
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One entry of a snapshot (`restic ls --json`); `path` is relative to the volume root."""
+
+    path: str
+    type: str
+    size: int
+
+
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _parse_time(text: str) -> dt.datetime:
+    """restic's RFC 3339 time with nanoseconds, to an aware datetime (microseconds)."""
+    m = _TIME.match(text)
+    if m is None:
+        raise ResticError(f"restic printed a time swapyard cannot read: {text!r}")
+    frac = ((m.group(2) or "") + "000000")[:6]
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return dt.datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}")
+
+
+class ResticRepo:
+    """One restic repository and the environment (password, credentials) to reach it."""
+
+    def __init__(
+        self,
+        repository: str,
+        env: Mapping[str, str],
+        *,
+        binary: str = "restic",
+        cache_dir: str | Path | None = None,
+        timeout: float | None = 6 * 3600,
+    ):
+        if "RESTIC_PASSWORD" not in env:
+            raise ResticError(f"restic repository {repository}: no password given")
+        self.repository = repository
+        self.binary = binary
+        self.timeout = timeout
+        base = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
+        self._env = {**base, **env}
+        if cache_dir is not None:
+            self._env["RESTIC_CACHE_DIR"] = str(cache_dir)
+        self._secrets = sorted(
+            (v for k, v in env.items() if k in SECRET_VARIABLES and v), key=len, reverse=True
+        )
+
+    def __repr__(self) -> str:  # never the environment
+        return f"ResticRepo({self.repository!r})"
+
+    def _base(self) -> list[str]:
+        return [self.binary, "--json", "--repo", self.repository]
+
+    def _scrub(self, text: str) -> str:
+        for value in self._secrets:
+            text = text.replace(value, "***")
+        return text
+
+    @contextmanager
+    def _call(self, what: str, cwd: str | Path | None = None) -> Iterator[None]:
+        token = _CALL.set(_Call(self._env, str(cwd) if cwd else None, self.timeout))
+        try:
+            yield
+        except restic.errors.Error as exc:
+            lines = self._scrub(str(exc)).strip().splitlines()
+            raise ResticError(
+                f"restic {what} on {self.repository} failed: " + " | ".join(lines[-4:])
+            ) from None
+        except (r_backup.Error, json.JSONDecodeError) as exc:
+            raise ResticError(
+                f"restic {what} on {self.repository}: unexpected output: {self._scrub(str(exc))}"
+            ) from None
+        finally:
+            _CALL.reset(token)
+
+    # -- commands ----------------------------------------------------------
+    def exists(self) -> bool:
+        """True when the repository answers with our password (`restic cat config`)."""
+        try:
+            with self._call("cat config"):
+                command_executor.execute([*self._base(), "cat", "config"])
+        except ResticError:
+            return False
+        return True
+
+    def init_if_missing(self) -> bool:
+        """Initialize the repository unless it exists; True when it was created now."""
+        if self.exists():
+            return False
+        with self._call("init"):
+            r_init.run(self._base())
+        return True
+
+    def backup(
+        self,
+        source: str | Path,
+        tags: list[str],
+        *,
+        exclude: list[str] | None = None,
+        host: str | None = None,
+    ) -> BackupSummary:
+        """Back up the content of directory `source` (snapshot paths relative to it)."""
+        with self._call("backup", cwd=source):
+            out = r_backup.run(
+                self._base(), paths=["."], tags=tags, exclude_patterns=exclude, host=host
+            )
+        if out.get("message_type") != "summary" or "snapshot_id" not in out:
+            raise ResticError(f"restic backup on {self.repository}: no summary in its output")
+        return BackupSummary(
+            snapshot_id=out["snapshot_id"],
+            files=int(out.get("total_files_processed", 0)),
+            bytes=int(out.get("total_bytes_processed", 0)),
+            duration=float(out.get("total_duration", 0.0)),
+            files_new=int(out.get("files_new", 0)),
+            data_added=int(out.get("data_added", 0)),
+        )
+
+    def snapshots(self, tags: list[str] | None = None) -> list[Snapshot]:
+        """Snapshots carrying every tag in `tags`, oldest first."""
+        with self._call("snapshots"):
+            rows = r_snapshots.run(self._base(), tags=tags) or []
+        snaps = [
+            Snapshot(
+                r["id"],
+                r.get("short_id", r["id"][:8]),
+                _parse_time(r["time"]),
+                tuple(r.get("tags") or ()),
+                tuple(r.get("paths") or ()),
+            )
+            for r in rows
+        ]
+        return sorted(snaps, key=lambda s: s.time)
+
+    def forget(self, retention: Retention, tags: list[str]) -> list[str]:
+        """`forget --prune` with `retention` among the snapshots tagged `tags`; ids removed."""
+        keep = {
+            "keep_daily": retention.daily,
+            "keep_weekly": retention.weekly,
+            "keep_monthly": retention.monthly,
+            "keep_yearly": retention.yearly,
+        }
+        if not any(keep.values()):
+            raise ResticError("a retention keeping nothing would delete every snapshot; refused")
+        with self._call("forget"):
+            # one --tag a,b means "a and b"; resticpy would pass "--tag a --tag b" ("a or b")
+            out = r_forget.run(self._base(), tags=[",".join(tags)], group_by=[], prune=True, **keep)
+        groups = out if isinstance(out, list) else []
+        return [s["id"] for g in groups for s in (g.get("remove") or [])]
+
+    def check(self, read_data_subset: str | None = None) -> str:
+        """`restic check`; returns its report, raises `ResticError` when it finds a problem."""
+        with self._call("check"):
+            out = command_executor.execute(
+                [*self._base(), "check"]
+                + (["--read-data-subset", read_data_subset] if read_data_subset else [])
+            )
+        return out  # not resticpy's check: it swallows failures
+
+    def restore(self, snapshot_id: str, target: str | Path) -> None:
+        """Restore a snapshot's content into directory `target`."""
+        with self._call("restore"):
+            r_restore.run(self._base(), snapshot_id=snapshot_id, target_dir=str(target))
+
+    def ls(self, snapshot_id: str) -> list[Node]:
+        """Every file and directory of a snapshot."""
+        with self._call("ls"):
+            out = command_executor.execute([*self._base(), "ls", snapshot_id])
+        nodes = []
+        for line in out.splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("struct_type") == "node":
+                nodes.append(Node(row["path"].lstrip("/"), row["type"], int(row.get("size", 0))))
+        return nodes
+
+
+def resolve_environment(backup: Backup, lookup: SecretLookup, where: str) -> dict[str, str]:
+    """The restic environment of a backup config: password and variables, secrets resolved.
+
+    A credential variable given as a plain value is refused: it would live in git.
+    """
+    if backup.password is None:
+        raise ResticError(f"{where}: backup.password: no secret given (use secret:NAME)")
+    env = {"RESTIC_PASSWORD": lookup(backup.password.name)}
+    for key, value in backup.environment:
+        if isinstance(value, SecretRef):
+            env[key] = lookup(value.name)
+        elif key in SECRET_VARIABLES:
+            raise ResticError(
+                f"{where}: backup.environment.{key} is a credential; reference it as secret:NAME"
+            )
+        else:
+            env[key] = value
+    return env
+
+
+def repository_url(backup: Backup, project: str, name: str) -> str:
+    """The instance's repository: the configured one with `/<project>/<name>` appended."""
+    if not backup.repository:
+        raise ResticError(f"{project}/{name}: backup.repository is not set")
+    return f"{backup.repository.rstrip('/')}/{project}/{name}"
+
+
+def repository_for(
+    project: str,
+    name: str,
+    backup: Backup,
+    lookup: SecretLookup,
+    **kwargs: Any,
+) -> ResticRepo:
+    """The `ResticRepo` of one instance, its secrets resolved through `lookup`."""
+    env = resolve_environment(backup, lookup, f"{project}/{name}")
+    return ResticRepo(repository_url(backup, project, name), env, **kwargs)

@@ -1,0 +1,419 @@
+"""The swap state machine: replace a live instance by a new one, moving its data volume across.
+
+Steps of a `replace`, each journaled (started/done/failed) before the next:
+
+    create_new -> wait_ready -> maintenance_old -> stop_writers_old -> detach_old
+    -> attach_new -> start_writers_new -> health_check -> switch_traffic -> destroy_old
+
+A `create` (first deploy) is `create_volume` then the same steps without the
+old instance. A failure before `switch_traffic` rolls back (writers of the
+new instance stopped, volume back on the old one, then
+`deploy.maintenance.end_maintenance` of the old one: its writers started,
+its apps checked behind the page, maintenance off; new instance destroyed)
+and the outcome says why. Old apps that do not answer keep the page on and
+raise a `maintenance` alert (`alerts`, when the engine is given one). After
+the switch there is no way back: a failing `destroy_old` leaves a note.
+
+Every step is idempotent against reality (providers read attachments from
+the system, never from the journal), so `recover()` after a crash simply
+rolls back each swap that had not switched yet and completes the others.
+Only `Exception`s trigger a rollback; a `BaseException` (the worker being
+killed, a test's simulated crash) leaves the journal for `recover()`.
+
+A deploy that finds the instance's lock held by a backup or a restore
+waits for it, up to `lock_wait` seconds (`deploy.swap.lockwait`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.maintenance import Alerts, MaintenanceKept, end_maintenance
+from deploy.providers.base import InstanceHandle, Provider, Route, VolumeHandle
+from deploy.providers.types import DeployError, InstanceState, ProviderError
+from deploy.spec import AppCheck, DeploySpec, check_apps
+from deploy.swap.journal import FAILED, ROLLED_BACK, SUCCEEDED, Deployment, Journal, SwapRecord
+from deploy.swap.lockwait import WaitHook, wait_for_lock
+
+log = logging.getLogger(__name__)
+
+StepHook = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a deploy, for the commit status: `status` is success/failure/error/noop."""
+
+    status: str
+    kind: str  # create | replace | destroy | noop
+    message: str
+    swap_id: int | None = None
+    instance_id: str | None = None
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
+
+
+class SwapEngine:
+    """Runs deploys, swaps and destroys against one provider, journaling every step."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        journal: Journal,
+        *,
+        ready_timeout: float = 120,
+        health_timeout: float = 60,
+        health_interval: float = 0.5,
+        drain_seconds: float = 1.0,
+        lock_wait: float = 0.0,
+        lock_poll: float = 1.0,
+        on_step: StepHook | None = None,
+        new_shortid: Callable[[], str] = lambda: secrets.token_hex(3),
+        alerts: Alerts | None = None,
+    ):
+        self.provider = provider
+        self.journal = journal
+        self.ready_timeout = ready_timeout
+        self.health_timeout = health_timeout
+        self.health_interval = health_interval
+        self.drain_seconds = drain_seconds
+        self.lock_wait = lock_wait
+        self.lock_poll = lock_poll
+        self.on_step = on_step
+        self.new_shortid = new_shortid
+        self.alerts = alerts
+
+    # -- journaled steps ---------------------------------------------------
+    def _step(self, swap_id: int, name: str, fn: Callable[[], Any]) -> Any:
+        self.journal.step_started(swap_id, name)
+        try:
+            result = fn()
+        except Exception as exc:
+            self.journal.step_finished(swap_id, name, False, _describe(exc))
+            raise
+        self.journal.step_finished(swap_id, name, True)
+        if self.on_step:
+            self.on_step(swap_id, name)
+        return result
+
+    def _volume(self, volume_id: str) -> VolumeHandle:
+        volume = self.provider.get_volume(volume_id)
+        if volume is None:
+            raise ProviderError(f"volume {volume_id} does not exist on {self.provider.name}")
+        return volume
+
+    # -- deploy --------------------------------------------------------------
+    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> Outcome:
+        """Bring `spec` live: `noop`, first deploy (`create`) or swap (`replace`).
+
+        A backup or restore holding the instance's lock is waited for, up to
+        `lock_wait` s (`deploy.swap.lockwait`; each attempt reads the live
+        deployment again). `SwapInProgress` when another swap holds the lock
+        or the wait times out.
+        """
+        begun = wait_for_lock(
+            lambda: self._begin(spec), spec.key, self.lock_wait, self.lock_poll, on_wait
+        )
+        if isinstance(begun, Outcome):
+            return begun
+        record = begun
+        try:
+            self._forward(record, spec)
+        except Exception as exc:
+            after = self.journal.get(record.id)
+            if "switch_traffic" not in after.done:  # past the switch there is no way back
+                log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
+                return self._rollback(after, _describe(exc))
+        after = self.journal.get(record.id)
+        return self._complete(after, after.new_instance)
+
+    def _begin(self, spec: DeploySpec) -> Outcome | SwapRecord:
+        """A `noop` outcome, or the journaled swap holding the lock (`SwapInProgress`)."""
+        current = self.journal.current(spec.project, spec.name)
+        if current is not None and current.digest == spec.digest:
+            live = self.provider.get_instance(current.instance_id)
+            if live is not None and live.state == InstanceState.RUNNING:
+                return Outcome(
+                    "noop", "noop", f"noop: {spec.key} is already at this config", None, live.id
+                )
+        return self.journal.begin(
+            SwapRecord(
+                id=0,
+                project=spec.project,
+                name=spec.name,
+                kind="create" if current is None else "replace",
+                commit=spec.commit,
+                digest=spec.digest,
+                volume_id=spec.volume.id,
+                old_instance=current.instance_id if current else None,
+                old_commit=current.commit if current else None,
+                spec=spec.to_json(),
+            )
+        )
+
+    def _forward(self, record: SwapRecord, spec: DeploySpec) -> InstanceHandle:
+        """Every step up to and including the traffic switch."""
+        p, sid, vol = self.provider, record.id, spec.volume
+        if record.kind == "create":
+            self._step(
+                sid,
+                "create_volume",
+                lambda: p.create_volume(vol.id, vol.size_bytes, vol.label, vol.filesystem),
+            )
+        shortid = self.new_shortid()
+        new_id = p.instance_id(spec.project, spec.name, shortid)
+        self.journal.update(sid, new_instance=new_id)  # before creating: rollback can find it
+        new = self._step(
+            sid,
+            "create_new",
+            lambda: p.create_instance(spec.project, spec.name, spec.ignition, shortid=shortid),
+        )
+        new = self._step(sid, "wait_ready", lambda: p.wait_until_ready(new, self.ready_timeout))
+        old = p.get_instance(record.old_instance) if record.old_instance else None
+        if old is not None:
+            self._step(sid, "maintenance_old", lambda: p.set_maintenance(old, True))
+            self._step(sid, "stop_writers_old", lambda: p.stop_writers(old))
+        if record.kind == "replace":
+            self._step(sid, "detach_old", lambda: p.detach_volume(self._volume(vol.id)))
+        self._step(sid, "attach_new", lambda: p.attach_volume(self._volume(vol.id), new))
+        self._step(sid, "start_writers_new", lambda: p.start_writers(new))
+        self._step(
+            sid,
+            "health_check",
+            lambda: check_apps(new.endpoint, spec.apps, self.health_timeout, self.health_interval),
+        )
+        domains = spec.all_domains
+        self.journal.step_started(sid, "switch_traffic")
+        try:
+            p.switch_traffic(Route(domains, new.id, new.endpoint))
+        except Exception as exc:
+            self.journal.step_finished(sid, "switch_traffic", False, _describe(exc))
+            raise
+        self.journal.switched(
+            sid,
+            Deployment(spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains),
+        )
+        if self.on_step:
+            self.on_step(sid, "switch_traffic")
+        return new
+
+    def _complete(self, record: SwapRecord, new_id: str | None) -> Outcome:
+        """After the switch: destroy the old instance; a failure here is only a note."""
+        note = ""
+        old = self.provider.get_instance(record.old_instance) if record.old_instance else None
+        if old is not None:
+            time.sleep(self.drain_seconds)  # let requests proxied to the old instance finish
+            try:
+                self._step(record.id, "destroy_old", lambda: self.provider.destroy_instance(old))
+            except Exception as exc:
+                note = f"; the old instance {old.id} was not destroyed: {_describe(exc)}"
+        self.journal.finish(record.id, SUCCEEDED, note.lstrip("; ") or None)
+        verb = "created" if record.kind == "create" else "swapped"
+        return Outcome(
+            "success",
+            record.kind,
+            f"success: {record.commit[:12]} {verb}, live on {new_id}{note}",
+            record.id,
+            new_id,
+        )
+
+    # -- rollback ------------------------------------------------------------
+    def _rollback(self, record: SwapRecord, reason: str) -> Outcome:
+        """Undo an unfinished swap, step by step, each step checked against reality.
+
+        The reason is journaled first, so a rollback cut short by a crash is
+        resumed by `recover()` with its original reason.
+        """
+        p, sid, errors = self.provider, record.id, []
+        self.journal.update(sid, reason=reason)
+        new = p.get_instance(record.new_instance) if record.new_instance else None
+        old = p.get_instance(record.old_instance) if record.old_instance else None
+
+        def _attempt(name: str, fn: Callable[[], Any]) -> None:
+            try:
+                self._step(sid, f"rollback:{name}", fn)
+            except Exception as exc:
+                errors.append(f"{name}: {_describe(exc)}")
+
+        if new is not None:
+            _attempt("stop_writers_new", lambda: p.stop_writers(new))
+            _attempt("restore_traffic", lambda: self._restore_traffic(new, old))
+        volume = p.get_volume(record.volume_id)
+        if (
+            volume is not None
+            and volume.attached_to
+            and (old is None or volume.attached_to != old.id)
+        ):
+            _attempt("detach_new", lambda: p.detach_volume(self._volume(record.volume_id)))
+        if old is not None and volume is not None:
+            _attempt("attach_old", lambda: p.attach_volume(self._volume(record.volume_id), old))
+        if old is not None:
+            try:
+                end_maintenance(
+                    p,
+                    old,
+                    self.journal.live_apps(record.project, record.name),
+                    lambda name, fn: self._step(sid, name, fn),
+                    alerts=self.alerts,
+                    owner=(record.project, record.name),
+                    timeout=self.health_timeout,
+                    interval=self.health_interval,
+                    prefix="rollback:",
+                    suffix="_old",
+                )
+            except MaintenanceKept as exc:
+                errors.append(str(exc))
+        if new is not None:
+            _attempt("destroy_new", lambda: p.destroy_instance(new))
+        if record.old_commit:
+            full = f"{reason}; rolled back to {record.old_commit[:12]}"
+        else:
+            full = f"{reason}; nothing was live before, the new instance was removed"
+        if errors:
+            full += "; rollback incomplete: " + "; ".join(errors)
+        self.journal.finish(sid, FAILED if errors else ROLLED_BACK, full)
+        status = "error" if errors else "failure"
+        return Outcome(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
+
+    def _restore_traffic(self, new: InstanceHandle, old: InstanceHandle | None) -> None:
+        for route in self.provider.routes():
+            if route.instance_id != new.id:
+                continue
+            if old is not None and old.endpoint is not None:
+                self.provider.switch_traffic(Route(route.domains, old.id, old.endpoint))
+            else:
+                self.provider.remove_traffic(route.domains)
+
+    # -- destroy -------------------------------------------------------------
+    def destroy(
+        self, project: str, name: str, *, delete_volume: bool = False, commit: str = ""
+    ) -> Outcome:
+        """Take an instance down on explicit request; its volume stays unless `delete_volume`."""
+        current = self.journal.current(project, name)
+        if current is None:
+            return Outcome("noop", "destroy", f"noop: {project}/{name} is not deployed")
+        record = self.journal.begin(
+            SwapRecord(
+                id=0,
+                project=project,
+                name=name,
+                kind="destroy",
+                commit=commit,
+                digest=current.digest,
+                volume_id=current.volume_id,
+                old_instance=current.instance_id,
+                old_commit=current.commit,
+                spec={"domains": list(current.domains), "delete_volume": delete_volume},
+            )
+        )
+        return self._destroy(record)
+
+    def _destroy(self, record: SwapRecord) -> Outcome:
+        p, sid = self.provider, record.id
+        domains = tuple(record.spec.get("domains", ()))
+        try:
+            if domains:
+                self._step(sid, "remove_traffic", lambda: p.remove_traffic(domains))
+            old = p.get_instance(record.old_instance) if record.old_instance else None
+            if old is not None:
+                self._step(sid, "stop_writers_old", lambda: p.stop_writers(old))
+            volume = p.get_volume(record.volume_id)
+            if volume is not None:
+                self._step(sid, "detach_old", lambda: p.detach_volume(volume))
+            if old is not None:
+                self._step(sid, "destroy_old", lambda: p.destroy_instance(old))
+            if volume is not None and record.spec.get("delete_volume"):
+                self._step(sid, "destroy_volume", lambda: p.destroy_volume(volume))
+        except Exception as exc:
+            self.journal.finish(sid, FAILED, _describe(exc))
+            return Outcome("error", "destroy", f"error: destroy failed: {_describe(exc)}", sid)
+        self.journal.clear_current(record.project, record.name)
+        self.journal.finish(sid, SUCCEEDED)
+        return Outcome(
+            "success", "destroy", f"success: {record.project}/{record.name} destroyed", sid
+        )
+
+    # -- restart -------------------------------------------------------------
+    def recover(self) -> list[Outcome]:
+        """Finish every swap a dead worker left running: roll back, or complete if switched.
+
+        One swap's failure does not stop the others.
+        """
+        outcomes = []
+        for record in self.journal.unfinished():
+            last = record.done[-1] if record.done else "its first step"
+            try:
+                if record.kind == "destroy":
+                    outcomes.append(self._destroy(record))
+                elif "switch_traffic" in record.done:
+                    outcomes.append(self._complete(record, record.new_instance))
+                else:
+                    reason = record.reason or f"the worker stopped after {last}"
+                    outcomes.append(self._rollback(record, reason))
+            except Exception as exc:
+                log.exception("recovering swap %s failed", record.id)
+                outcomes.append(
+                    Outcome("error", record.kind, f"error: {_describe(exc)}", record.id)
+                )
+        return outcomes
+
+    def reconcile(self) -> Reconciliation:
+        """After a restart (or a host reboot): put live volumes and routes back, list orphans.
+
+        Call after `recover()`. For each live deployment the volume is
+        re-attached to its instance when it is attached nowhere (writers
+        stopped first, started after) and its route is re-applied (which
+        also restarts a local edge). Instances no live deployment or running
+        swap references are reported as orphans, never destroyed here.
+        """
+        p, notes, live = self.provider, [], set()
+        for d in self.journal.deployments():
+            try:
+                notes.extend(self._reconcile_one(d))
+                live.add(d.instance_id)
+            except Exception as exc:
+                notes.append(f"{d.project}/{d.name}: {_describe(exc)}")
+        busy = {i for r in self.journal.unfinished() for i in (r.old_instance, r.new_instance)}
+        orphans = [i.id for i in p.list_instances() if i.id not in live | busy]
+        return Reconciliation(tuple(notes), tuple(orphans))
+
+    def _reconcile_one(self, d: Deployment) -> list[str]:
+        p, key, notes = self.provider, f"{d.project}/{d.name}", []
+        inst = p.get_instance(d.instance_id)
+        if inst is None:
+            return [f"{key}: the live instance {d.instance_id} is gone; push again to recreate it"]
+        volume = p.get_volume(d.volume_id)
+        if volume is not None and volume.attached_to is None:
+            p.stop_writers(inst)
+            p.attach_volume(volume, inst)
+            p.start_writers(inst)
+            notes.append(f"{key}: volume {volume.id} re-attached to {inst.id}")
+        elif volume is not None and volume.attached_to != inst.id:
+            notes.append(
+                f"{key}: volume {volume.id} is attached to {volume.attached_to}, "
+                f"not to the live {inst.id}; left alone"
+            )
+        routed = any(r.instance_id == inst.id and r.endpoint == inst.endpoint for r in p.routes())
+        if inst.endpoint is not None:  # re-applied even when unchanged: it restarts an edge
+            p.switch_traffic(Route(d.domains, inst.id, inst.endpoint))
+            if not routed:
+                notes.append(f"{key}: traffic re-pointed to {inst.id} at port {inst.endpoint[1]}")
+        return notes
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What `SwapEngine.reconcile` repaired (`notes`) and the instances nothing references."""
+
+    notes: tuple[str, ...]
+    orphans: tuple[str, ...]
+
+
+__all__ = ["AppCheck", "DeploySpec", "Outcome", "Reconciliation", "SwapEngine"]

@@ -1,0 +1,2 @@
+"""The GitOps pipeline: mirror the repository, diff a push, export a commit, validate,
+render and plan what changed."""

@@ -1,1 +1,0 @@
-"""The Alembic environment of the service's database (env.py, versions/), run by service.migrate."""

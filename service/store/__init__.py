@@ -1,0 +1,1 @@
+"""The service's database: engine and sessions, models, migrations, the inbox, leases."""

@@ -1,0 +1,48 @@
+"""The swapyard service: webhook inbox, worker, statuses, history API.
+
+`create_app(config=None)` builds the Flask app from defaults, the YAML file
+named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config`. Nothing
+opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
+start the worker (`service.work.worker.get_worker(app).start()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+
+from schemas.errors import SwapyardError
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    from handlers.intake import endpoint as hooks
+    from service.forge import statuses
+    from service.settings import load_settings
+    from service.store import db
+    from service.web import api, pages
+    from service.work import worker
+    from service.work.inbox import SqlInbox
+
+    settings = load_settings(config)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
+    database = db.init_app(app)
+    inbox = SqlInbox(database, settings["PUBLIC_URL"], statuses.sending_forges(settings))
+    hooks.init_app(app, inbox)
+    api.init_app(app)
+    pages.init_app(app)
+    inbox.listeners.append(worker.init_app(app).wake)  # a delivery wakes idle threads
+
+    @app.errorhandler(SwapyardError)
+    def _domain_error(exc: SwapyardError) -> ResponseReturnValue:
+        return jsonify({"error": str(exc)}), 400
+
+    @app.get("/healthz")
+    def _health() -> ResponseReturnValue:
+        return jsonify({"status": "ok"})
+
+    return app

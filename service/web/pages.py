@@ -1,0 +1,142 @@
+"""Server-rendered HTML pages: instances, deployments per instance, one push, one deployment.
+
+Behind the same token as the API: `/login` takes it once and keeps a signed
+session cookie; the session key is derived from the token, so changing the
+token logs everybody out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from service.store.db import get_db
+from service.store.models import Deployment, Event
+from service.web.api import deployment_json, event_json, iso, latest_per_instance
+
+bp = Blueprint("pages", __name__, template_folder="templates")
+PUBLIC = {"pages.login", "static"}
+
+
+@bp.before_app_request
+def _require_login() -> ResponseReturnValue | None:
+    if request.blueprint != "pages" or request.endpoint in PUBLIC:
+        return None
+    token = current_app.config["API_TOKEN"]
+    if token and session.get("token_digest") == _digest(token):
+        return None
+    return redirect(url_for("pages.login", next=request.full_path))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(f"swapyard-login:{token}".encode()).hexdigest()
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    token = current_app.config["API_TOKEN"]
+    error = None if token else "Pages are closed: set SWAPYARD_API_TOKEN to open them."
+    if request.method == "POST" and token:
+        given = request.form.get("token", "")
+        if hmac.compare_digest(given.encode(), str(token).encode()):
+            session["token_digest"] = _digest(token)
+            target = request.args.get("next") or "/"
+            return redirect(
+                target if target.startswith("/") and not target.startswith("//") else "/"
+            )
+        error = "Wrong token."
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@bp.get("/")
+def instances() -> ResponseReturnValue:
+    with get_db().session() as db:
+        found = [
+            {
+                "key": last.key,
+                "current": deployment_json(ok) if ok else None,
+                "latest": deployment_json(last),
+            }
+            for last, ok in latest_per_instance(db)
+        ]
+    from service.work.backups import get_backups
+
+    backups = get_backups(current_app)
+    schedule = backups.schedule_holder() if backups is not None else None
+    return render_template(
+        "instances.html", instances=found, backups_on=backups is not None, schedule=schedule
+    )
+
+
+@bp.get("/instances/<project>/<name>")
+def instance(project: str, name: str) -> ResponseReturnValue:
+    key = f"{project}/{name}"
+    with get_db().session() as db:
+        deps = db.scalars(
+            select(Deployment)
+            .where(Deployment.key == key)
+            .order_by(Deployment.id.desc())
+            .limit(100)
+        ).all()
+        rows = [deployment_json(d) for d in deps]
+    if not rows:
+        return render_template("missing.html", what=f"instance {key}"), 404
+    from service.work.backups import get_backups
+
+    backups = get_backups(current_app)
+    overview = backups.overview(project, name) if backups is not None else None
+    return render_template("instance.html", key=key, deployments=rows, backups=overview)
+
+
+@bp.get("/deployments/<int:deployment_id>")
+def deployment(deployment_id: int) -> ResponseReturnValue:
+    with get_db().session() as db:
+        d = db.get(Deployment, deployment_id)
+        if d is None:
+            return render_template("missing.html", what=f"deployment {deployment_id}"), 404
+        data = deployment_json(d, full=True)
+        # steps of an attempt that a restart interrupted came before this run's start
+        start = min([d.started_at or d.created_at, *(s.started_at for s in d.steps)])
+        for step, row in zip(data["steps"], d.steps, strict=True):
+            step["offset"] = round(row.started_at - start, 3)
+            step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)
+        event = {
+            "ref": d.event.ref,
+            "forge": d.event.forge,
+            "received_at": iso(d.event.received_at),
+        }
+    return render_template("deployment.html", d=data, event=event)
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int) -> ResponseReturnValue:
+    """One delivery: what it was, what became of it, and its deployments (the target of
+    the push-wide `swapyard` commit status)."""
+    with get_db().session() as db:
+        e = db.get(Event, event_id)
+        if e is None:
+            return render_template("missing.html", what=f"event {event_id}"), 404
+        data = event_json(e)
+        deployments = [deployment_json(d) for d in sorted(e.deployments, key=lambda d: d.id)]
+    return render_template("event.html", e=data, deployments=deployments)
+
+
+def init_app(app: Flask) -> None:
+    token = app.config["API_TOKEN"] or ""
+    app.secret_key = hashlib.sha256(f"swapyard-session:{token}".encode()).hexdigest()
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.register_blueprint(bp)

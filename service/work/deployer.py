@@ -1,0 +1,198 @@
+"""The deploy side of the worker: a validated instance becomes a running one.
+
+`Deployer` is the pipeline's executor. It renders the instance *resolved*
+(secret values from the store; the only render that ever holds them, handed
+straight to the provider and never stored), builds the `DeploySpec` and lets
+the swap engine decide between noop, create and replace; `state: absent`
+destroys. The engine journals every step in its own tables of the service's
+database, so `recover()` at start-up finishes or rolls back whatever a dead
+worker left.
+
+A deploy that meets a backup or a restore of the instance waits for it (up
+to DEPLOY_LOCK_WAIT_SECONDS): the `on_wait` hooks hear it at once (the
+worker shows it on the running deployment), and the wait becomes a
+`wait_lock` step of the deployment's history. Meanwhile the worker keeps
+renewing its lease on the deployment, as for any long step.
+
+Settings (service.settings): PROVIDER, STATE_DIR, EDGE_LISTEN, EDGE_ADMIN,
+SECRETS_DIR, IMAGE_MAP, RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT,
+DEPLOY_LOCK_WAIT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from deploy.backup.journal import BackupJournal
+from deploy.providers.registry import get_driver
+from deploy.providers.types import SwapInProgress
+from deploy.spec import DeploySpec
+from deploy.swap.engine import Outcome as SwapOutcome
+from deploy.swap.engine import SwapEngine
+from deploy.swap.journal import epoch
+from deploy.swap.sqljournal import SqlJournal
+from handlers.gitops.pipeline import Execution, StepRecord
+from renderers import RenderOptions, render_instance
+from schemas import Instance
+from service.secrets import DirectorySecretStore
+
+log = logging.getLogger(__name__)
+
+
+def _listen(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+class _Wait:
+    """The engine's `on_wait` for one deploy: tells the hooks, remembers for the history."""
+
+    def __init__(self, instance: Instance, hooks: list[Callable[[Instance, str], None]]):
+        self.instance = instance
+        self.hooks = hooks
+        self.since: float | None = None
+        self.until: float | None = None
+        self.notes: list[str] = []
+
+    def __call__(self, text: str, waiting: bool) -> None:
+        now = time.time()
+        self.since = self.since or now
+        self.until = None if waiting else now
+        self.notes.append(text)
+        log.info("%s", text)
+        for hook in self.hooks:
+            hook(self.instance, text)
+
+    def steps(self, gave_up: str | None = None) -> tuple[StepRecord, ...]:
+        """The `wait_lock` step when the deploy waited (`gave_up`: why it stopped waiting)."""
+        if self.since is None:
+            return ()
+        log_text = "\n".join([*self.notes, gave_up] if gave_up else self.notes)
+        status = "failed" if gave_up else "done"
+        return (StepRecord("wait_lock", status, self.since, self.until or time.time(), log_text),)
+
+
+class Deployer:
+    """Runs deploys and destroys through one provider and the swap engine."""
+
+    def __init__(self, settings: dict[str, Any], database: str | sa.Engine):
+        data = Path(settings["DATA_DIR"])
+        self.settings = settings
+        self.database = database
+        self.secrets = DirectorySecretStore(settings["SECRETS_DIR"] or data / "secrets")
+        driver: Any = get_driver(settings["PROVIDER"])
+        options: dict[str, Any] = {}
+        if settings["PROVIDER"] == "local":
+            options = {
+                "ex_edge_listen": _listen(settings["EDGE_LISTEN"]),
+                "ex_edge_admin": settings["EDGE_ADMIN"],
+            }
+        self.provider = driver(settings["STATE_DIR"] or data / "state", **options)
+        self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
+        self.on_destroyed: list[Callable[[Instance], None]] = []
+        self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock
+        self.engine = SwapEngine(
+            self.provider,
+            SqlJournal(database),
+            ready_timeout=float(settings["READY_TIMEOUT"]),
+            health_timeout=float(settings["HEALTH_TIMEOUT"]),
+            lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),
+            alerts=BackupJournal(database),  # an old instance left behind its page
+        )
+
+    def render_options(self) -> RenderOptions:
+        """The resolved render a provider receives (secrets in, https as configured)."""
+        https = self.settings["RENDER_HTTPS"]
+        return RenderOptions(
+            mode="resolved",
+            secrets=self.secrets.get,
+            image_map=dict(self.settings["IMAGE_MAP"] or {}),
+            https=None if https is None else bool(https),
+            volume_at_boot=False,
+        )
+
+    def __call__(self, instance: Instance, commit: str) -> Execution:
+        """Deploy (or destroy, for `state: absent`) one instance at one commit."""
+        steps: tuple[StepRecord, ...] = ()
+        if instance.state == "absent":
+            outcome = self.engine.destroy(
+                instance.project,
+                instance.name,
+                delete_volume=instance.volume.delete_on_destroy,
+                commit=commit,
+            )
+        else:
+            artifacts = render_instance(instance, self.render_options())
+            spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
+            wait = _Wait(instance, self.on_wait)
+            try:
+                outcome = self.engine.deploy(spec, on_wait=wait)
+            except SwapInProgress as exc:
+                return Execution("error", "busy", str(exc), wait.steps(str(exc)))
+            steps = wait.steps()
+        state = "success" if outcome.status in ("success", "noop") else outcome.status
+        if state == "success":
+            for hook in self.on_destroyed if instance.state == "absent" else self.on_live:
+                hook(instance)
+        return Execution(state, outcome.kind, outcome.message, steps)
+
+    def recover(self) -> list[Recovery]:
+        """Finish or roll back what a dead worker left, then put volumes and routes back.
+
+        Returns what was recovered, so the worker can show it on the deployments the
+        dead worker was running (history, pages, commit statuses), not only in the log.
+        """
+        recovered = []
+        for outcome in self.engine.recover():
+            log.warning("recovered: %s", outcome.message)
+            if outcome.swap_id is not None:
+                recovered.append(self._recovery(outcome))
+        report = self.engine.reconcile()
+        for note in report.notes:
+            log.info("reconciled: %s", note)
+        for orphan in report.orphans:
+            log.warning("orphan instance %s: not referenced by any deployment", orphan)
+        return recovered
+
+    def _recovery(self, outcome: SwapOutcome) -> Recovery:
+        assert outcome.swap_id is not None
+        journal = self.engine.journal
+        record = journal.get(outcome.swap_id)
+        steps = tuple(
+            StepRecord(
+                s.step,
+                s.status,
+                epoch(s.started),
+                epoch(s.finished or s.started),
+                s.detail,
+            )
+            for s in journal.steps(outcome.swap_id)
+        )
+        return Recovery(record.project, record.name, record.commit, outcome, steps)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A swap a dead worker left, finished or rolled back at start-up.
+
+    `outcome.message` says which (e.g. "failure: the worker stopped after detach_old;
+    rolled back to 1a2b3c4d5e6f"); `steps` are the swap's journaled steps, the
+    interrupted attempt's and the recovery's, as the deployment's history shows them.
+    """
+
+    project: str
+    name: str
+    commit: str
+    outcome: SwapOutcome
+    steps: tuple[StepRecord, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}/{self.name}"
