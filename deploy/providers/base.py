@@ -7,6 +7,13 @@ uses only this interface. A method a driver lacks raises
 `NotImplementedError("<method> not implemented for this driver")`; options
 only one driver understands carry an `ex_` prefix, and driver leftovers go in
 a handle's `extra` dict.
+
+A driver declares those options in `Provider.options` (name, type, default,
+help), the way pyinfra's connectors declare their data: whoever builds the
+driver (the service's settings) reads the declaration to accept, check,
+convert and document them, then passes each as the `ex_<name>` keyword of the
+constructor (`option_arguments`). So a new driver brings its own settings and
+nothing outside its folder needs to know them.
 """
 
 from __future__ import annotations
@@ -54,6 +61,26 @@ class Route:
     endpoint: tuple[str, int]
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option a driver takes: the service setting `name` (upper-cased), given as `ex_<name>`.
+
+    `type` is what the value must be once read: `bool`, `int`, `float`, `str`,
+    `tuple[str, ...]` (a list, or one comma-separated string), or one of those
+    `| None`. `default` is used when the setting is not given.
+    """
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+
+
+def option_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A driver's constructor keywords for its option values (`edge_admin` -> `ex_edge_admin`)."""
+    return {f"ex_{name}": value for name, value in values.items()}
+
+
 def _missing(method: str) -> NotImplementedError:
     return NotImplementedError(f"{method} not implemented for this driver")
 
@@ -62,6 +89,7 @@ class Provider:
     """Base class of every provider driver; see the module docstring for the contract."""
 
     name: ClassVar[str] = "base"
+    options: ClassVar[tuple[Option, ...]] = ()  # what this driver takes; see `Option`
 
     # -- instances ---------------------------------------------------------
     def instance_id(self, project: str, name: str, shortid: str) -> str:

@@ -10,8 +10,8 @@ goes on to Flask untouched.
 The endpoint does nothing slow: the inbox only persists the event (the worker
 does the git work later). The inbox is an interface handed in by the service
 (`app.extensions["swapyard.inbox"]`), so this module needs no database.
-Settings are read from the Flask app's config at each delivery, so a test or
-an operator that changes `WEBHOOK_SECRET` or `MAX_BODY_BYTES` is obeyed.
+The few settings it obeys come in as one `Reception` (the service builds it
+from its settings), since this package knows nothing of the service.
 """
 
 from __future__ import annotations
@@ -56,6 +56,15 @@ class Recorded:
     url: str
 
 
+@dataclass(frozen=True)
+class Reception:
+    """What the endpoint obeys: body limit, webhook secret (None: unsigned), pinned repositories."""
+
+    max_body_bytes: int
+    secret: str | None
+    repositories: Mapping[str, str]
+
+
 class Inbox(Protocol):
     def record(self, incoming: Incoming) -> Recorded: ...
 
@@ -63,9 +72,9 @@ class Inbox(Protocol):
 class HookEndpoint:
     """WSGI middleware: answers `/hooks/<forge>` itself and passes every other path to `app`."""
 
-    def __init__(self, app: WsgiApp, config: Mapping[str, Any], extensions: Mapping[str, Any]):
+    def __init__(self, app: WsgiApp, reception: Reception, extensions: Mapping[str, Any]):
         self.app = app
-        self.config = config
+        self.reception = reception
         self.extensions = extensions
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -86,7 +95,7 @@ class HookEndpoint:
             return 404, {"error": f"unknown forge {forge_name!r}; use one of {', '.join(FORGES)}"}
         if environ.get("REQUEST_METHOD") != "POST":
             return 405, {"error": f"{environ.get('REQUEST_METHOD')} not allowed; POST a delivery"}
-        limit = int(self.config["MAX_BODY_BYTES"])
+        limit = self.reception.max_body_bytes
         length = _content_length(environ)
         if length is not None and length > limit:
             return 413, {"error": f"body of {length} bytes exceeds the limit of {limit}"}
@@ -107,12 +116,12 @@ class HookEndpoint:
     ) -> tuple[int, dict[str, Any]]:
         forge = FORGES[forge_name]
         headers = EnvironHeaders(environ)
-        forge.verify(headers, body, self.config["WEBHOOK_SECRET"] or None)
+        forge.verify(headers, body, self.reception.secret or None)
         payload = parse_body(body, environ.get("CONTENT_TYPE"))
         event_name = forge.event_name(headers)
         registry: EventRegistry = self.extensions.get("swapyard.events", REGISTRY)
         classified = unmanaged(
-            registry.classify(forge_name, event_name, payload), self.config["REPOSITORIES"]
+            registry.classify(forge_name, event_name, payload), self.reception.repositories
         )
         if classified.status == PING:
             return 200, {"status": "pong", "event": event_name}
@@ -133,8 +142,10 @@ def _content_length(environ: Mapping[str, Any]) -> int | None:
         return None
 
 
-def init_app(app: Any, inbox: Inbox, registry: EventRegistry | None = None) -> None:
+def init_app(
+    app: Any, inbox: Inbox, reception: Reception, registry: EventRegistry | None = None
+) -> None:
     """Mount the endpoint in front of the Flask app `app` (its `wsgi_app`)."""
     app.extensions["swapyard.inbox"] = inbox
     app.extensions["swapyard.events"] = registry or REGISTRY
-    app.wsgi_app = HookEndpoint(app.wsgi_app, app.config, app.extensions)
+    app.wsgi_app = HookEndpoint(app.wsgi_app, reception, app.extensions)

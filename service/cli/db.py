@@ -23,7 +23,7 @@ def _engine(config_file: str | None) -> Any:
     settings: dict[str, Any] = {"allow_unsigned": True}  # no webhook is received here
     if config_file:
         settings["config_file"] = config_file
-    return make_engine(load_settings(settings)["DATABASE_URL"])
+    return make_engine(load_settings(settings).database_url)
 
 
 @click.group()

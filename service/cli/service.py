@@ -58,10 +58,12 @@ config_option = click.option(
 @click.option("--threads", default=16, show_default=True, help="HTTP request threads.")
 def serve(config_file: str | None, host: str, port: int, workers: int | None, threads: int) -> None:
     """Serve webhooks, API, pages and metrics under Granian, with the worker in-process."""
+    from service.settings import settings_of
     from service.web import server
 
     app = _app(config_file, workers=workers)
-    click.echo(f"swapyard: serving on http://{host}:{port} with {app.config['WORKERS']} worker(s)")
+    workers = settings_of(app).workers
+    click.echo(f"swapyard: serving on http://{host}:{port} with {workers} worker(s)")
     sys.stdout.flush()
     server.run(app, host, port, threads)
 
@@ -88,6 +90,7 @@ def web(config_file: str | None, host: str, port: int, threads: int) -> None:
 @click.option("--workers", type=int, default=None, help="Worker threads.")
 def worker(config_file: str | None, workers: int | None) -> None:
     """Run only the worker (events, deployments, statuses, the schedule) until SIGTERM."""
+    from service.settings import settings_of
     from service.work.backups import get_backups, schedule_line
     from service.work.worker import get_worker
 
@@ -96,7 +99,7 @@ def worker(config_file: str | None, workers: int | None) -> None:
     stop = threading.Event()
     _exit_on_sigterm(stop)
     w.start(role="worker")  # stands for the schedule like `serve`; one of them runs it
-    click.echo(f"swapyard: worker running with {app.config['WORKERS']} thread(s)")
+    click.echo(f"swapyard: worker running with {settings_of(app).workers} thread(s)")
     click.echo(f"swapyard: {schedule_line(get_backups(app))}")
     sys.stdout.flush()
     try:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from handlers.gitops.pipeline import clip
 from handlers.intake.forges import FORGES
 from service.forge.gitlab import GitLabAnswer, GitLabStatuses
+from service.settings import Settings
 from service.store import leases
 from service.store.db import Database, rowcount
 from service.store.models import StatusOutbox
@@ -70,17 +71,19 @@ def enqueue(session: Session, **status: Any) -> StatusOutbox:
     return row
 
 
-def sending_forges(settings: dict[str, Any]) -> frozenset[str]:
+def forge_access(settings: Settings, forge: str) -> tuple[str | None, str | None]:
+    """The API URL and token the settings give for `forge` (None where a forge has none)."""
+    name = forge.lower()
+    return getattr(settings, f"{name}_api_url", None), getattr(settings, f"{name}_token", None)
+
+
+def sending_forges(settings: Settings) -> frozenset[str]:
     """The forges statuses can be sent to: those with an API URL and a token."""
-    return frozenset(
-        forge
-        for forge in FORGES
-        if settings.get(f"{forge.upper()}_API_URL") and settings.get(f"{forge.upper()}_TOKEN")
-    )
+    return frozenset(forge for forge in FORGES if all(forge_access(settings, forge)))
 
 
 class StatusSender:
-    def __init__(self, db: Database, settings: dict[str, Any]):
+    def __init__(self, db: Database, settings: Settings):
         self.db = db
         self.settings = settings
         self.forges = sending_forges(settings)
@@ -95,14 +98,15 @@ class StatusSender:
 
     def _client(self, forge: str) -> Github | GitLabStatuses:
         """A client for `forge`: PyGithub, or GitLab's status API."""
-        prefix = forge.upper()
-        url, token = self.settings[f"{prefix}_API_URL"], self.settings[f"{prefix}_TOKEN"]
+        url, token = forge_access(self.settings, forge)
+        assert url and token  # only asked for a forge in `self.forges`
+        timeout = self.settings.status_timeout_seconds
         if forge == "gitlab":
-            return GitLabStatuses(url, token, float(self.settings["STATUS_TIMEOUT_SECONDS"]))
+            return GitLabStatuses(url, token, timeout)
         return Github(
             base_url=url,
             auth=Auth.Token(token),
-            timeout=int(self.settings["STATUS_TIMEOUT_SECONDS"]),
+            timeout=int(timeout),  # PyGithub takes whole seconds
             retry=None,
             lazy=True,
         )
@@ -157,7 +161,7 @@ class StatusSender:
             rows = session.scalars(
                 select(StatusOutbox).where(due).order_by(StatusOutbox.id).limit(limit)
             ).all()
-            lease = now + 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+            lease = now + 3 * self.settings.status_timeout_seconds
             for row in rows:
                 won = rowcount(
                     session.execute(
@@ -180,7 +184,7 @@ class StatusSender:
         one context can never overtake each other on the way to the forge.
         """
         owner = f"{self._process}/{threading.get_ident()}"
-        seconds = 3 * float(self.settings["STATUS_TIMEOUT_SECONDS"])
+        seconds = 3 * self.settings.status_timeout_seconds
         with self.db.session() as session:
             if not leases.take(session, SENDER_LEASE, owner, seconds):
                 return 0
@@ -212,14 +216,12 @@ class StatusSender:
                 current.last_error = error
                 if error is None:
                     current.sent_at = now
-                elif permanent or current.attempts >= int(self.settings["STATUS_MAX_ATTEMPTS"]):
+                elif permanent or current.attempts >= self.settings.status_max_attempts:
                     current.given_up = True
                 else:
-                    delay = float(self.settings["STATUS_BACKOFF_SECONDS"]) * 2 ** (
-                        current.attempts - 1
-                    )
+                    delay = self.settings.status_backoff_seconds * 2 ** (current.attempts - 1)
                     current.next_attempt_at = now + min(
-                        delay, float(self.settings["STATUS_BACKOFF_MAX_SECONDS"])
+                        delay, self.settings.status_backoff_max_seconds
                     )
         return sum(1 for _, error, _ in results if error is None)
 

@@ -83,8 +83,8 @@ def rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def init_app(app: Flask) -> Database:
-    db = Database(app.config["DATABASE_URL"])
+def init_app(app: Flask, url: str) -> Database:
+    db = Database(url)
     app.extensions["swapyard.db"] = db
     return db
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
+from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import Deployment, Event, StatusOutbox
 
@@ -22,7 +23,7 @@ def iso(ts: float | None) -> str | None:
 
 @bp.before_request
 def _require_token() -> ResponseReturnValue | None:
-    token = current_app.config["API_TOKEN"]
+    token = settings_of(current_app).api_token
     if not token:
         return jsonify({"error": "the API is closed: set SWAPYARD_API_TOKEN to open it"}), 403
     given = request.headers.get("Authorization", "")

@@ -1,7 +1,9 @@
 """The swapyard service: webhook inbox, worker, statuses, history API.
 
 `create_app(config=None)` builds the Flask app from defaults, the YAML file
-named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config`. Nothing
+named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config` (a
+mapping of overrides). The typed `Settings` are built once and kept on the
+app (`service.settings.settings_of(app)`); Flask's own keys are set from them. Nothing
 opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
 start the worker (`service.work.worker.get_worker(app).start()`).
 """
@@ -20,7 +22,7 @@ from schemas.errors import SwapyardError
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from handlers.intake import endpoint as hooks
     from service.forge import statuses
-    from service.settings import load_settings
+    from service.settings import KEY, load_settings
     from service.store import db
     from service.web import api, pages
     from service.work import worker
@@ -28,11 +30,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = load_settings(config)
     app = Flask(__name__)
-    app.config.update(settings)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
-    database = db.init_app(app)
-    inbox = SqlInbox(database, settings["PUBLIC_URL"], statuses.sending_forges(settings))
-    hooks.init_app(app, inbox)
+    app.extensions[KEY] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    database = db.init_app(app, settings.database_url)
+    inbox = SqlInbox(database, settings.public_url, statuses.sending_forges(settings))
+    hooks.init_app(
+        app,
+        inbox,
+        hooks.Reception(settings.max_body_bytes, settings.webhook_secret, settings.repositories),
+    )
     api.init_app(app)
     pages.init_app(app)
     inbox.listeners.append(worker.init_app(app).wake)  # a delivery wakes idle threads

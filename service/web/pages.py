@@ -23,6 +23,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import Deployment, Event
 from service.web.api import deployment_json, event_json, iso, latest_per_instance
@@ -35,7 +36,7 @@ PUBLIC = {"pages.login", "static"}
 def _require_login() -> ResponseReturnValue | None:
     if request.blueprint != "pages" or request.endpoint in PUBLIC:
         return None
-    token = current_app.config["API_TOKEN"]
+    token = settings_of(current_app).api_token
     if token and session.get("token_digest") == _digest(token):
         return None
     return redirect(url_for("pages.login", next=request.full_path))
@@ -47,7 +48,7 @@ def _digest(token: str) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    token = current_app.config["API_TOKEN"]
+    token = settings_of(current_app).api_token
     error = None if token else "Pages are closed: set SWAPYARD_API_TOKEN to open them."
     if request.method == "POST" and token:
         given = request.form.get("token", "")
@@ -135,7 +136,7 @@ def event(event_id: int) -> ResponseReturnValue:
 
 
 def init_app(app: Flask) -> None:
-    token = app.config["API_TOKEN"] or ""
+    token = settings_of(app).api_token or ""
     app.secret_key = hashlib.sha256(f"swapyard-session:{token}".encode()).hexdigest()
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")

@@ -23,6 +23,7 @@ from flask import Flask
 
 from deploy.backup.schedule import BackupScheduler
 from schemas import Instance
+from service.settings import settings_of
 from service.store.db import Database, get_db
 from service.work.deployer import Deployer
 from service.work.leader import Holder, Leader, holder, process_name
@@ -39,7 +40,7 @@ class Backups:
             deployer.database,
             deployer.provider,
             deployer.secrets.require,
-            health_timeout=float(deployer.settings["HEALTH_TIMEOUT"]),
+            health_timeout=deployer.settings.health_timeout,
         )
         self.db = db
         self.lease_seconds = lease_seconds
@@ -124,9 +125,10 @@ class Backups:
 
 def init_app(app: Flask, deployer: Deployer | None) -> Backups | None:
     """Create (not start) the app's backup scheduler when it deploys and backups are on."""
+    settings = settings_of(app)
     backups = (
-        Backups(deployer, get_db(app), float(app.config["LEASE_SECONDS"]))
-        if deployer is not None and app.config["BACKUPS"]
+        Backups(deployer, get_db(app), settings.lease_seconds)
+        if deployer is not None and settings.backups
         else None
     )
     app.extensions[KEY] = backups

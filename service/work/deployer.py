@@ -14,9 +14,10 @@ worker shows it on the running deployment), and the wait becomes a
 `wait_lock` step of the deployment's history. Meanwhile the worker keeps
 renewing its lease on the deployment, as for any long step.
 
-Settings (service.settings): PROVIDER, STATE_DIR, EDGE_LISTEN, EDGE_ADMIN,
-SECRETS_DIR, IMAGE_MAP, RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT,
-DEPLOY_LOCK_WAIT_SECONDS.
+Settings (service.settings): PROVIDER, STATE_DIR, SECRETS_DIR, IMAGE_MAP,
+RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT, DEPLOY_LOCK_WAIT_SECONDS, and the
+options the provider's driver declares (`Settings.provider_options`), which
+are handed to it as they are: this module knows no driver's options.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from deploy.backup.journal import BackupJournal
+from deploy.providers.base import option_arguments
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
@@ -42,13 +43,9 @@ from handlers.gitops.pipeline import Execution, StepRecord
 from renderers import RenderOptions, render_instance
 from schemas import Instance
 from service.secrets import DirectorySecretStore
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _listen(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list | tuple) else str(value).split(",")
-    return tuple(str(i).strip() for i in items if str(i).strip())
 
 
 class _Wait:
@@ -82,39 +79,34 @@ class _Wait:
 class Deployer:
     """Runs deploys and destroys through one provider and the swap engine."""
 
-    def __init__(self, settings: dict[str, Any], database: str | sa.Engine):
-        data = Path(settings["DATA_DIR"])
+    def __init__(self, settings: Settings, database: str | sa.Engine):
         self.settings = settings
         self.database = database
-        self.secrets = DirectorySecretStore(settings["SECRETS_DIR"] or data / "secrets")
-        driver: Any = get_driver(settings["PROVIDER"])
-        options: dict[str, Any] = {}
-        if settings["PROVIDER"] == "local":
-            options = {
-                "ex_edge_listen": _listen(settings["EDGE_LISTEN"]),
-                "ex_edge_admin": settings["EDGE_ADMIN"],
-            }
-        self.provider = driver(settings["STATE_DIR"] or data / "state", **options)
+        self.secrets = DirectorySecretStore(settings.secrets_dir or settings.data_dir / "secrets")
+        driver: Any = get_driver(settings.provider)
+        self.provider = driver(
+            settings.state_dir or settings.data_dir / "state",
+            **option_arguments(settings.provider_options),
+        )
         self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
         self.on_destroyed: list[Callable[[Instance], None]] = []
         self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock
         self.engine = SwapEngine(
             self.provider,
             SqlJournal(database),
-            ready_timeout=float(settings["READY_TIMEOUT"]),
-            health_timeout=float(settings["HEALTH_TIMEOUT"]),
-            lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),
+            ready_timeout=settings.ready_timeout,
+            health_timeout=settings.health_timeout,
+            lock_wait=settings.deploy_lock_wait_seconds,
             alerts=BackupJournal(database),  # an old instance left behind its page
         )
 
     def render_options(self) -> RenderOptions:
         """The resolved render a provider receives (secrets in, https as configured)."""
-        https = self.settings["RENDER_HTTPS"]
         return RenderOptions(
             mode="resolved",
             secrets=self.secrets.get,
-            image_map=dict(self.settings["IMAGE_MAP"] or {}),
-            https=None if https is None else bool(https),
+            image_map=dict(self.settings.image_map),
+            https=self.settings.render_https,
             volume_at_boot=False,
         )
 

@@ -13,7 +13,6 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +22,7 @@ from handlers.gitops.changes import REPO_FILE
 from handlers.gitops.mirror import Mirror, MirrorCache
 from handlers.gitops.pipeline import mapped_branches
 from handlers.refs import ZERO_SHA
-from service.settings import config_limits
+from service.settings import Settings
 from service.store.db import Database
 from service.store.models import Event
 
@@ -31,11 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class Reconciler:
-    def __init__(self, db: Database, settings: dict[str, Any], mirrors: MirrorCache):
+    def __init__(self, db: Database, settings: Settings, mirrors: MirrorCache):
         self.db = db
         self.settings = settings
         self.mirrors = mirrors
-        self.limits = config_limits(settings)
+        self.limits = settings.limits
 
     def _known(self) -> dict[str, tuple[str, str]]:
         """Repository -> (forge, clone URL), from the settings and from events received."""
@@ -49,7 +48,7 @@ class Reconciler:
         for repository, forge, url in rows:
             if repository:
                 known[repository] = (forge, url or "")
-        pinned = self.settings["REPOSITORIES"]
+        pinned = self.settings.repositories
         if pinned:
             known = {r: (known.get(r, ("github", ""))[0], u) for r, u in pinned.items()}
         return {r: v for r, v in known.items() if v[1]}

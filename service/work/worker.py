@@ -37,7 +37,7 @@ from handlers.gitops.pipeline import Outcome, Pipeline, clip, targets
 from handlers.intake.events import unmanaged_reason
 from schemas import Instance
 from service.forge import statuses
-from service.settings import config_limits
+from service.settings import Settings, settings_of
 from service.store import leases
 from service.store.db import Database, get_db, rowcount
 from service.store.models import Deployment, Event, Step
@@ -56,7 +56,7 @@ class Worker:
     def __init__(
         self,
         db: Database,
-        settings: dict[str, Any],
+        settings: Settings,
         pipeline: Pipeline | None = None,
         deployer: Deployer | None = None,
     ):
@@ -64,13 +64,12 @@ class Worker:
         self.settings = settings
         self.deployer = deployer
         self.backups: Backups | None = None
-        self.limits = config_limits(settings)
+        self.limits = settings.limits
         self.pipeline = pipeline or Pipeline(executor=deployer, limits=self.limits)
         self.process_id = uuid.uuid4().hex[:12]
-        data = Path(settings["DATA_DIR"])
-        self.mirrors = MirrorCache(data / "mirrors")
-        self.work_dir = data / "work"
-        self.lease = float(settings["LEASE_SECONDS"])
+        self.mirrors = MirrorCache(settings.data_dir / "mirrors")
+        self.work_dir = settings.data_dir / "work"
+        self.lease = settings.lease_seconds
         self.sender = statuses.StatusSender(db, settings)
         self.reconciler = Reconciler(db, settings, self.mirrors)
         self._stop = threading.Event()
@@ -81,7 +80,7 @@ class Worker:
 
     def _note_waiting(self, instance: Instance, text: str) -> None:
         with self.db.session() as session:
-            dispatch.note_waiting(session, instance.key, text, self.settings["PUBLIC_URL"])
+            dispatch.note_waiting(session, instance.key, text, self.settings.public_url)
 
     def wake(self) -> None:
         """New work was stored in this process: idle threads look now."""
@@ -132,11 +131,11 @@ class Worker:
         return None
 
     def _url(self, event: Event) -> str:
-        return self.settings["REPOSITORIES"].get(event.repository) or event.clone_url or ""
+        return self.settings.repositories.get(event.repository or "") or event.clone_url or ""
 
     def dispatch(self, event: Event) -> None:
         """Fetch, diff and create the deployments of one claimed event."""
-        reason = unmanaged_reason(event.repository, self.settings["REPOSITORIES"])
+        reason = unmanaged_reason(event.repository, self.settings.repositories)
         if reason is not None:
             self._ignore(event, reason)
             return
@@ -203,7 +202,7 @@ class Worker:
             current = session.get(Event, event.id)
             if current is None or current.lease_owner != self.owner:
                 return  # our lease expired and someone else took over
-            dispatch.create_deployments(session, current, chosen, self.settings["PUBLIC_URL"])
+            dispatch.create_deployments(session, current, chosen, self.settings.public_url)
 
     def _retry_or_fail(self, event: Event, reason: str) -> None:
         log.warning("event %s: %s", event.id, reason)
@@ -222,11 +221,11 @@ class Worker:
     def _status(
         self, session: Session, event: Event, dep: Deployment, state: str, text: str
     ) -> None:
-        dispatch.status(session, event, dep, state, text, self.settings["PUBLIC_URL"])
+        dispatch.status(session, event, dep, state, text, self.settings.public_url)
 
     def _push_status(self, session: Session, event: Event, state: str, text: str) -> None:
         if event.repository and event.after:
-            dispatch.push_status(session, event, state, text, self.settings["PUBLIC_URL"])
+            dispatch.push_status(session, event, state, text, self.settings.public_url)
 
     # -- deployments ----------------------------------------------------------
 
@@ -260,7 +259,7 @@ class Worker:
                         "error",
                         f"superseded by {newest.sha[:12]}: the newer commit deploys instead",
                     )
-                    dispatch.settle(session, dep.event, self.settings["PUBLIC_URL"])
+                    dispatch.settle(session, dep.event, self.settings.public_url)
                 newest.status, newest.started_at = "running", time.time()
                 return newest
         return None
@@ -296,7 +295,7 @@ class Worker:
         """Put what start-up recovery did on the deployments it interrupted."""
         with self.db.session() as session:
             for recovery in recovered:
-                dispatch.note_recovered(session, recovery, self.settings["PUBLIC_URL"])
+                dispatch.note_recovered(session, recovery, self.settings.public_url)
 
     def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
         now = time.time()
@@ -315,7 +314,7 @@ class Worker:
             current.log = "\n".join([current.log, *lines] if recovered else lines)
             session.add_all(Step.of(dep.id, s) for s in outcome.steps)
             self._status(session, event, current, outcome.state, description)
-            dispatch.settle(session, current.event, self.settings["PUBLIC_URL"])
+            dispatch.settle(session, current.event, self.settings.public_url)
             leases.release(session, dep.key, self.owner)
 
     # -- loop -----------------------------------------------------------------
@@ -364,7 +363,7 @@ class Worker:
         lease: whichever process holds it runs the backup jobs of every process
         on the database (service.work.backups); with None it only stores jobs.
         """
-        count = int(self.settings["WORKERS"] if threads is None else threads)
+        count = self.settings.workers if threads is None else threads
         if self.deployer is not None and count > 0:
             self._show(self.deployer.recover())
         if self.backups is not None:
@@ -376,7 +375,7 @@ class Worker:
             # at most one idle round per STATUS_GAP: under a flood of deliveries each
             # rings the bell, and a round per ring starved the web threads of the GIL
             self._spawn("swapyard-statuses", lambda: self.sender.send_due() > 0, gap=STATUS_GAP)
-        every = float(self.settings["RECONCILE_SECONDS"])
+        every = self.settings.reconcile_seconds
         if every > 0:
             self._spawn("swapyard-reconciler", self._reconcile, every, gap=None)
 
@@ -387,7 +386,7 @@ class Worker:
     def _spawn(
         self, name: str, step: Any, idle: float | None = None, gap: float | None = 0.0
     ) -> None:
-        idle = float(self.settings["POLL_SECONDS"]) if idle is None else idle
+        idle = self.settings.poll_seconds if idle is None else idle
         thread = threading.Thread(target=self._loop, args=(step, idle, gap), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -408,9 +407,9 @@ def init_app(app: Flask, pipeline: Pipeline | None = None) -> Worker:
     With DEPLOY on, pushes to mapped branches go through the deploy engine;
     the provider itself is only touched once the worker starts.
     """
-    db = get_db(app)
-    deployer = Deployer(dict(app.config), db.engine) if app.config["DEPLOY"] else None
-    worker = Worker(db, dict(app.config), pipeline, deployer)
+    db, settings = get_db(app), settings_of(app)
+    deployer = Deployer(settings, db.engine) if settings.deploy else None
+    worker = Worker(db, settings, pipeline, deployer)
     worker.backups = backups.init_app(app, deployer)
     app.extensions["swapyard.worker"] = worker
     return worker

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 import yaml
 
-from service.settings import SETTINGS, ServiceConfigError, load_settings
+from deploy.providers import registry
+from deploy.providers.base import Option, Provider
+from service.settings import (
+    DEFAULTS,
+    SETTINGS,
+    ServiceConfigError,
+    Settings,
+    load_settings,
+    settings_markdown,
+)
 
 
 def test_layers_in_order(tmp_path):
@@ -23,10 +35,10 @@ def test_layers_in_order(tmp_path):
         "OTHER": "ignored",
     }
     s = load_settings({"lease_seconds": 5}, environ=env)
-    assert s["WEBHOOK_SECRET"] == "from-file"
-    assert s["WORKERS"] == 7 and s["ALLOW_UNSIGNED"] is True and s["LEASE_SECONDS"] == 5
-    assert s["PUBLIC_URL"] == "https://ci.example.org"
-    assert s["DATABASE_URL"] == f"sqlite:///{tmp_path / 'd' / 'swapyard.db'}"
+    assert s.webhook_secret == "from-file"
+    assert s.workers == 7 and s.allow_unsigned is True and s.lease_seconds == 5.0
+    assert s.public_url == "https://ci.example.org"
+    assert s.database_url == f"sqlite:///{tmp_path / 'd' / 'swapyard.db'}"
 
 
 def test_secrets_from_files(tmp_path):
@@ -36,7 +48,7 @@ def test_secrets_from_files(tmp_path):
         {"api_token_file": str(tmp_path / "token")},
         environ={"SWAPYARD_WEBHOOK_SECRET_FILE": str(tmp_path / "secret")},
     )
-    assert (s["WEBHOOK_SECRET"], s["API_TOKEN"]) == ("s3cret", "tok")
+    assert (s.webhook_secret, s.api_token) == ("s3cret", "tok")
     with pytest.raises(ServiceConfigError, match="cannot read WEBHOOK_SECRET from"):
         load_settings(environ={"SWAPYARD_WEBHOOK_SECRET_FILE": str(tmp_path / "missing")})
 
@@ -45,33 +57,31 @@ def test_secrets_from_files(tmp_path):
     "layer, environ, message",
     [
         ({"webhok_secret": "x"}, {}, "unknown setting 'webhok_secret'"),
-        ({}, {"SWAPYARD_WORKERS": "many"}, "SWAPYARD_WORKERS='many': expected a int"),
-        ({}, {"SWAPYARD_ALLOW_UNSIGNED": "perhaps"}, "expected a bool"),
+        ({}, {"SWAPYARD_WORKERS": "many"}, "SWAPYARD_WORKERS='many': expected a whole number"),
+        ({}, {"SWAPYARD_ALLOW_UNSIGNED": "perhaps"}, "expected true or false"),
         ({"allow_unsigned": False}, {}, "no webhook secret configured"),
         (
             {"allow_unsigned": True, "max_yaml_depth": 0},
             {},
-            "max_yaml_depth: expected a positive whole number, found 0",
+            "create_app(config=...): max_yaml_depth: expected a positive whole number, found 0",
         ),
         (
             {"allow_unsigned": True},
             {"SWAPYARD_MAX_YAML_DEPTH": "5000"},
-            "max_yaml_depth: expected at most 100, found 5000",
+            "SWAPYARD_MAX_YAML_DEPTH='5000': max_yaml_depth: expected at most 100, found 5000",
         ),
         ({"allow_unsigned": True, "max_file_bytes": "1M"}, {}, "max_file_bytes: expected a"),
     ],
 )
 def test_mistakes_say_what_to_fix(layer, environ, message):
-    with pytest.raises(ServiceConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ServiceConfigError, match=re.escape(message)):
         load_settings(layer, environ=environ)
 
 
 def test_limits_are_settings_like_the_others():
-    from service.settings import config_limits
-
     s = load_settings({"allow_unsigned": True}, environ={"SWAPYARD_MAX_FILE_BYTES": "2048"})
-    assert config_limits(s).max_file_bytes == 2048
-    assert config_limits(s).max_yaml_nodes == 20_000
+    assert s.limits.max_file_bytes == 2048
+    assert s.limits.max_yaml_nodes == 20_000
 
 
 def test_bad_yaml_file(tmp_path):
@@ -96,3 +106,157 @@ def test_docs_list_every_setting():
     assert generated == settings_markdown(), (
         "docs/service.md is stale: regenerate its settings table with `make docs`"
     )
+
+
+def test_values_are_typed_and_frozen(tmp_path):
+    env = {
+        "SWAPYARD_ALLOW_UNSIGNED": "true",
+        "SWAPYARD_LEASE_SECONDS": "7",
+        "SWAPYARD_REPOSITORIES": "{acme/site: /srv/site.git}",
+        "SWAPYARD_RENDER_HTTPS": "off",
+        "SWAPYARD_STATE_DIR": str(tmp_path / "state"),
+        "SWAPYARD_GITHUB_TOKEN": "",
+    }
+    s = load_settings({"data_dir": str(tmp_path / "d"), "status_timeout_seconds": 3}, environ=env)
+    assert isinstance(s, Settings)
+    assert s.lease_seconds == 7.0 and isinstance(s.lease_seconds, float)
+    assert s.status_timeout_seconds == 3.0 and isinstance(s.status_timeout_seconds, float)
+    assert s.workers == 4 and isinstance(s.workers, int)
+    assert s.data_dir == (tmp_path / "d").resolve() and s.state_dir == tmp_path / "state"
+    assert s.repositories == {"acme/site": "/srv/site.git"} and s.render_https is False
+    assert s.github_token is None  # an empty variable is no token
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.workers = 9  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.repositories["other/repo"] = "x"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        s.provider_options["edge_admin"] = "x"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "setting, value, expected",
+    [
+        ("workers", "4", "a whole number"),
+        ("workers", 2.5, "a whole number"),
+        ("workers", True, "a whole number"),
+        ("workers", -1, "a whole number (0 or more)"),
+        ("poll_seconds", float("nan"), "a number"),
+        ("poll_seconds", "fast", "a number"),
+        ("deploy", "yes", "true or false"),
+        ("repositories", ["acme/site"], "a mapping of strings to strings"),
+        ("repositories", {"acme/site": 5}, "a mapping of strings to strings"),
+        ("public_url", ["http://x"], "a string"),
+        ("render_https", "no", "true or false, or null"),
+        ("data_dir", "", "a string"),
+    ],
+)
+def test_an_ill_typed_value_names_the_setting_and_its_source(tmp_path, setting, value, expected):
+    config = tmp_path / "swapyard.yaml"
+    config.write_text(yaml.safe_dump({"allow_unsigned": True, setting: value}))
+    with pytest.raises(ServiceConfigError) as info:
+        load_settings(environ={"SWAPYARD_CONFIG": str(config)})
+    assert str(info.value).startswith(f"{config}: {setting}: expected {expected}"), info.value
+    with pytest.raises(ServiceConfigError, match=rf"^create_app\(config=\.\.\.\): {setting}: "):
+        load_settings({"allow_unsigned": True, setting: value}, environ={})
+
+
+def test_a_bad_variable_names_itself(tmp_path):
+    for variable, raw in [
+        ("SWAPYARD_LEASE_SECONDS", "soon"),
+        ("SWAPYARD_REPOSITORIES", "[a, b]"),
+        ("SWAPYARD_REPOSITORIES", "{a: [unclosed"),
+        ("SWAPYARD_EDGE_LISTEN", " , "),
+    ]:
+        with pytest.raises(
+            ServiceConfigError, match=f"^{variable}={raw!r}: expected ".replace("[", r"\[")
+        ):
+            load_settings({"allow_unsigned": True}, environ={variable: raw})
+
+
+def test_a_secret_is_not_shown_in_a_message():
+    with pytest.raises(ServiceConfigError) as info:
+        load_settings({"allow_unsigned": True, "api_token": ["hunter2"]}, environ={})
+    assert "hunter2" not in str(info.value) and "api_token: expected a string" in str(info.value)
+
+
+def test_the_driver_declares_its_own_options(tmp_path):
+    from deploy.providers.local import LocalProvider
+
+    declared = {o.name for o in LocalProvider.options}
+    assert {"edge_listen", "edge_admin"} <= declared
+    assert not {n.lower() for n in DEFAULTS} & declared  # the service declares none of them
+    config = tmp_path / "swapyard.yaml"
+    config.write_text(yaml.safe_dump({"edge_listen": ["127.0.0.1:9001", "[::1]:9001"]}))
+    s = load_settings(
+        {"allow_unsigned": True, "stop_timeout": 3},
+        environ={"SWAPYARD_CONFIG": str(config), "SWAPYARD_EDGE_ADMIN": "127.0.0.1:9002"},
+    )
+    assert s.provider_options == {
+        "edge_listen": ("127.0.0.1:9001", "[::1]:9001"),
+        "edge_admin": "127.0.0.1:9002",
+        "use_loop": None,
+        "stop_timeout": 3,
+    }
+    defaults = load_settings({"allow_unsigned": True}, environ={}).provider_options
+    assert defaults == {o.name: o.default for o in LocalProvider.options}
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ({"edge_listen": 8000}, "create_app(config=...): edge_listen: expected a list of strings"),
+        ({"edge_admin": None}, "create_app(config=...): edge_admin: expected a string"),
+        ({"stop_timeout": "ten"}, "create_app(config=...): stop_timeout: expected a whole number"),
+        (
+            {"use_loop": "maybe"},
+            "create_app(config=...): use_loop: expected true or false, or null",
+        ),
+        ({"edge_lissen": "x"}, "create_app(config=...): unknown setting 'edge_lissen'; known: "),
+        ({"provider": "cloud"}, "provider 'cloud' is not registered (known: local)"),
+    ],
+)
+def test_provider_options_are_checked_like_the_others(layer, message):
+    with pytest.raises(ServiceConfigError) as info:
+        load_settings({"allow_unsigned": True, **layer}, environ={})
+    assert message in str(info.value)
+
+
+def test_an_option_of_another_driver_is_unknown_to_this_one():
+    """The settings a driver declares are known only when that driver is the provider."""
+
+    class Cloud(Provider):
+        name = "cloud"
+        options = (Option("region", str, "eu-1", "Where instances run."),)
+
+    drivers = {"local": registry.DRIVERS["local"], "cloud": (__name__, "_CLOUD")}
+    globals()["_CLOUD"] = Cloud
+    try:
+        registry.DRIVERS.update(drivers)
+        s = load_settings({"allow_unsigned": True, "provider": "cloud"}, environ={})
+        assert dict(s.provider_options) == {"region": "eu-1"}
+        with pytest.raises(ServiceConfigError, match="unknown setting 'region'"):
+            load_settings({"allow_unsigned": True, "region": "eu-2"}, environ={})
+        with pytest.raises(ServiceConfigError, match="unknown setting 'edge_admin'"):
+            load_settings({"allow_unsigned": True, "provider": "cloud", "edge_admin": "x"}, {})
+        assert "Settings of the `cloud` provider" in settings_markdown()
+        assert "| `region` | `SWAPYARD_REGION` | `'eu-1'` | Where instances run. |" in (
+            settings_markdown()
+        )
+    finally:
+        registry.DRIVERS.pop("cloud", None)
+        globals().pop("_CLOUD", None)
+
+
+def test_a_driver_option_may_not_shadow_a_service_setting():
+    class Clash(Provider):
+        name = "clash"
+        options = (Option("workers", int, 1, "Clashes with the service's own."),)
+
+    globals()["_CLASH"] = Clash
+    try:
+        registry.DRIVERS["clash"] = (__name__, "_CLASH")
+        with pytest.raises(ServiceConfigError, match="declares the option 'workers'"):
+            load_settings({"allow_unsigned": True, "provider": "clash"}, environ={})
+    finally:
+        registry.DRIVERS.pop("clash", None)
+        globals().pop("_CLASH", None)

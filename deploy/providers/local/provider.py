@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.providers.base import InstanceHandle, Provider, Route, VolumeHandle
+from deploy.providers.base import InstanceHandle, Option, Provider, Route, VolumeHandle
 from deploy.providers.local.compose import default_compose, needs_volume
 from deploy.providers.local.edge import LocalEdge
 from deploy.providers.local.projects import OPT, ComposeProjects
@@ -31,6 +31,29 @@ class LocalProvider(Provider):
     """Instances as compose projects, volumes as loop-mounted images, an edge Caddy."""
 
     name = "local"
+    options = (
+        Option(
+            "edge_listen",
+            tuple[str, ...],
+            ("127.0.0.1:8000",),
+            "Where the edge Caddy serves the instances' domains: host:port, several as a list "
+            "or comma-separated.",
+        ),
+        Option("edge_admin", str, "127.0.0.1:2119", "Address of the edge Caddy's admin API."),
+        Option(
+            "use_loop",
+            bool | None,
+            None,
+            "Data volumes as loop-mounted images (true) or plain directories (false); "
+            "default: loop devices when this host can mount them.",
+        ),
+        Option(
+            "stop_timeout",
+            int,
+            10,
+            "Seconds a container is given to stop before it is killed.",
+        ),
+    )
 
     def __init__(
         self,

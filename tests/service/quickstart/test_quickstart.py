@@ -23,13 +23,15 @@ def test_written_config_loads_with_the_local_provider_and_no_forge(tmp_path: Pat
     lay = Layout(tmp_path)
     write_config(lay, 8090, "127.0.0.1:8000", "127.0.0.1:2119", {"caddy:2.8.4": "local/caddy:1"})
     settings = load_settings({"config_file": str(lay.config)}, environ={})
-    assert settings["PROVIDER"] == "local" and settings["DEPLOY"] is True
-    assert settings["DATABASE_URL"].startswith("sqlite:///")
-    assert settings["EDGE_LISTEN"] == "127.0.0.1:8000" and settings["RENDER_HTTPS"] is False
-    assert settings["IMAGE_MAP"] == {"caddy:2.8.4": "local/caddy:1"}
-    assert settings["WEBHOOK_SECRET"] and settings["API_TOKEN"]
-    assert settings["GITHUB_TOKEN"] is None  # statuses are given up at once, not retried
-    assert settings["REPOSITORIES"] == {"quickstart/config": str(lay.bare)}
+    assert settings.provider == "local" and settings.deploy is True
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.provider_options["edge_listen"] == ("127.0.0.1:8000",)
+    assert settings.provider_options["edge_admin"] == "127.0.0.1:2119"
+    assert settings.render_https is False
+    assert settings.image_map == {"caddy:2.8.4": "local/caddy:1"}
+    assert settings.webhook_secret and settings.api_token
+    assert settings.github_token is None  # statuses are given up at once, not retried
+    assert settings.repositories == {"quickstart/config": str(lay.bare)}
 
 
 def test_the_seeded_copy_backs_up_locally_and_stays_valid(tmp_path: Path) -> None:

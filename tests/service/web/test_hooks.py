@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from schemas.errors import SwapyardError
-from service.settings import ServiceConfigError
+from service.settings import ServiceConfigError, settings_of
 from service.web.app import create_app
 from tests.service.conftest import SECRET, ZERO, push_body
 from tests.service.deliveries import body as fixture
@@ -31,7 +31,7 @@ def test_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
         create_app({"data_dir": str(tmp_path)})
     assert isinstance(info.value, SwapyardError)
     app = create_app({"data_dir": str(tmp_path), "allow_unsigned": True})
-    assert app.config["WEBHOOK_SECRET"] is None
+    assert settings_of(app).webhook_secret is None
 
 
 def test_signed_push_is_stored_before_the_202(web, config_repo):

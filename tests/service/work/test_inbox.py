@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from service.settings import settings_of
 from tests.service.conftest import ZERO, push_body, wait_for
 
 
@@ -19,7 +20,7 @@ def web(serve, config_repo):
 
 
 def database(web) -> Path:
-    return Path(web.app.config["DATA_DIR"]) / "swapyard.db"
+    return settings_of(web.app).data_dir / "swapyard.db"
 
 
 def events(web) -> list[tuple[int, str]]:

@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import StatusOutbox
 from service.work.worker import Worker, get_worker
@@ -47,7 +48,7 @@ def test_older_waiting_commits_are_superseded(serve, config_repo, forge):
 
 def test_a_dead_workers_leases_expire(serve, config_repo):
     served = serve(config_repo, workers=0, lease_seconds=1)
-    settings = dict(served.app.config)
+    settings = settings_of(served.app)
     dead, alive = Worker(get_db(served.app), settings), Worker(get_db(served.app), settings)
     event_id = served.push(ZERO, config_repo.sha()).json()["event"]
     assert dead.claim_event() is not None  # ...and the worker dies here
