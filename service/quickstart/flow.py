@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 
 from schemas.errors import SwapyardError
 from service.quickstart.steps import (
@@ -77,13 +76,10 @@ def teardown(lay: Layout) -> None:
     if not lay.config.exists():
         return
     from deploy.providers.local import LocalProvider
+    from service.settings import build_provider, load_settings
 
-    config = yaml.safe_load(lay.config.read_text())
-    provider = LocalProvider(
-        Path(config["state_dir"]),
-        ex_edge_listen=tuple(str(config["edge_listen"]).split(",")),
-        ex_edge_admin=config["edge_admin"],
-    )
+    provider = build_provider(load_settings({"config_file": str(lay.config)}, environ={}))
+    assert isinstance(provider, LocalProvider)  # the quick start's config names it
     for instance in provider.list_instances():
         provider.destroy_instance(instance)
         print(f"destroyed {instance.id}")

@@ -26,13 +26,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from deploy.backup.journal import BackupJournal
-from deploy.providers.base import option_arguments
-from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
 from deploy.swap.engine import Outcome as SwapOutcome
@@ -43,7 +40,7 @@ from handlers.gitops.pipeline import Execution, StepRecord
 from renderers import RenderOptions, render_instance
 from schemas import Instance
 from service.secrets import DirectorySecretStore
-from service.settings import Settings
+from service.settings import Settings, build_provider
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +80,7 @@ class Deployer:
         self.settings = settings
         self.database = database
         self.secrets = DirectorySecretStore(settings.secrets_dir or settings.data_dir / "secrets")
-        driver: Any = get_driver(settings.provider)
-        self.provider = driver(
-            settings.state_dir or settings.data_dir / "state",
-            **option_arguments(settings.provider_options),
-        )
+        self.provider = build_provider(settings)
         self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
         self.on_destroyed: list[Callable[[Instance], None]] = []
         self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock

@@ -59,7 +59,7 @@ class LocalProvider(Provider):
         self,
         state_dir: str | Path,
         *,
-        ex_edge_listen: tuple[str, ...] = ("127.0.0.1:8080",),
+        ex_edge_listen: tuple[str, ...] = ("127.0.0.1:8000",),
         ex_edge_admin: str = "127.0.0.1:2119",
         ex_use_loop: bool | None = None,
         ex_compose: str | None = None,
