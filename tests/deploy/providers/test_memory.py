@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from deploy.providers.base import Provider
-from deploy.providers.memory import MemoryApp, MemoryProvider
+from deploy.providers.memory.provider import MemoryApp, MemoryProvider
 from deploy.providers.registry import get_driver
 from deploy.providers.types import (
     SNAPSHOT_DIR,

@@ -20,7 +20,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
-from deploy.providers.memory import MemoryApp, MemoryProvider
+from deploy.providers.memory.provider import MemoryApp, MemoryProvider
 from deploy.providers.types import SwapInProgress
 from deploy.spec import AppCheck, DeploySpec, VolumeSpec
 from deploy.swap.engine import Outcome, SwapEngine

@@ -1,4 +1,4 @@
-"""The `memory` provider: instances, volumes and routes held in this process, for fast tests.
+"""The `memory` driver: instances, volumes and routes held in this process, for fast tests.
 
 It keeps the rules of the contract the `local` driver keeps (a volume is
 attached to one instance at most, attach refuses while it is elsewhere,
@@ -7,46 +7,33 @@ an instance detaches its volume and never deletes it) and raises the same
 errors, so the swap engine's state machine runs against it in milliseconds
 instead of seconds of Docker.
 
-What it cannot fake is the health check: the engine checks apps over HTTP
-through an instance's front proxy (`deploy.spec.check_apps`). So each
-instance gets a small HTTP server on loopback (port 0), the stand-in for its
-front proxy: it answers the maintenance page (503 with `Retry-After`) unless
-the request carries the instance's health pass, 502 for a writer app while
-the writers are stopped, and otherwise the status set for the app
-(`ex_set_status`; 200 by default). Apps are declared when the driver is made
-(`ex_apps`: name, domains, writer or not); without them every Host is an app
-of its own name. A writer app is a tiny note store on the volume:
-`GET …/add?text` appends a line, `GET …/list` returns them, so tests can
-show data surviving a swap. Volume contents are real files in a directory
-(restic and restores read them through `volume_path`); their state
-(attachment, label) lives here.
+The health check is the engine's own, over HTTP: each instance answers
+through a loopback server standing in for its front proxy (`frontproxy.py`),
+whose apps are declared with `ex_apps` and whose answers a test sets per
+app (`ex_set_status`). Volume contents are real files in a directory under
+the state directory (restic and restores read them through `volume_path`);
+their state (attachment, label) lives here.
 
-Faults for tests: `ex_fail(method)` makes the next call of a contract
-method raise (a `ProviderError`, or any exception given, a `BaseException`
-included to stand for the worker being killed inside the call);
-`ex_pause(method)` holds the next call until released, so a test can act
-while a swap is between steps. `ex_calls` lists the calls made;
-`ex_reboot()` loses what a host reboot loses (attachments, running writers,
-routes). State is per object: a "restarted worker" is a new engine and
-journal on the same provider object.
+Test controls carry the `ex_` prefix: `ex_fail` and `ex_pause` (`faults.py`),
+`ex_calls`, `ex_reboot()` (lose what a host reboot loses: attachments,
+running writers, routes) and `ex_close()`. State is per object: a
+"restarted worker" is a new engine and journal on the same provider object.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urlsplit
 
 from deploy.providers.base import InstanceHandle, Provider, Route, VolumeHandle
+from deploy.providers.memory.faults import Faults, PausePoint, faultable
+from deploy.providers.memory.frontproxy import FrontProxy, MemoryApp
 from deploy.providers.types import (
     SNAPSHOT_DIR,
     IgnitionError,
@@ -56,46 +43,9 @@ from deploy.providers.types import (
     VolumeInUse,
     VolumeState,
 )
-from renderers.layout import HEALTH_PASS_HEADER, HEALTH_PASS_TOKEN, RETRY_AFTER_SECONDS
+from renderers.layout import RETRY_AFTER_SECONDS
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-FAULTABLE: set[str] = set()  # the methods `ex_fail` and `ex_pause` act on (filled below)
-PAUSE_LIMIT = 30.0  # seconds a paused call waits for its release before it fails
-NOTES = "notes.txt"  # a writer app's lines, under <volume>/<app>/
-
-
-@dataclass(frozen=True)
-class MemoryApp:
-    """An app behind the stand-in front proxy: answered for `domains`, a writer or not."""
-
-    name: str
-    domains: tuple[str, ...]
-    writer: bool = False
-
-
-class PausePoint:
-    """A call held at its start: `reached` is set when it arrives, `release()` lets it go."""
-
-    def __init__(self, method: str):
-        self.method = method
-        self.reached = threading.Event()
-        self._released = threading.Event()
-
-    def wait_reached(self, timeout: float = PAUSE_LIMIT) -> None:
-        """Block until the paused call has arrived; `ProviderError` after `timeout` s."""
-        if not self.reached.wait(timeout):
-            raise ProviderError(f"no call of {self.method} arrived within {timeout:g} s")
-
-    def release(self) -> None:
-        """Let the paused call run."""
-        self._released.set()
-
-    def hold(self) -> None:
-        self.reached.set()
-        if not self._released.wait(PAUSE_LIMIT):
-            raise ProviderError(f"{self.method} was paused and never released")
+__all__ = ["MemoryApp", "MemoryProvider", "PausePoint"]
 
 
 @dataclass
@@ -103,12 +53,8 @@ class _Instance:
     id: str
     project: str
     name: str
-    server: ThreadingHTTPServer
-    statuses: dict[str, int]
+    proxy: FrontProxy
     state: InstanceState = InstanceState.PENDING
-    maintenance: bool = False
-    health_pass: str | None = None
-    writers: bool = False
 
 
 @dataclass
@@ -120,20 +66,6 @@ class _Volume:
     attached_to: str | None = None  # an instance id, or the host path of `mount_on_host`
     on_host: bool = False
     snapshots: set[str] = field(default_factory=set)
-
-
-def _contract(
-    method: Callable[Concatenate[MemoryProvider, P], R],
-) -> Callable[Concatenate[MemoryProvider, P], R]:
-    """Record the call, then honour an injected fault or pause before running it."""
-    FAULTABLE.add(method.__name__)
-
-    @functools.wraps(method)
-    def call(self: MemoryProvider, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self._enter(method.__name__, args)
-        return method(self, *args, **kwargs)
-
-    return call
 
 
 class MemoryProvider(Provider):
@@ -155,30 +87,26 @@ class MemoryProvider(Provider):
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
         self.apps = tuple(ex_apps)
         self.retry_after = ex_retry_after
-        self.ex_calls: list[tuple[str, str]] = []  # (method, the id or name it acted on)
+        self.faults = Faults()
         self._lock = threading.RLock()
         self._instances: dict[str, _Instance] = {}
         self._volumes: dict[str, _Volume] = {}
         self._routes: dict[str, tuple[str, tuple[str, int]]] = {}  # domain -> (id, endpoint)
         self._statuses: dict[str, int] = {}  # app -> status of instances created from now on
-        self._faults: dict[str, list[BaseException]] = {}
-        self._pauses: dict[str, PausePoint] = {}
 
     # -- test controls -------------------------------------------------------
     def ex_fail(self, method: str, error: BaseException | None = None, *, times: int = 1) -> None:
         """Make the next `times` calls of `method` raise `error` (default a `ProviderError`)."""
-        self._check_method(method)
-        fault = error or ProviderError(f"{method}: injected failure (memory provider)")
-        with self._lock:
-            self._faults.setdefault(method, []).extend([fault] * times)
+        self.faults.fail(method, error, times)
 
     def ex_pause(self, method: str) -> PausePoint:
         """Hold the next call of `method` at its start until the returned point is released."""
-        self._check_method(method)
-        point = PausePoint(method)
-        with self._lock:
-            self._pauses[method] = point
-        return point
+        return self.faults.pause(method)
+
+    @property
+    def ex_calls(self) -> list[tuple[str, str]]:
+        """The contract calls made so far: (method, the id or name it acted on)."""
+        return self.faults.calls
 
     def ex_set_status(self, app: str, status: int, *, instance_id: str | None = None) -> None:
         """The HTTP status `app` answers: in `instance_id` now, or in instances created later."""
@@ -188,7 +116,7 @@ class MemoryProvider(Provider):
             if instance_id is None:
                 self._statuses[app] = status
             else:
-                self._instance(instance_id).statuses[app] = status
+                self._instance(instance_id).proxy.statuses[app] = status
 
     def ex_reboot(self) -> None:
         """Lose what a host reboot loses: volume attachments, running writers, routes."""
@@ -196,39 +124,18 @@ class MemoryProvider(Provider):
             for volume in self._volumes.values():
                 volume.attached_to, volume.on_host = None, False
             for inst in self._instances.values():
-                inst.writers = False
+                inst.proxy.writers = False
             self._routes.clear()
 
     def ex_close(self) -> None:
         """Stop every instance's HTTP server; remove the state directory if it was made here."""
         with self._lock:
-            servers = [inst.server for inst in self._instances.values()]
+            proxies = [inst.proxy for inst in self._instances.values()]
             self._instances.clear()
-        for server in servers:
-            _stop(server)
+        for proxy in proxies:
+            proxy.stop()
         if self._own_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
-
-    def _check_method(self, method: str) -> None:
-        if method not in FAULTABLE:
-            known = ", ".join(sorted(FAULTABLE))
-            raise ProviderError(
-                f"{method!r} is not a provider method that can fail (one of {known})"
-            )
-
-    def _enter(self, method: str, args: tuple[Any, ...]) -> None:
-        subject = args[0] if args else ""
-        target = getattr(subject, "id", subject)
-        with self._lock:
-            self.ex_calls.append((method, str(target)))
-            pause = self._pauses.pop(method, None)
-        if pause is not None:
-            pause.hold()
-        with self._lock:
-            queued = self._faults.get(method)
-            fault = queued.pop(0) if queued else None
-        if fault is not None:
-            raise fault
 
     # -- instances ---------------------------------------------------------
     def _instance(self, instance_id: str) -> _Instance:
@@ -238,17 +145,16 @@ class MemoryProvider(Provider):
         return inst
 
     def _handle(self, inst: _Instance) -> InstanceHandle:
-        host, port = inst.server.server_address[:2]
         return InstanceHandle(
             id=inst.id,
             project=inst.project,
             name=inst.name,
             state=inst.state,
-            endpoint=(str(host), int(port)),
-            extra={"maintenance": inst.maintenance, "writers": inst.writers},
+            endpoint=inst.proxy.endpoint,
+            extra={"maintenance": inst.proxy.maintenance, "writers": inst.proxy.writers},
         )
 
-    @_contract
+    @faultable
     def create_instance(
         self, project: str, name: str, ignition: bytes, *, shortid: str
     ) -> InstanceHandle:
@@ -257,11 +163,18 @@ class MemoryProvider(Provider):
         _check_ignition(iid, ignition)
         with self._lock:
             if iid not in self._instances:
-                server = _serve(self, iid)
-                self._instances[iid] = _Instance(iid, project, name, server, dict(self._statuses))
+                proxy = FrontProxy(
+                    iid,
+                    self.apps,
+                    dict(self._statuses),
+                    self.retry_after,
+                    self._lock,
+                    lambda: self._volume_dir(iid),
+                )
+                self._instances[iid] = _Instance(iid, project, name, proxy)
             return self._handle(self._instances[iid])
 
-    @_contract
+    @faultable
     def wait_until_ready(self, instance: InstanceHandle, timeout: float = 120) -> InstanceHandle:
         """Ready at once (its server already listens); `InstanceNotFound` when it is gone."""
         with self._lock:
@@ -269,7 +182,7 @@ class MemoryProvider(Provider):
             inst.state = InstanceState.RUNNING
             return self._handle(inst)
 
-    @_contract
+    @faultable
     def destroy_instance(self, instance: InstanceHandle) -> None:
         """Detach its volume, stop its server and forget it; a no-op when it is gone."""
         with self._lock:
@@ -278,48 +191,48 @@ class MemoryProvider(Provider):
                 if volume.attached_to == instance.id:
                     volume.attached_to = None
         if inst is not None:
-            _stop(inst.server)
+            inst.proxy.stop()
 
-    @_contract
+    @faultable
     def get_instance(self, instance_id: str) -> InstanceHandle | None:
         """The instance with this id, or None."""
         with self._lock:
             inst = self._instances.get(instance_id)
             return self._handle(inst) if inst else None
 
-    @_contract
+    @faultable
     def list_instances(self) -> list[InstanceHandle]:
         """Every instance, in the order they were created."""
         with self._lock:
             return [self._handle(i) for i in self._instances.values()]
 
     # -- inside an instance ------------------------------------------------
-    @_contract
+    @faultable
     def set_maintenance(self, instance: InstanceHandle, on: bool) -> None:
         """Turn the front proxy's maintenance page on or off."""
         with self._lock:
-            self._instance(instance.id).maintenance = on
+            self._instance(instance.id).proxy.maintenance = on
 
-    @_contract
+    @faultable
     def set_health_pass(self, instance: InstanceHandle, token: str | None) -> None:
         """Admit requests carrying `token` past the page (None withdraws the pass)."""
         with self._lock:
-            self._instance(instance.id).health_pass = token
+            self._instance(instance.id).proxy.health_pass = token
 
-    @_contract
+    @faultable
     def stop_writers(self, instance: InstanceHandle) -> None:
         """Stop the writer apps; idempotent."""
         with self._lock:
-            self._instance(instance.id).writers = False
+            self._instance(instance.id).proxy.writers = False
 
-    @_contract
+    @faultable
     def start_writers(self, instance: InstanceHandle) -> None:
         """Start the writer apps; refuses while no volume is attached to the instance."""
         with self._lock:
             inst = self._instance(instance.id)
             if self._attached(inst.id) is None:
                 raise ProviderError(f"instance {inst.id} has no volume attached; attach one first")
-            inst.writers = True
+            inst.proxy.writers = True
 
     # -- volumes -----------------------------------------------------------
     def _volume(self, volume_id: str) -> _Volume:
@@ -330,6 +243,11 @@ class MemoryProvider(Provider):
 
     def _attached(self, instance_id: str) -> _Volume | None:
         return next((v for v in self._volumes.values() if v.attached_to == instance_id), None)
+
+    def _volume_dir(self, instance_id: str) -> Path | None:
+        with self._lock:
+            volume = self._attached(instance_id)
+            return self._data(volume.id) if volume else None
 
     def _data(self, volume_id: str) -> Path:
         return self.volumes_dir / volume_id
@@ -345,7 +263,7 @@ class MemoryProvider(Provider):
             extra={"data": str(self._data(volume.id))},
         )
 
-    @_contract
+    @faultable
     def create_volume(
         self, volume_id: str, size_bytes: int, label: str, filesystem: str = "ext4"
     ) -> VolumeHandle:
@@ -358,20 +276,20 @@ class MemoryProvider(Provider):
                 self._volumes[volume_id] = _Volume(volume_id, label, size_bytes, filesystem)
             return self._volume_handle(self._volumes[volume_id])
 
-    @_contract
+    @faultable
     def get_volume(self, volume_id: str) -> VolumeHandle | None:
         """The volume with this id, or None."""
         with self._lock:
             volume = self._volumes.get(volume_id)
             return self._volume_handle(volume) if volume else None
 
-    @_contract
+    @faultable
     def list_volumes(self) -> list[VolumeHandle]:
         """Every volume."""
         with self._lock:
             return [self._volume_handle(v) for v in self._volumes.values()]
 
-    @_contract
+    @faultable
     def attach_volume(self, volume: VolumeHandle, instance: InstanceHandle) -> VolumeHandle:
         """Attach to the instance; idempotent for it, `VolumeInUse` when held elsewhere."""
         with self._lock:
@@ -387,29 +305,29 @@ class MemoryProvider(Provider):
             state.attached_to = inst.id
             return self._volume_handle(state)
 
-    @_contract
+    @faultable
     def detach_volume(self, volume: VolumeHandle) -> VolumeHandle:
         """Detach from whatever holds it, stopping the holder's writers first; idempotent."""
         with self._lock:
             state = self._volume(volume.id)
             holder = self._instances.get(state.attached_to or "")
             if holder is not None:
-                holder.writers = False
+                holder.proxy.writers = False
             state.attached_to, state.on_host = None, False
             return self._volume_handle(state)
 
-    @_contract
+    @faultable
     def destroy_volume(self, volume: VolumeHandle) -> None:
         """Detach and delete the volume with its data; a no-op when it is gone."""
         with self._lock:
             state = self._volumes.pop(volume.id, None)
             holder = self._instances.get(state.attached_to or "") if state else None
             if holder is not None:
-                holder.writers = False
+                holder.proxy.writers = False
         shutil.rmtree(self._data(volume.id), ignore_errors=True)
 
     # -- backups -----------------------------------------------------------
-    @_contract
+    @faultable
     def volume_path(self, volume: VolumeHandle) -> Path:
         """The directory holding the attached volume's files."""
         return self._attached_data(volume.id)
@@ -420,7 +338,7 @@ class MemoryProvider(Provider):
                 raise ProviderError(f"volume {volume_id} is attached nowhere; nothing to read")
         return self._data(volume_id)
 
-    @_contract
+    @faultable
     def mount_on_host(self, volume: VolumeHandle) -> Path:
         """Hold the detached volume for the host (`VolumeInUse` when an instance has it)."""
         with self._lock:
@@ -430,7 +348,7 @@ class MemoryProvider(Provider):
             state.attached_to, state.on_host = str(self._data(state.id)), True
         return self._data(volume.id)
 
-    @_contract
+    @faultable
     def exchange_volume_data(self, a: VolumeHandle, b: VolumeHandle) -> None:
         """Swap the two volumes' directories; both must be detached (`VolumeInUse`)."""
         with self._lock:
@@ -442,20 +360,20 @@ class MemoryProvider(Provider):
             self._data(b.id).rename(self._data(a.id))
             parked.rename(self._data(b.id))
 
-    @_contract
+    @faultable
     def can_snapshot(self, volume: VolumeHandle) -> bool:
         """True while the volume is attached (a snapshot is a copy of its directory)."""
         with self._lock:
             state = self._volumes.get(volume.id)
             return bool(state and state.attached_to)
 
-    @_contract
+    @faultable
     def flush_volume(self, volume: VolumeHandle) -> None:
         """Nothing to flush: files are written through."""
         with self._lock:
             self._volume(volume.id)
 
-    @_contract
+    @faultable
     def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
         """Copy the attached volume's files to `.swapyard-snapshots/<name>` in it."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -468,7 +386,7 @@ class MemoryProvider(Provider):
             self._volume(volume.id).snapshots.add(name)
         return target
 
-    @_contract
+    @faultable
     def delete_volume_snapshot(self, volume: VolumeHandle, name: str) -> None:
         """Delete a snapshot taken by `snapshot_volume`; a no-op when it is gone."""
         with self._lock:
@@ -479,7 +397,7 @@ class MemoryProvider(Provider):
         shutil.rmtree(self._data(volume.id) / SNAPSHOT_DIR / name, ignore_errors=True)
 
     # -- traffic -----------------------------------------------------------
-    @_contract
+    @faultable
     def switch_traffic(self, route: Route) -> None:
         """Point every domain of the route at the instance, all at once."""
         if not route.domains:
@@ -488,14 +406,14 @@ class MemoryProvider(Provider):
             for domain in route.domains:
                 self._routes[domain] = (route.instance_id, route.endpoint)
 
-    @_contract
+    @faultable
     def remove_traffic(self, domains: tuple[str, ...]) -> None:
         """Stop routing `domains`; unknown domains are ignored."""
         with self._lock:
             for domain in domains:
                 self._routes.pop(domain, None)
 
-    @_contract
+    @faultable
     def routes(self) -> list[Route]:
         """One route per (instance, endpoint), its domains in the order they were switched."""
         with self._lock:
@@ -503,53 +421,6 @@ class MemoryProvider(Provider):
             for domain, target in self._routes.items():
                 grouped.setdefault(target, []).append(domain)
         return [Route(tuple(d), iid, endpoint) for (iid, endpoint), d in grouped.items()]
-
-    # -- the stand-in front proxy --------------------------------------------
-    def _app_for(self, host: str) -> MemoryApp | None:
-        domain = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        if not self.apps:
-            return MemoryApp(domain, (domain,))
-        return next((a for a in self.apps if domain in a.domains), None)
-
-    def answer(self, instance_id: str, host: str, target: str, token: str) -> tuple[int, str]:
-        """What the front proxy of `instance_id` answers: (status, body)."""
-        with self._lock:
-            inst = self._instances.get(instance_id)
-            if inst is None:
-                return 502, "instance gone\n"
-            passed = bool(
-                inst.health_pass
-                and re.fullmatch(HEALTH_PASS_TOKEN, token)
-                and token == inst.health_pass
-            )
-            if inst.maintenance and not passed:
-                return 503, "down for maintenance\n"
-            app = self._app_for(host)
-            if app is None:
-                return 404, f"no app answers {host}\n"
-            if app.writer and not inst.writers:
-                return 502, f"{app.name} is not running\n"
-            status = inst.statuses.get(app.name, 200)
-            if status != 200 or not app.writer:
-                return status, f"{app.name} on {inst.id}\n"
-            volume = self._attached(inst.id)
-            if volume is None:
-                return 502, f"{app.name} has no volume\n"
-            return 200, _notes(self._data(volume.id) / app.name, target)
-
-
-def _notes(folder: Path, target: str) -> str:
-    """A writer app: `…/add?text` appends a line, `…/list` returns every line."""
-    url = urlsplit(target)
-    lines = folder / NOTES
-    if url.path.endswith("/add"):
-        folder.mkdir(parents=True, exist_ok=True)
-        with lines.open("a") as f:
-            f.write(url.query + "\n")
-        return "ok\n"
-    if url.path.endswith("/list"):
-        return lines.read_text() if lines.exists() else ""
-    return f"{folder.name}\n"
 
 
 def _check_ignition(instance_id: str, ignition: bytes) -> None:
@@ -566,41 +437,3 @@ def _check_ignition(instance_id: str, ignition: bytes) -> None:
         raise IgnitionError(
             f"instance {instance_id}: ignition.version is {version!r}; only Ignition 3.x is read"
         )
-
-
-def _serve(provider: MemoryProvider, instance_id: str) -> ThreadingHTTPServer:
-    """Start the instance's front proxy on a free loopback port, in a daemon thread."""
-
-    class FrontProxy(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = provider.answer(
-                instance_id,
-                self.headers.get("Host", ""),
-                self.path,
-                self.headers.get(HEALTH_PASS_HEADER, ""),
-            )
-            data = body.encode()
-            self.send_response(status)
-            if status == 503:
-                self.send_header("Retry-After", str(provider.retry_after))
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: tests read answers, not access logs."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FrontProxy)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.name = f"memory-{instance_id}"
-    thread.start()
-    return server
-
-
-def _stop(server: ThreadingHTTPServer) -> None:
-    server.shutdown()
-    server.server_close()
