@@ -106,6 +106,7 @@ def faultable(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S,
 
     @functools.wraps(method)
     def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """(Replaced by the wrapped method's docstring.)"""
         self.faults.enter(method.__name__, args)
         return method(self, *args, **kwargs)
 

@@ -129,6 +129,7 @@ def _serve(proxy: FrontProxy) -> ThreadingHTTPServer:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            """Answer with the proxy's (status, body); a 503 carries `Retry-After`."""
             status, body = proxy.answer(
                 self.headers.get("Host", ""),
                 self.path,

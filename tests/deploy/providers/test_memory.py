@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.providers.base import Provider
+from deploy.providers.base import Provider, Route, VolumeHandle
 from deploy.providers.memory.provider import MemoryApp, MemoryProvider
 from deploy.providers.registry import get_driver
 from deploy.providers.types import (
@@ -176,8 +176,8 @@ def test_methods_on_a_gone_instance_say_so(provider: MemoryProvider) -> None:
     ):
         with pytest.raises(InstanceNotFound, match=inst.id):
             call()
-    with pytest.raises(ProviderError, match="does not exist"):
-        provider.detach_volume(provider.create_volume("v", MIB, "d").__class__("w", "d", MIB))
+    with pytest.raises(ProviderError, match="volume gone does not exist"):
+        provider.detach_volume(VolumeHandle("gone", "d", MIB))
 
 
 def test_detach_stops_the_writers_and_an_instance_holds_one_volume(
@@ -228,8 +228,6 @@ def test_host_mount_exchange_and_snapshots(provider: MemoryProvider) -> None:
 
 
 def test_a_reboot_loses_attachments_writers_and_routes(provider: MemoryProvider) -> None:
-    from deploy.providers.base import Route
-
     inst = provider.wait_until_ready(provider.create_instance("p", "n", IGNITION, shortid="a"))
     vol = provider.create_volume("v", MIB, "d")
     provider.attach_volume(vol, inst)

@@ -236,13 +236,17 @@ def test_a_failing_provider_call_rolls_back_or_completes(h: Harness, step: str) 
     assert [(s.status, s.detail) for s in steps if s.step == step] == [("failed", failed)]
 
 
-@pytest.mark.parametrize("step", ["create_volume", "create_new", "attach_new", "health_check"])
+FIRST = {
+    "create_volume": "create_volume",
+    "create_new": "create_instance",
+    "attach_new": "attach_volume",
+}
+
+
+@pytest.mark.parametrize("step", [*FIRST, "health_check"])
 def test_a_failed_first_deploy_leaves_nothing_live(h: Harness, step: str) -> None:
-    method = {"create_volume": "create_volume", "create_new": "create_instance"}.get(step)
-    if method:
-        h.provider.ex_fail(method)
-    elif step == "attach_new":
-        h.provider.ex_fail("attach_volume")
+    if step in FIRST:
+        h.provider.ex_fail(FIRST[step])
     else:
         h.provider.ex_set_status("notes", 503)
     out = h.deploy("v1", "a" * 40)
@@ -315,6 +319,21 @@ def test_a_rollback_that_cannot_bring_the_old_apps_back_keeps_the_page_on(h: Har
     assert h.volume_holder() == old and [i.id for i in h.provider.list_instances()] == [old]
 
 
+def test_a_failing_rollback_step_is_an_error_that_needs_a_human(h: Harness) -> None:
+    old = first(h)
+    h.provider.ex_fail("attach_volume", times=2)  # attach_new, then rollback:attach_old
+    out = h.deploy("v2", "c" * 40)
+    assert out.status == "error", out.message
+    assert "rollback incomplete: attach_old: attach_volume: injected failure" in out.message
+    assert "rollback:start_writers_old" in out.message  # no volume: the page stays on
+    assert h.journal.get(out.swap_id).state == FAILED  # type: ignore[arg-type]
+    assert h.journal.locks() == [] and h.volume_holder() is None
+    assert [i.id for i in h.provider.list_instances()] == [old]
+    assert h.served("web.test").status_code == 503
+    report = h.engine.reconcile()  # what a restart does: the volume goes back to the live one
+    assert f"p/demo: volume {VOLUME} re-attached to {old}" in report.notes
+
+
 def test_a_second_swap_is_refused_while_one_runs(h: Harness) -> None:
     old = first(h)
     pause = h.provider.ex_pause("wait_until_ready")
@@ -323,7 +342,7 @@ def test_a_second_swap_is_refused_while_one_runs(h: Harness) -> None:
     swap.start()
     try:
         pause.wait_reached(10)
-        with pytest.raises(SwapInProgress, match="swap") as refused:
+        with pytest.raises(SwapInProgress, match=r"p/demo: swap \d+ is still running") as refused:
             h.deploy("v3", "c" * 40)
         assert refused.value.is_swap
         assert h.live() == old  # the refused deploy touched nothing
