@@ -112,6 +112,9 @@ class MemoryProvider(Provider):
         """The HTTP status `app` answers: in `instance_id` now, or in instances created later."""
         if not 100 <= status <= 599:
             raise ProviderError(f"status {status} of app {app!r} is not an HTTP status")
+        if self.apps and app not in {a.name for a in self.apps}:
+            known = ", ".join(a.name for a in self.apps)
+            raise ProviderError(f"app {app!r} is not declared in ex_apps (declared: {known})")
         with self._lock:
             if instance_id is None:
                 self._statuses[app] = status

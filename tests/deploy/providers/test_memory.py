@@ -132,6 +132,10 @@ def test_app_status_applies_to_new_instances_or_to_one(provider: MemoryProvider)
     assert get(provider, old.id, "nowhere.test").status_code == 404  # no such app
     with pytest.raises(ProviderError, match="not an HTTP status"):
         provider.ex_set_status("web", 42)
+    with pytest.raises(
+        ProviderError, match=r"'wbe' is not declared in ex_apps \(declared: web, notes\)"
+    ):
+        provider.ex_set_status("wbe", 500)
     with pytest.raises(InstanceNotFound):
         provider.ex_set_status("web", 200, instance_id="sy-gone")
 
