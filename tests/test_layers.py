@@ -6,7 +6,8 @@ handed to the pipeline), so handlers/ imports nothing of deploy/ either.
 
 Inside them, each rule keeps a seam where a new part plugs in:
 - a provider driver imports only the provider contract (`deploy.providers.base`,
-  `deploy.providers.types`), never an engine, so a new driver is one new folder;
+  `deploy.providers.types`), never an engine nor another driver, so a new driver is
+  one new folder;
 - the engines (swap, backup, and what they share) import no driver, only the
   contract, so every driver runs under the same engine;
 - swap and backup share the step runner and the deploy spec, never each other;
@@ -159,6 +160,21 @@ def test_the_rules_see_every_package() -> None:
             assert any(under(n, (prefix,)) for n in names) or prefix == "deploy.steps", (
                 f"{rule}: no module under {prefix}"
             )
+
+
+def test_a_driver_imports_no_other_driver() -> None:
+    """Each driver folder under deploy/providers/ reaches the others only through the contract
+    (the registry finds them by name), so drivers come and go one folder at a time."""
+    folders = sorted(p.parent for p in (REPO / "deploy" / "providers").glob("*/__init__.py"))
+    assert {f.name for f in folders} >= {"local", "memory"}
+    offenders = []
+    for folder in folders:
+        own = f"deploy.providers.{folder.name}"
+        for path in sorted(folder.rglob("*.py")):
+            for imported in sorted(imported_modules(path)):
+                if under(imported, ("deploy.providers",)) and not under(imported, (own, *CONTRACT)):
+                    offenders.append(f"{path.relative_to(REPO)} imports {imported}")
+    assert offenders == []
 
 
 def test_importing_the_service_opens_nothing() -> None:

@@ -14,6 +14,7 @@ from deploy.providers.types import UnknownProvider
 
 DRIVERS: dict[str, tuple[str, str]] = {
     "local": ("deploy.providers.local", "LocalProvider"),
+    "memory": ("deploy.providers.memory.provider", "MemoryProvider"),
 }
 
 

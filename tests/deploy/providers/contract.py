@@ -3,7 +3,8 @@
 A subclass supplies the fixtures `provider` (a fresh driver), `project` (a
 unique project name), `ignition_v1` (an Ignition config of an instance whose
 front proxy serves `web.test` at `/`, shows the maintenance page with its
-health pass, and has a writer service).
+health pass, and has a writer service). The memory driver takes its apps from
+its own `ex_apps` instead, so there `ignition_v1` need only be Ignition 3.x.
 """
 
 from __future__ import annotations
