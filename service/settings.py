@@ -356,6 +356,21 @@ def driver_options(provider: str, where: str = "provider") -> tuple[Option, ...]
     return options
 
 
+def _unknown(key: str, chosen: str, known: Mapping[str, Setting]) -> str:
+    """Why `key` is refused: an option of another driver says so, anything else lists the known."""
+    owners = [
+        name
+        for name in sorted(DRIVERS)
+        if name != chosen and any(o.name == key.lower() for o in driver_options(name))
+    ]
+    if owners:
+        return (
+            f"{key!r} is a setting of the {' and '.join(owners)} provider, and provider is "
+            f"{chosen!r}: remove it, or set provider to {owners[0]!r}"
+        )
+    return f"unknown setting {key!r}; known: {', '.join(sorted(n.lower() for n in known))}"
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -381,10 +396,7 @@ def load_settings(
         if name not in by_name:
             if value.text:  # other SWAPYARD_* variables are not ours to refuse
                 continue
-            known = ", ".join(sorted(n.lower() for n in by_name))
-            raise ServiceConfigError(
-                f"{value.where}: unknown setting {value.key!r}; known: {known}"
-            )
+            raise ServiceConfigError(f"{value.where}: {_unknown(value.key, chosen, by_name)}")
         values[name] = _read(by_name[name], value)
     return _settle(values, given, tuple(s.name for s in extra))
 
@@ -466,12 +478,16 @@ def settings_markdown() -> str:
     """The settings tables of docs/service.md: the service's, then each driver's options."""
     lines = _table(SETTINGS)
     for provider in sorted(DRIVERS):
+        options = provider_settings(driver_options(provider))
+        if not options:
+            lines += ["", f"The `{provider}` provider declares no settings of its own."]
+            continue
         lines += [
             "",
             f"Settings of the `{provider}` provider (declared by its driver; read only when "
             f"`provider` is `{provider}`):",
             "",
-            *_table(provider_settings(driver_options(provider))),
+            *_table(options),
         ]
     return "\n".join(lines) + "\n"
 
