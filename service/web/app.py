@@ -4,6 +4,11 @@
 named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config`. Nothing
 opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
 start the worker (`service.work.worker.get_worker(app).start()`).
+
+This is where the service's parts meet: the worker and its parts are built
+in one place (service.work.build) and the inbox is handed the worker's
+doorbell, so a delivery wakes idle threads at once. The app keeps the worker
+and the backups (`get_worker`, `get_backups`) for the commands and pages.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from service.settings import load_settings
     from service.store import db
     from service.web import api, pages
-    from service.work import worker
+    from service.work import backups, worker
+    from service.work.build import build_worker
     from service.work.inbox import SqlInbox
 
     settings = load_settings(config)
@@ -31,11 +37,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
     database = db.init_app(app)
-    inbox = SqlInbox(database, settings["PUBLIC_URL"], statuses.sending_forges(settings))
+    work = build_worker(database, settings)
+    app.extensions[worker.KEY], app.extensions[backups.KEY] = work, work.backups
+    inbox = SqlInbox(
+        database,
+        settings["PUBLIC_URL"],
+        statuses.sending_forges(settings),
+        on_queued=work.wake,  # a delivery wakes idle threads
+    )
     hooks.init_app(app, inbox)
     api.init_app(app)
     pages.init_app(app)
-    inbox.listeners.append(worker.init_app(app).wake)  # a delivery wakes idle threads
 
     @app.errorhandler(SwapyardError)
     def _domain_error(exc: SwapyardError) -> ResponseReturnValue:

@@ -9,10 +9,17 @@ database, so `recover()` at start-up finishes or rolls back whatever a dead
 worker left.
 
 A deploy that meets a backup or a restore of the instance waits for it (up
-to DEPLOY_LOCK_WAIT_SECONDS): the `on_wait` hooks hear it at once (the
-worker shows it on the running deployment), and the wait becomes a
-`wait_lock` step of the deployment's history. Meanwhile the worker keeps
-renewing its lease on the deployment, as for any long step.
+to DEPLOY_LOCK_WAIT_SECONDS): its `on_wait` hears it at once (the worker
+shows it on the running deployment), and the wait becomes a `wait_lock`
+step of the deployment's history. Meanwhile the worker keeps renewing its
+lease on the deployment, as for any long step. `on_live` and
+`on_destroyed` hear of an instance deployed or destroyed (the backup
+schedule follows them).
+
+The provider and the secret store are opened apart (`open_provider`,
+`open_secrets`) and handed in, because the backup scheduler works on the
+same ones and the deployer tells it about deploys: the build
+(service.work.build) opens them once and hands each part what it needs.
 
 Settings (service.settings): PROVIDER, STATE_DIR, EDGE_LISTEN, EDGE_ADMIN,
 SECRETS_DIR, IMAGE_MAP, RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT,
@@ -31,6 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from deploy.backup.journal import BackupJournal
+from deploy.providers.base import Provider
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
@@ -51,12 +59,32 @@ def _listen(value: Any) -> tuple[str, ...]:
     return tuple(str(i).strip() for i in items if str(i).strip())
 
 
-class _Wait:
-    """The engine's `on_wait` for one deploy: tells the hooks, remembers for the history."""
+def open_provider(settings: dict[str, Any]) -> Provider:
+    """The provider named by PROVIDER, its state under STATE_DIR (default DATA_DIR/state)."""
+    data = Path(settings["DATA_DIR"])
+    driver: Any = get_driver(settings["PROVIDER"])
+    options: dict[str, Any] = {}
+    if settings["PROVIDER"] == "local":
+        options = {
+            "ex_edge_listen": _listen(settings["EDGE_LISTEN"]),
+            "ex_edge_admin": settings["EDGE_ADMIN"],
+        }
+    provider: Provider = driver(settings["STATE_DIR"] or data / "state", **options)
+    return provider
 
-    def __init__(self, instance: Instance, hooks: list[Callable[[Instance, str], None]]):
+
+def open_secrets(settings: dict[str, Any]) -> DirectorySecretStore:
+    """The secret store under SECRETS_DIR (default DATA_DIR/secrets)."""
+    return DirectorySecretStore(settings["SECRETS_DIR"] or Path(settings["DATA_DIR"]) / "secrets")
+
+
+class _Wait:
+    """The engine's `on_wait` for one deploy: tells the deployer's `on_wait`, remembers for
+    the history."""
+
+    def __init__(self, instance: Instance, tell: Callable[[Instance, str], None] | None):
         self.instance = instance
-        self.hooks = hooks
+        self.tell = tell
         self.since: float | None = None
         self.until: float | None = None
         self.notes: list[str] = []
@@ -67,8 +95,8 @@ class _Wait:
         self.until = None if waiting else now
         self.notes.append(text)
         log.info("%s", text)
-        for hook in self.hooks:
-            hook(self.instance, text)
+        if self.tell is not None:
+            self.tell(self.instance, text)
 
     def steps(self, gave_up: str | None = None) -> tuple[StepRecord, ...]:
         """The `wait_lock` step when the deploy waited (`gave_up`: why it stopped waiting)."""
@@ -82,22 +110,24 @@ class _Wait:
 class Deployer:
     """Runs deploys and destroys through one provider and the swap engine."""
 
-    def __init__(self, settings: dict[str, Any], database: str | sa.Engine):
-        data = Path(settings["DATA_DIR"])
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        database: str | sa.Engine,
+        provider: Provider,
+        secrets: DirectorySecretStore,
+        *,
+        on_wait: Callable[[Instance, str], None] | None = None,  # waiting for the lock
+        on_live: Callable[[Instance], None] | None = None,  # after a deploy succeeds
+        on_destroyed: Callable[[Instance], None] | None = None,
+    ):
         self.settings = settings
         self.database = database
-        self.secrets = DirectorySecretStore(settings["SECRETS_DIR"] or data / "secrets")
-        driver: Any = get_driver(settings["PROVIDER"])
-        options: dict[str, Any] = {}
-        if settings["PROVIDER"] == "local":
-            options = {
-                "ex_edge_listen": _listen(settings["EDGE_LISTEN"]),
-                "ex_edge_admin": settings["EDGE_ADMIN"],
-            }
-        self.provider = driver(settings["STATE_DIR"] or data / "state", **options)
-        self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
-        self.on_destroyed: list[Callable[[Instance], None]] = []
-        self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock
+        self.secrets = secrets
+        self.provider = provider
+        self.on_wait = on_wait
+        self.on_live = on_live
+        self.on_destroyed = on_destroyed
         self.engine = SwapEngine(
             self.provider,
             SqlJournal(database),
@@ -139,8 +169,9 @@ class Deployer:
             steps = wait.steps()
         state = "success" if outcome.status in ("success", "noop") else outcome.status
         if state == "success":
-            for hook in self.on_destroyed if instance.state == "absent" else self.on_live:
-                hook(instance)
+            tell = self.on_destroyed if instance.state == "absent" else self.on_live
+            if tell is not None:
+                tell(instance)
         return Execution(state, outcome.kind, outcome.message, steps)
 
     def recover(self) -> list[Recovery]:

@@ -57,7 +57,7 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
     from service.quickstart.steps import api, wait_for_push
     from service.store.db import get_db
     from service.store.models import Lease
-    from service.work.worker import Worker
+    from service.work.build import build_worker
 
     sha, _ = push_with_backups(world)
     [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)
@@ -87,7 +87,7 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
         owner, expires = lease()
         wait_for(lambda: time.time() > expires + 1, timeout=LEASE * 3, what="a lease length")
         assert lease()[0] == owner and lease()[1] > time.time()
-        assert Worker(db, dict(world.app.config)).claim_deployment() is None
+        assert build_worker(db, dict(world.app.config)).deployments.claim() is None
         assert waiting(sha2) is not None  # still waiting: the backup holds the lock
         go_on.set()
         [second] = wait_for_push(world.url, TOKEN, sha2, timeout=180)
