@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from deploy.providers.base import Option, Provider, option_arguments
+from deploy.providers.base import Option
 from deploy.providers.registry import DRIVERS, get_driver
 from deploy.providers.types import UnknownProvider
 from schemas.errors import SwapyardError
@@ -431,16 +431,6 @@ def _settle(
         limits=limits,
         provider_options=types.MappingProxyType(options),
     )
-
-
-def build_provider(settings: Settings) -> Provider:
-    """The driver `settings.provider` names, built on its state directory with its options."""
-    driver: Any = get_driver(settings.provider)
-    provider: Provider = driver(
-        settings.state_dir or settings.data_dir / "state",
-        **option_arguments(settings.provider_options),
-    )
-    return provider
 
 
 def settings_of(app: Any) -> Settings:

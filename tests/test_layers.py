@@ -15,7 +15,12 @@ Inside them, each rule keeps a seam where a new part plugs in:
   (`handlers.gitops`) know nothing of each other: the service's worker joins them;
 - in service/, storage knows no one, the forge clients know storage, the worker
   knows both, and the web app (the composition root) knows all three; the CLI and
-  the quick start sit on top.
+  the quick start sit on top;
+- inside the worker, the parts (event dispatcher, deployment runner, deployer,
+  backups, inbox, ...) know neither the threads that drive them
+  (`service.work.worker`) nor the build that wires them (`service.work.build`): each
+  gets its collaborators through its constructor, so a part is replaced or tested
+  alone, and the worker drives what it is handed without building any of it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,21 @@ FORBIDDEN = {
     "handlers": {"service", "deploy"},
 }
 
+WORK_PARTS = tuple(
+    f"service.work.{name}"
+    for name in (
+        "backups",
+        "deployer",
+        "deployments",
+        "dispatch",
+        "doorbell",
+        "events",
+        "inbox",
+        "leader",
+        "missedpushes",
+        "workspace",
+    )
+)
 CONTRACT = ("deploy.providers.base", "deploy.providers.types")
 ENGINES = ("deploy.swap", "deploy.backup", "deploy.steps", "deploy.maintenance", "deploy.spec")
 
@@ -71,6 +91,16 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "the worker serves no pages and runs no command": (
         ("service.work",),
         ("service.web", "service.cli", "service.quickstart"),
+        (),
+    ),
+    "the work's parts know neither the worker's threads nor the build": (
+        WORK_PARTS,
+        ("service.work.worker", "service.work.build"),
+        (),
+    ),
+    "the worker drives its parts and builds none": (
+        ("service.work.worker",),
+        ("service.work.build",),
         (),
     ),
     "the web app runs no command": (("service.web",), ("service.cli", "service.quickstart"), ()),
@@ -182,6 +212,6 @@ def test_importing_the_service_opens_nothing() -> None:
 
     before = threading.active_count()
     import service
-    import service.work.worker  # noqa: F401
+    import service.work.build  # noqa: F401  (the wiring, too: it builds nothing on import)
 
     assert threading.active_count() == before

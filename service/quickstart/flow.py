@@ -76,9 +76,10 @@ def teardown(lay: Layout) -> None:
     if not lay.config.exists():
         return
     from deploy.providers.local import LocalProvider
-    from service.settings import build_provider, load_settings
+    from service.settings import load_settings
+    from service.work.deployer import open_provider
 
-    provider = build_provider(load_settings({"config_file": str(lay.config)}, environ={}))
+    provider = open_provider(load_settings({"config_file": str(lay.config)}, environ={}))
     assert isinstance(provider, LocalProvider)  # the quick start's config names it
     for instance in provider.list_instances():
         provider.destroy_instance(instance)

@@ -10,7 +10,7 @@ the end-to-end tests both use it, so what they test is what users run.
 
 The hook's settings live beside it in `hooks/swapyard-hook.json`: `url`,
 `secret_file`, `full_name`, `clone_url`. A failed delivery is reported to the
-pusher and never fails the push (the service's reconciler can catch up).
+pusher and never fails the push (the service's missed-push check can catch up).
 """
 
 from __future__ import annotations

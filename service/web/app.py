@@ -3,9 +3,15 @@
 `create_app(config=None)` builds the Flask app from defaults, the YAML file
 named by `SWAPYARD_CONFIG`, `SWAPYARD_*` variables and then `config` (a
 mapping of overrides). The typed `Settings` are built once and kept on the
-app (`service.settings.settings_of(app)`); Flask's own keys are set from them. Nothing
+app (`service.settings.settings_of(app)`); Flask's own keys are set from
+them, and every part of the service is handed the same object. Nothing
 opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
 start the worker (`service.work.worker.get_worker(app).start()`).
+
+This is where the service's parts meet: the worker and its parts are built
+in one place (service.work.build) and the inbox is handed the worker's
+doorbell, so a delivery wakes idle threads at once. The app keeps the worker
+and the backups (`get_worker`, `get_backups`) for the commands and pages.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from service.settings import KEY, load_settings
     from service.store import db
     from service.web import api, pages
-    from service.work import worker
+    from service.work import backups, worker
+    from service.work.build import build_worker
     from service.work.inbox import SqlInbox
 
     settings = load_settings(config)
@@ -33,7 +40,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[KEY] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     database = db.init_app(app, settings.database_url)
-    inbox = SqlInbox(database, settings.public_url, statuses.sending_forges(settings))
+    work = build_worker(database, settings)
+    app.extensions[worker.KEY], app.extensions[backups.KEY] = work, work.backups
+    inbox = SqlInbox(
+        database,
+        settings.public_url,
+        statuses.sending_forges(settings),
+        on_queued=work.wake,  # a delivery wakes idle threads
+    )
     hooks.init_app(
         app,
         inbox,
@@ -41,7 +55,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     api.init_app(app)
     pages.init_app(app)
-    inbox.listeners.append(worker.init_app(app).wake)  # a delivery wakes idle threads
 
     @app.errorhandler(SwapyardError)
     def _domain_error(exc: SwapyardError) -> ResponseReturnValue:

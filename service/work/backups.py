@@ -9,7 +9,8 @@ process on a database runs the jobs: the one holding the `schedule` lease
 first brings back the apps of backups the previous holder left in
 maintenance, then resumes its scheduler; on losing it, it pauses. After a
 deploy the instance's jobs are created or changed; after a destroy they are
-removed. A scheduling failure is logged and never fails a deploy.
+removed (the build hands `instance_live` and `instance_destroyed` to the
+deployer). A scheduling failure is logged and never fails a deploy.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from flask import Flask
 
 from deploy.backup.schedule import BackupScheduler
 from schemas import Instance
-from service.settings import settings_of
-from service.store.db import Database, get_db
-from service.work.deployer import Deployer
+from service.store.db import Database
 from service.work.leader import Holder, Leader, holder, process_name
 
 log = logging.getLogger(__name__)
@@ -33,20 +32,13 @@ KEY = "swapyard.backups"
 
 
 class Backups:
-    """The scheduler of one process, its candidacy for the schedule, the deployer's hooks."""
+    """The scheduler of one process, its candidacy for the schedule, what deploys tell it."""
 
-    def __init__(self, deployer: Deployer, db: Database, lease_seconds: float):
-        self.scheduler = BackupScheduler(
-            deployer.database,
-            deployer.provider,
-            deployer.secrets.require,
-            health_timeout=deployer.settings.health_timeout,
-        )
+    def __init__(self, scheduler: BackupScheduler, db: Database, lease_seconds: float):
+        self.scheduler = scheduler
         self.db = db
         self.lease_seconds = lease_seconds
         self.leader: Leader | None = None
-        deployer.on_live.append(self.instance_live)
-        deployer.on_destroyed.append(self.instance_destroyed)
 
     def start(self, role: str | None) -> None:
         """Start the scheduler paused; with a `role` (serve, worker), stand for the schedule.
@@ -121,18 +113,6 @@ class Backups:
             "alerts": [asdict(a) for a in self.scheduler.history.alerts(project, name)],
             "runs": [asdict(r) for r in self.scheduler.history.runs(project, name)[:50]],
         }
-
-
-def init_app(app: Flask, deployer: Deployer | None) -> Backups | None:
-    """Create (not start) the app's backup scheduler when it deploys and backups are on."""
-    settings = settings_of(app)
-    backups = (
-        Backups(deployer, get_db(app), settings.lease_seconds)
-        if deployer is not None and settings.backups
-        else None
-    )
-    app.extensions[KEY] = backups
-    return backups
 
 
 def schedule_line(backups: Backups | None) -> str:

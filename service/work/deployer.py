@@ -9,10 +9,17 @@ database, so `recover()` at start-up finishes or rolls back whatever a dead
 worker left.
 
 A deploy that meets a backup or a restore of the instance waits for it (up
-to DEPLOY_LOCK_WAIT_SECONDS): the `on_wait` hooks hear it at once (the
-worker shows it on the running deployment), and the wait becomes a
-`wait_lock` step of the deployment's history. Meanwhile the worker keeps
-renewing its lease on the deployment, as for any long step.
+to DEPLOY_LOCK_WAIT_SECONDS): its `on_wait` hears it at once (the worker
+shows it on the running deployment), and the wait becomes a `wait_lock`
+step of the deployment's history. Meanwhile the worker keeps renewing its
+lease on the deployment, as for any long step. `on_live` and
+`on_destroyed` hear of an instance deployed or destroyed (the backup
+schedule follows them).
+
+The provider and the secret store are opened apart (`open_provider`,
+`open_secrets`) and handed in, because the backup scheduler works on the
+same ones and the deployer tells it about deploys: the build
+(service.work.build) opens them once and hands each part what it needs.
 
 Settings (service.settings): PROVIDER, STATE_DIR, SECRETS_DIR, IMAGE_MAP,
 RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT, DEPLOY_LOCK_WAIT_SECONDS, and the
@@ -26,10 +33,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from deploy.backup.journal import BackupJournal
+from deploy.providers.base import Provider, option_arguments
+from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
 from deploy.swap.engine import Outcome as SwapOutcome
@@ -40,17 +50,34 @@ from handlers.gitops.pipeline import Execution, StepRecord
 from renderers import RenderOptions, render_instance
 from schemas import Instance
 from service.secrets import DirectorySecretStore
-from service.settings import Settings, build_provider
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class _Wait:
-    """The engine's `on_wait` for one deploy: tells the hooks, remembers for the history."""
+def open_provider(settings: Settings) -> Provider:
+    """The provider named by PROVIDER, its state under STATE_DIR (default DATA_DIR/state),
+    given the options its driver declares (`Settings.provider_options`) as they are."""
+    driver: Any = get_driver(settings.provider)
+    provider: Provider = driver(
+        settings.state_dir or settings.data_dir / "state",
+        **option_arguments(settings.provider_options),
+    )
+    return provider
 
-    def __init__(self, instance: Instance, hooks: list[Callable[[Instance, str], None]]):
+
+def open_secrets(settings: Settings) -> DirectorySecretStore:
+    """The secret store under SECRETS_DIR (default DATA_DIR/secrets)."""
+    return DirectorySecretStore(settings.secrets_dir or settings.data_dir / "secrets")
+
+
+class _Wait:
+    """The engine's `on_wait` for one deploy: tells the deployer's `on_wait`, remembers for
+    the history."""
+
+    def __init__(self, instance: Instance, tell: Callable[[Instance, str], None] | None):
         self.instance = instance
-        self.hooks = hooks
+        self.tell = tell
         self.since: float | None = None
         self.until: float | None = None
         self.notes: list[str] = []
@@ -61,8 +88,8 @@ class _Wait:
         self.until = None if waiting else now
         self.notes.append(text)
         log.info("%s", text)
-        for hook in self.hooks:
-            hook(self.instance, text)
+        if self.tell is not None:
+            self.tell(self.instance, text)
 
     def steps(self, gave_up: str | None = None) -> tuple[StepRecord, ...]:
         """The `wait_lock` step when the deploy waited (`gave_up`: why it stopped waiting)."""
@@ -76,14 +103,24 @@ class _Wait:
 class Deployer:
     """Runs deploys and destroys through one provider and the swap engine."""
 
-    def __init__(self, settings: Settings, database: str | sa.Engine):
+    def __init__(
+        self,
+        settings: Settings,
+        database: str | sa.Engine,
+        provider: Provider,
+        secrets: DirectorySecretStore,
+        *,
+        on_wait: Callable[[Instance, str], None] | None = None,  # waiting for the lock
+        on_live: Callable[[Instance], None] | None = None,  # after a deploy succeeds
+        on_destroyed: Callable[[Instance], None] | None = None,
+    ):
         self.settings = settings
         self.database = database
-        self.secrets = DirectorySecretStore(settings.secrets_dir or settings.data_dir / "secrets")
-        self.provider = build_provider(settings)
-        self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
-        self.on_destroyed: list[Callable[[Instance], None]] = []
-        self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock
+        self.secrets = secrets
+        self.provider = provider
+        self.on_wait = on_wait
+        self.on_live = on_live
+        self.on_destroyed = on_destroyed
         self.engine = SwapEngine(
             self.provider,
             SqlJournal(database),
@@ -124,8 +161,9 @@ class Deployer:
             steps = wait.steps()
         state = "success" if outcome.status in ("success", "noop") else outcome.status
         if state == "success":
-            for hook in self.on_destroyed if instance.state == "absent" else self.on_live:
-                hook(instance)
+            tell = self.on_destroyed if instance.state == "absent" else self.on_live
+            if tell is not None:
+                tell(instance)
         return Execution(state, outcome.kind, outcome.message, steps)
 
     def recover(self) -> list[Recovery]:

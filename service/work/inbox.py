@@ -53,7 +53,13 @@ class _Slot:
 
 
 class SqlInbox:
-    def __init__(self, db: Database, public_url: str, status_forges: frozenset[str]):
+    def __init__(
+        self,
+        db: Database,
+        public_url: str,
+        status_forges: frozenset[str],
+        on_queued: Callable[[], None] | None = None,
+    ):
         self.db = db
         self.public_url = public_url
         self.status_forges = status_forges  # forges with a token: the others get no status
@@ -69,7 +75,7 @@ class SqlInbox:
         self._queue_lock = threading.Lock()
         self._writer = threading.Lock()
         self.batches = 0  # transactions committed; read by the tests
-        self.listeners: list[Callable[[], None]] = []  # told when queued events were stored
+        self.on_queued = on_queued  # told when queued events were stored (wakes the worker)
 
     @property
     def waiting(self) -> int:
@@ -107,11 +113,11 @@ class SqlInbox:
         finally:
             for slot in batch:
                 slot.done = True
-        for listener in self.listeners if queued else ():
+        if queued and self.on_queued is not None:
             try:
-                listener()
+                self.on_queued()
             except Exception:  # stored and acknowledged all the same; the worker polls
-                log.exception("inbox listener failed")
+                log.exception("inbox: telling of queued events failed")
 
     def _store(self, connection: Connection, batch: list[_Slot]) -> int:
         """Insert the batch's events (and first statuses); returns how many were queued."""

@@ -58,7 +58,7 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
     from service.settings import settings_of
     from service.store.db import get_db
     from service.store.models import Lease
-    from service.work.worker import Worker
+    from service.work.build import build_worker
 
     sha, _ = push_with_backups(world)
     [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)
@@ -88,7 +88,7 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
         owner, expires = lease()
         wait_for(lambda: time.time() > expires + 1, timeout=LEASE * 3, what="a lease length")
         assert lease()[0] == owner and lease()[1] > time.time()
-        assert Worker(db, settings_of(world.app)).claim_deployment() is None
+        assert build_worker(db, settings_of(world.app)).deployments.claim() is None
         assert waiting(sha2) is not None  # still waiting: the backup holds the lock
         go_on.set()
         [second] = wait_for_push(world.url, TOKEN, sha2, timeout=180)

@@ -190,7 +190,7 @@ def test_a_swap_killed_midway_shows_its_recovery_and_rollback(setup: dict[str, A
         timeout=180,
     )
     assert (done["status"], done["action"]) == ("success", "replace"), done
-    full = service.web.api(f"/deployments/{done['id']}")
+    full = service.api(f"/deployments/{done['id']}")
     [recovery] = full["recoveries"]
     assert "the worker stopped after" in recovery, recovery
     assert f"rolled back to {first[:12]}" in recovery, recovery

@@ -279,14 +279,14 @@ def test_a_drivers_declared_defaults_are_its_constructors():
 
 def test_the_provider_is_built_from_the_settings(tmp_path):
     from deploy.providers.local import LocalProvider
-    from service.settings import build_provider
+    from service.work.deployer import open_provider
 
     admin = "127.0.0.1:9"  # never contacted: building a provider starts nothing
     s = load_settings(
         {"allow_unsigned": True, "data_dir": str(tmp_path), "edge_admin": admin},
         environ={"SWAPYARD_EDGE_LISTEN": "127.0.0.1:1,127.0.0.1:2", "SWAPYARD_STOP_TIMEOUT": "4"},
     )
-    provider = build_provider(s)
+    provider = open_provider(s)
     assert isinstance(provider, LocalProvider)
     assert provider.state_dir == tmp_path.resolve() / "state"
     assert provider.edge.listen == ("127.0.0.1:1", "127.0.0.1:2") and provider.edge.admin == admin

@@ -30,9 +30,9 @@ def delivered(served, body: dict) -> int:
 def dispatch(served) -> None:
     """Dispatch the delivered push here (per-instance pending statuses queued), run nothing."""
     worker = get_worker(served.app)
-    event = worker.claim_event()
+    event = worker.events.claim()
     assert event is not None
-    worker.dispatch(event)
+    worker.events.dispatch(event)
 
 
 def dispatched(served, body: dict) -> int:

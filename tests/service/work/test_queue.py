@@ -10,7 +10,8 @@ from sqlalchemy import select
 from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import StatusOutbox
-from service.work.worker import Worker, get_worker
+from service.work.build import build_worker
+from service.work.worker import get_worker
 from tests.service.conftest import ZERO, outbox_drained, wait_for
 from tests.service.work.test_worker import finished
 
@@ -49,23 +50,26 @@ def test_older_waiting_commits_are_superseded(serve, config_repo, forge):
 def test_a_dead_workers_leases_expire(serve, config_repo):
     served = serve(config_repo, workers=0, lease_seconds=1)
     settings = settings_of(served.app)
-    dead, alive = Worker(get_db(served.app), settings), Worker(get_db(served.app), settings)
+    dead, alive = (
+        build_worker(get_db(served.app), settings),
+        build_worker(get_db(served.app), settings),
+    )
     event_id = served.push(ZERO, config_repo.sha()).json()["event"]
-    assert dead.claim_event() is not None  # ...and the worker dies here
-    assert alive.claim_event() is None
+    assert dead.events.claim() is not None  # ...and the worker dies here
+    assert alive.events.claim() is None
     time.sleep(1.1)
-    claimed = alive.claim_event()
+    claimed = alive.events.claim()
     assert claimed is not None and claimed.id == event_id and claimed.attempts == 2
-    alive.dispatch(claimed)
-    dep = dead.claim_deployment()  # dies again, holding production/blog's lease
+    alive.events.dispatch(claimed)
+    dep = dead.deployments.claim()  # dies again, holding production/blog's lease
     assert dep is not None
-    while (other := alive.claim_deployment()) is not None:
+    while (other := alive.deployments.claim()) is not None:
         assert other.key != dep.key  # the dead worker's instance stays locked...
-        alive.run_deployment(other)
+        alive.deployments.run(other)
     time.sleep(1.1)  # ...until its lease expires
-    d = alive.claim_deployment()
+    d = alive.deployments.claim()
     assert d is not None and d.key == dep.key and d.id == dep.id
-    alive.run_deployment(d)
+    alive.deployments.run(d)
     event = finished(served, event_id)
     assert {x["status"] for x in event["deployments"]} == {"success"}
 

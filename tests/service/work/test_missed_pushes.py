@@ -1,4 +1,4 @@
-"""The reconciler finds a push whose webhook never arrived, once."""
+"""The missed-push check finds a push whose webhook never arrived, once."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ def test_lost_webhook_is_caught_once(serve, config_repo):
     served = serve(config_repo)
     first = config_repo.sha()
     finished(served, served.push(ZERO, first).json()["event"])
-    reconciler = get_worker(served.app).reconciler
-    assert reconciler.run_once() == []  # every mapped head has been seen
+    missed = get_worker(served.app).missed_pushes
+    assert missed.check() == []  # every mapped head has been seen
 
     lost = config_repo.commit("cloud: change without a webhook", {"instances/cloud/n.txt": "1\n"})
     config_repo.push("main")
     config_repo.push("feature-y")  # not mapped: no event
-    [event_id] = reconciler.run_once()
+    [event_id] = missed.check()
     event = finished(served, event_id)
     assert (event["event"], event["before"], event["after"]) == ("reconcile", first, lost)
     assert [d["instance"] for d in event["deployments"]] == ["cloud"]
-    assert reconciler.run_once() == []
+    assert missed.check() == []
 
 
 def test_a_rollback_without_webhook_is_caught(serve, config_repo):
@@ -35,18 +35,18 @@ def test_a_rollback_without_webhook_is_caught(serve, config_repo):
     finished(served, served.push(old, new).json()["event"])
     git("reset", "-q", "--hard", old, cwd=config_repo.work)
     config_repo.push(force=True)  # back to a commit seen before; its webhook is lost
-    [event_id] = get_worker(served.app).reconciler.run_once()
+    [event_id] = get_worker(served.app).missed_pushes.check()
     event = finished(served, event_id)
     assert (event["before"], event["after"]) == (new, old)
     assert "force-push" in event["reason"]  # history rewound: every instance is re-evaluated
     assert sorted(d["instance"] for d in event["deployments"]) == ["blog", "cloud", "www"]
 
 
-def test_reconciler_runs_periodically_when_enabled(serve, config_repo):
+def test_the_check_runs_periodically_when_enabled(serve, config_repo):
     served = serve(
         config_repo, repositories={"owner/config": str(config_repo.bare)}, reconcile_seconds=0.2
     )
-    events = wait_for(lambda: served.api("/api/events"), what="the reconciler to queue main")
+    events = wait_for(lambda: served.api("/api/events"), what="the missed-push check to queue main")
     assert events[0]["event"] == "reconcile" and events[0]["ref"] == "refs/heads/main"
     assert finished(served, events[0]["id"])["status"] == "dispatched"
 
@@ -55,9 +55,9 @@ def test_an_oversized_swapyard_yaml_is_never_read(serve, config_repo, caplog):
     served = serve(config_repo, max_file_bytes=4096)
     first = config_repo.sha()
     finished(served, served.push(ZERO, first).json()["event"])
-    reconciler = get_worker(served.app).reconciler
+    missed = get_worker(served.app).missed_pushes
     text = config_repo.read("swapyard.yaml") + "#" * 8192 + "\n"
     config_repo.commit("swapyard.yaml: padded past the limit", {"swapyard.yaml": text})
     config_repo.push("main")
-    assert reconciler.run_once() == []  # its branches cannot be known: nothing queued
+    assert missed.check() == []  # its branches cannot be known: nothing queued
     assert "swapyard.yaml at" in caplog.text and "bytes: not read" in caplog.text

@@ -1,10 +1,18 @@
-"""The reconciler: catches pushes whose webhook never arrived.
+"""The missed-push check: catches pushes whose webhook never arrived.
 
 Every `RECONCILE_SECONDS` (0: off, the default) it lists the branches of each
 known repository (`git ls-remote`), keeps those that the branch's own
 `swapyard.yaml` maps to a project, and queues a synthetic push event for a
 head commit it has never seen. Its delivery id is derived from the branch and
-commit, so two reconcilers (or a late webhook) never run a commit twice.
+commit, so two processes running the check (or a late webhook) never run a
+commit twice.
+
+It is not the swap engine's `reconcile` (deploy/swap/engine.py), which puts
+volumes and routes back after a restart; it was once called the reconciler
+too, hence the setting's name. The setting keeps it (`reconcile_seconds`,
+documented as the missed-push check's interval), as do the events it stores
+(event `reconcile`, delivery ids `reconcile:...`), so existing configs and
+databases read the same.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from service.store.models import Event
 log = logging.getLogger(__name__)
 
 
-class Reconciler:
+class MissedPushCheck:
+    """Lists the heads of known repositories and queues the mapped ones never seen."""
+
     def __init__(self, db: Database, settings: Settings, mirrors: MirrorCache):
         self.db = db
         self.settings = settings
@@ -53,7 +63,7 @@ class Reconciler:
             known = {r: (known.get(r, ("github", ""))[0], u) for r, u in pinned.items()}
         return {r: v for r, v in known.items() if v[1]}
 
-    def run_once(self) -> list[int]:
+    def check(self) -> list[int]:
         """Queue an event for each unseen head of a mapped branch; returns their ids."""
         queued = []
         for repository, (forge, url) in sorted(self._known().items()):
@@ -69,7 +79,7 @@ class Reconciler:
                         if event_id is not None:
                             queued.append(event_id)
             except GitError as exc:  # one repository's trouble never stops the others
-                log.warning("reconciler: %s", exc)
+                log.warning("missed-push check: %s", exc)
         return queued
 
     def _mapped(self, mirror: Mirror, sha: str) -> set[str]:
@@ -77,7 +87,9 @@ class Reconciler:
         if size is None:
             return set()
         if size > self.limits.max_file_bytes:  # never read whole: a push shows the problem
-            log.warning("reconciler: %s at %s is %d bytes: not read", REPO_FILE, sha[:12], size)
+            log.warning(
+                "missed-push check: %s at %s is %d bytes: not read", REPO_FILE, sha[:12], size
+            )
             return set()
         content = mirror.show(sha, REPO_FILE)
         if content is None:
@@ -112,7 +124,7 @@ class Reconciler:
             delivery_id=f"reconcile:{repository}:{ref}:{sha}",
             received_at=time.time(),
             status="queued",
-            reason="found by the reconciler: no webhook arrived for this commit",
+            reason="found by the missed-push check: no webhook arrived for this commit",
             repository=repository,
             clone_url=url,
             ref=ref,
