@@ -383,10 +383,10 @@ class SwapSide:
 
     def deploy(self, instance: Any, artifacts: ArtifactSet, commit: str) -> Any:
         spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
-        outcome = self.engine.deploy(spec)
-        if outcome.status != "success":
-            raise RuntimeError(f"deploy failed: {outcome.message}")
-        return outcome
+        result = self.engine.deploy(spec)
+        if result.status != "success":
+            raise RuntimeError(f"deploy failed: {result.summary}")
+        return result
 
     def push(self, instance: Any, artifacts: ArtifactSet, version: str, tag: str) -> Measure:
         loop = RequestLoop(self.port, tag)

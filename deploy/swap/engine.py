@@ -10,7 +10,7 @@ old instance. A failure before `switch_traffic` rolls back (writers of the
 new instance stopped, volume back on the old one, then
 `deploy.maintenance.end_maintenance` of the old one: its writers started,
 its apps checked behind the page, maintenance off; new instance destroyed)
-and the outcome says why. Old apps that do not answer keep the page on and
+and the result says why. Old apps that do not answer keep the page on and
 raise a `maintenance` alert (`alerts`, when the engine is given one). After
 the switch there is no way back: a failing `destroy_old` leaves a note.
 
@@ -46,12 +46,16 @@ StepHook = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """The result of a deploy, for the commit status: `status` is success/failure/error/noop."""
+class SwapResult:
+    """What a deploy, destroy or recovery did: `status` is success/failure/error/noop.
+
+    Its fields carry the names of the deployment row the service stores it in
+    (`status`, `action`, `summary`).
+    """
 
     status: str
-    kind: str  # create | replace | destroy | noop
-    message: str
+    action: str  # create | replace | destroy | noop
+    summary: str
     swap_id: int | None = None
     instance_id: str | None = None
 
@@ -110,7 +114,7 @@ class SwapEngine:
         return volume
 
     # -- deploy --------------------------------------------------------------
-    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> Outcome:
+    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> SwapResult:
         """Bring `spec` live: `noop`, first deploy (`create`) or swap (`replace`).
 
         A backup or restore holding the instance's lock is waited for, up to
@@ -121,7 +125,7 @@ class SwapEngine:
         begun = wait_for_lock(
             lambda: self._begin(spec), spec.key, self.lock_wait, self.lock_poll, on_wait
         )
-        if isinstance(begun, Outcome):
+        if isinstance(begun, SwapResult):
             return begun
         record = begun
         try:
@@ -134,13 +138,13 @@ class SwapEngine:
         after = self.journal.get(record.id)
         return self._complete(after, after.new_instance)
 
-    def _begin(self, spec: DeploySpec) -> Outcome | SwapRecord:
-        """A `noop` outcome, or the journaled swap holding the lock (`SwapInProgress`)."""
+    def _begin(self, spec: DeploySpec) -> SwapResult | SwapRecord:
+        """A `noop` result, or the journaled swap holding the lock (`SwapInProgress`)."""
         current = self.journal.current(spec.project, spec.name)
         if current is not None and current.digest == spec.digest:
             live = self.provider.get_instance(current.instance_id)
             if live is not None and live.state == InstanceState.RUNNING:
-                return Outcome(
+                return SwapResult(
                     "noop", "noop", f"noop: {spec.key} is already at this config", None, live.id
                 )
         return self.journal.begin(
@@ -204,7 +208,7 @@ class SwapEngine:
             self.on_step(sid, "switch_traffic")
         return new
 
-    def _complete(self, record: SwapRecord, new_id: str | None) -> Outcome:
+    def _complete(self, record: SwapRecord, new_id: str | None) -> SwapResult:
         """After the switch: destroy the old instance; a failure here is only a note."""
         note = ""
         old = self.provider.get_instance(record.old_instance) if record.old_instance else None
@@ -216,7 +220,7 @@ class SwapEngine:
                 note = f"; the old instance {old.id} was not destroyed: {_describe(exc)}"
         self.journal.finish(record.id, SUCCEEDED, note.lstrip("; ") or None)
         verb = "created" if record.kind == "create" else "swapped"
-        return Outcome(
+        return SwapResult(
             "success",
             record.kind,
             f"success: {record.commit[:12]} {verb}, live on {new_id}{note}",
@@ -225,7 +229,7 @@ class SwapEngine:
         )
 
     # -- rollback ------------------------------------------------------------
-    def _rollback(self, record: SwapRecord, reason: str) -> Outcome:
+    def _rollback(self, record: SwapRecord, reason: str) -> SwapResult:
         """Undo an unfinished swap, step by step, each step checked against reality.
 
         The reason is journaled first, so a rollback cut short by a crash is
@@ -280,7 +284,7 @@ class SwapEngine:
             full += "; rollback incomplete: " + "; ".join(errors)
         self.journal.finish(sid, FAILED if errors else ROLLED_BACK, full)
         status = "error" if errors else "failure"
-        return Outcome(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
+        return SwapResult(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
 
     def _restore_traffic(self, new: InstanceHandle, old: InstanceHandle | None) -> None:
         for route in self.provider.routes():
@@ -294,11 +298,11 @@ class SwapEngine:
     # -- destroy -------------------------------------------------------------
     def destroy(
         self, project: str, name: str, *, delete_volume: bool = False, commit: str = ""
-    ) -> Outcome:
+    ) -> SwapResult:
         """Take an instance down on explicit request; its volume stays unless `delete_volume`."""
         current = self.journal.current(project, name)
         if current is None:
-            return Outcome("noop", "destroy", f"noop: {project}/{name} is not deployed")
+            return SwapResult("noop", "destroy", f"noop: {project}/{name} is not deployed")
         record = self.journal.begin(
             SwapRecord(
                 id=0,
@@ -315,7 +319,7 @@ class SwapEngine:
         )
         return self._destroy(record)
 
-    def _destroy(self, record: SwapRecord) -> Outcome:
+    def _destroy(self, record: SwapRecord) -> SwapResult:
         p, sid = self.provider, record.id
         domains = tuple(record.spec.get("domains", ()))
         try:
@@ -333,36 +337,36 @@ class SwapEngine:
                 self._step(sid, "destroy_volume", lambda: p.destroy_volume(volume))
         except Exception as exc:
             self.journal.finish(sid, FAILED, _describe(exc))
-            return Outcome("error", "destroy", f"error: destroy failed: {_describe(exc)}", sid)
+            return SwapResult("error", "destroy", f"error: destroy failed: {_describe(exc)}", sid)
         self.journal.clear_current(record.project, record.name)
         self.journal.finish(sid, SUCCEEDED)
-        return Outcome(
+        return SwapResult(
             "success", "destroy", f"success: {record.project}/{record.name} destroyed", sid
         )
 
     # -- restart -------------------------------------------------------------
-    def recover(self) -> list[Outcome]:
+    def recover(self) -> list[SwapResult]:
         """Finish every swap a dead worker left running: roll back, or complete if switched.
 
         One swap's failure does not stop the others.
         """
-        outcomes = []
+        results = []
         for record in self.journal.unfinished():
             last = record.done[-1] if record.done else "its first step"
             try:
                 if record.kind == "destroy":
-                    outcomes.append(self._destroy(record))
+                    results.append(self._destroy(record))
                 elif "switch_traffic" in record.done:
-                    outcomes.append(self._complete(record, record.new_instance))
+                    results.append(self._complete(record, record.new_instance))
                 else:
                     reason = record.reason or f"the worker stopped after {last}"
-                    outcomes.append(self._rollback(record, reason))
+                    results.append(self._rollback(record, reason))
             except Exception as exc:
                 log.exception("recovering swap %s failed", record.id)
-                outcomes.append(
-                    Outcome("error", record.kind, f"error: {_describe(exc)}", record.id)
+                results.append(
+                    SwapResult("error", record.kind, f"error: {_describe(exc)}", record.id)
                 )
-        return outcomes
+        return results
 
     def reconcile(self) -> Reconciliation:
         """After a restart (or a host reboot): put live volumes and routes back, list orphans.
@@ -416,4 +420,4 @@ class Reconciliation:
     orphans: tuple[str, ...]
 
 
-__all__ = ["AppCheck", "DeploySpec", "Outcome", "Reconciliation", "SwapEngine"]
+__all__ = ["AppCheck", "DeploySpec", "Reconciliation", "SwapEngine", "SwapResult"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -23,12 +24,20 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from handlers.gitops.pipeline import StepStatus
+from handlers.intake.events import EventStatus
 from service.store.db import get_db
 from service.store.models import Deployment, Event
 from service.web.api import deployment_json, event_json, iso, latest_per_instance
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 PUBLIC = {"pages.login", "static"}
+
+
+@bp.context_processor
+def _states() -> dict[str, Any]:
+    """The state enums, so that templates compare with them rather than with literals."""
+    return {"EventStatus": EventStatus, "StepStatus": StepStatus}
 
 
 @bp.before_app_request

@@ -79,7 +79,7 @@ def test_a_deploy_waits_for_the_backup_then_swaps(
         out = engine(d, lock_wait=300).deploy(spec, on_wait=on_wait)
     run = held.run
     assert run is not None and run.state == SUCCEEDED, run
-    assert (out.status, out.kind) == ("success", "replace"), out.message
+    assert (out.status, out.action) == ("success", "replace"), out.summary
     # the order: the backup's window, the deploy waiting, the whole backup, then the swap
     assert events.index("backup:stop_writers") < events.index("deploy:waiting")
     assert events.index("deploy:waiting") < events.index("backup:restic_backup")

@@ -137,7 +137,7 @@ def test_backup_restore_and_rollback_show_clients_only_200_and_503(
             make_spec(d.project, make_ignition(test_image, "v3", healthy=False), "c" * 40)
         )
         time.sleep(0.3)
-    assert out.status == "failure" and "rolled back" in out.message, out.message
+    assert out.status == "failure" and "rolled back" in out.summary, out.summary
     assert steps[-4:-1] == [
         "rollback:start_writers_old",
         "rollback:health_check_old",

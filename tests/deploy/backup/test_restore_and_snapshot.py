@@ -102,7 +102,7 @@ def test_an_instance_whose_volume_is_gone_comes_back_from_its_latest_snapshot(
         d.provider, local_repo, sid, vol.id, size_bytes=vol.size_bytes, label=vol.label
     )
     out = d.engine.deploy(d.spec)  # a first deploy: create_volume finds the restored one
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert d.get("notes.test", "/cgi-bin/list").text == "survivor\n"
 
 
