@@ -38,6 +38,7 @@ class Backups:
         self.scheduler = BackupScheduler(
             deployer.database,
             deployer.provider,
+            deployer.journal,
             deployer.secrets.require,
             health_timeout=float(deployer.settings["HEALTH_TIMEOUT"]),
         )

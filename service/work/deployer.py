@@ -34,9 +34,9 @@ from deploy.backup.journal import BackupJournal
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
+from deploy.steps.sql import epoch
 from deploy.swap.engine import Outcome as SwapOutcome
 from deploy.swap.engine import SwapEngine
-from deploy.swap.journal import epoch
 from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.pipeline import Execution, StepRecord
 from renderers import RenderOptions, render_instance
@@ -98,9 +98,11 @@ class Deployer:
         self.on_live: list[Callable[[Instance], None]] = []  # after a deploy succeeds
         self.on_destroyed: list[Callable[[Instance], None]] = []
         self.on_wait: list[Callable[[Instance, str], None]] = []  # waiting for the lock
+        # the swap journal, also where backups read what is live and take the instance's lock
+        self.journal = SqlJournal(database)
         self.engine = SwapEngine(
             self.provider,
-            SqlJournal(database),
+            self.journal,
             ready_timeout=float(settings["READY_TIMEOUT"]),
             health_timeout=float(settings["HEALTH_TIMEOUT"]),
             lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),
