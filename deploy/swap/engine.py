@@ -14,6 +14,7 @@ and the result says why. Old apps that do not answer keep the page on and
 raise a `maintenance` alert (`alerts`, when the engine is given one). After
 the switch there is no way back: a failing `destroy_old` leaves a note.
 
+Steps run through `deploy.steps.runner.Steps`, the runner backups use too.
 Every step is idempotent against reality (providers read attachments from
 the system, never from the journal), so `recover()` after a crash simply
 rolls back each swap that had not switched yet and completes the others.
@@ -33,16 +34,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.live import LiveRecord
 from deploy.maintenance import Alerts, MaintenanceKept, end_maintenance
 from deploy.providers.base import InstanceHandle, Provider, Route, VolumeHandle
-from deploy.providers.types import DeployError, InstanceState, ProviderError
+from deploy.providers.types import InstanceState, ProviderError
 from deploy.spec import AppCheck, DeploySpec, check_apps
-from deploy.swap.journal import FAILED, ROLLED_BACK, SUCCEEDED, Deployment, Journal, SwapRecord
+from deploy.steps.runner import StepHook, Steps, describe
+from deploy.swap.journal import Journal, SwapRecord, SwapState
 from deploy.swap.lockwait import WaitHook, wait_for_lock
 
 log = logging.getLogger(__name__)
-
-StepHook = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,11 @@ class SwapResult:
     instance_id: str | None = None
 
 
-def _describe(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
+def _endpoint(instance: InstanceHandle) -> tuple[str, int]:
+    """Where a ready instance answers; a ready instance without one is the driver's fault."""
+    if instance.endpoint is None:
+        raise ProviderError(f"instance {instance.id} is ready but has no endpoint")
+    return instance.endpoint
 
 
 class SwapEngine:
@@ -95,17 +99,9 @@ class SwapEngine:
         self.alerts = alerts
 
     # -- journaled steps ---------------------------------------------------
-    def _step(self, swap_id: int, name: str, fn: Callable[[], Any]) -> Any:
-        self.journal.step_started(swap_id, name)
-        try:
-            result = fn()
-        except Exception as exc:
-            self.journal.step_finished(swap_id, name, False, _describe(exc))
-            raise
-        self.journal.step_finished(swap_id, name, True)
-        if self.on_step:
-            self.on_step(swap_id, name)
-        return result
+    def _steps(self, swap_id: int) -> Steps:
+        """The journaled step runner of one swap."""
+        return Steps(self.journal, swap_id, self.on_step)
 
     def _volume(self, volume_id: str) -> VolumeHandle:
         volume = self.provider.get_volume(volume_id)
@@ -119,7 +115,7 @@ class SwapEngine:
 
         A backup or restore holding the instance's lock is waited for, up to
         `lock_wait` s (`deploy.swap.lockwait`; each attempt reads the live
-        deployment again). `SwapInProgress` when another swap holds the lock
+        record again). `SwapInProgress` when another swap holds the lock
         or the wait times out.
         """
         begun = wait_for_lock(
@@ -133,8 +129,8 @@ class SwapEngine:
         except Exception as exc:
             after = self.journal.get(record.id)
             if "switch_traffic" not in after.done:  # past the switch there is no way back
-                log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
-                return self._rollback(after, _describe(exc))
+                log.warning("%s: swap %s failed: %s", spec.key, record.id, describe(exc))
+                return self._rollback(after, describe(exc))
         after = self.journal.get(record.id)
         return self._complete(after, after.new_instance)
 
@@ -165,47 +161,44 @@ class SwapEngine:
     def _forward(self, record: SwapRecord, spec: DeploySpec) -> InstanceHandle:
         """Every step up to and including the traffic switch."""
         p, sid, vol = self.provider, record.id, spec.volume
+        step = self._steps(sid)
         if record.kind == "create":
-            self._step(
-                sid,
+            step(
                 "create_volume",
                 lambda: p.create_volume(vol.id, vol.size_bytes, vol.label, vol.filesystem),
             )
         shortid = self.new_shortid()
         new_id = p.instance_id(spec.project, spec.name, shortid)
         self.journal.update(sid, new_instance=new_id)  # before creating: rollback can find it
-        new = self._step(
-            sid,
+        new = step(
             "create_new",
             lambda: p.create_instance(spec.project, spec.name, spec.ignition, shortid=shortid),
         )
-        new = self._step(sid, "wait_ready", lambda: p.wait_until_ready(new, self.ready_timeout))
+        new = step("wait_ready", lambda: p.wait_until_ready(new, self.ready_timeout))
         old = p.get_instance(record.old_instance) if record.old_instance else None
         if old is not None:
-            self._step(sid, "maintenance_old", lambda: p.set_maintenance(old, True))
-            self._step(sid, "stop_writers_old", lambda: p.stop_writers(old))
+            step("maintenance_old", lambda: p.set_maintenance(old, True))
+            step("stop_writers_old", lambda: p.stop_writers(old))
         if record.kind == "replace":
-            self._step(sid, "detach_old", lambda: p.detach_volume(self._volume(vol.id)))
-        self._step(sid, "attach_new", lambda: p.attach_volume(self._volume(vol.id), new))
-        self._step(sid, "start_writers_new", lambda: p.start_writers(new))
-        self._step(
-            sid,
+            step("detach_old", lambda: p.detach_volume(self._volume(vol.id)))
+        step("attach_new", lambda: p.attach_volume(self._volume(vol.id), new))
+        step("start_writers_new", lambda: p.start_writers(new))
+        step(
             "health_check",
-            lambda: check_apps(new.endpoint, spec.apps, self.health_timeout, self.health_interval),
+            lambda: check_apps(
+                _endpoint(new), spec.apps, self.health_timeout, self.health_interval
+            ),
         )
         domains = spec.all_domains
-        self.journal.step_started(sid, "switch_traffic")
-        try:
-            p.switch_traffic(Route(domains, new.id, new.endpoint))
-        except Exception as exc:
-            self.journal.step_finished(sid, "switch_traffic", False, _describe(exc))
-            raise
-        self.journal.switched(
-            sid,
-            Deployment(spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains),
+        live = LiveRecord(
+            spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains
         )
-        if self.on_step:
-            self.on_step(sid, "switch_traffic")
+        # its end is one transaction with the new live record: no crash falls between them
+        step(
+            "switch_traffic",
+            lambda: p.switch_traffic(Route(domains, new.id, _endpoint(new))),
+            done=lambda: self.journal.switched(sid, live),
+        )
         return new
 
     def _complete(self, record: SwapRecord, new_id: str | None) -> SwapResult:
@@ -215,10 +208,10 @@ class SwapEngine:
         if old is not None:
             time.sleep(self.drain_seconds)  # let requests proxied to the old instance finish
             try:
-                self._step(record.id, "destroy_old", lambda: self.provider.destroy_instance(old))
+                self._steps(record.id)("destroy_old", lambda: self.provider.destroy_instance(old))
             except Exception as exc:
-                note = f"; the old instance {old.id} was not destroyed: {_describe(exc)}"
-        self.journal.finish(record.id, SUCCEEDED, note.lstrip("; ") or None)
+                note = f"; the old instance {old.id} was not destroyed: {describe(exc)}"
+        self.journal.finish(record.id, SwapState.SUCCEEDED, note.lstrip("; ") or None)
         verb = "created" if record.kind == "create" else "swapped"
         return SwapResult(
             "success",
@@ -236,15 +229,16 @@ class SwapEngine:
         resumed by `recover()` with its original reason.
         """
         p, sid, errors = self.provider, record.id, []
+        step = self._steps(sid)
         self.journal.update(sid, reason=reason)
         new = p.get_instance(record.new_instance) if record.new_instance else None
         old = p.get_instance(record.old_instance) if record.old_instance else None
 
         def _attempt(name: str, fn: Callable[[], Any]) -> None:
             try:
-                self._step(sid, f"rollback:{name}", fn)
+                step(f"rollback:{name}", fn)
             except Exception as exc:
-                errors.append(f"{name}: {_describe(exc)}")
+                errors.append(f"{name}: {describe(exc)}")
 
         if new is not None:
             _attempt("stop_writers_new", lambda: p.stop_writers(new))
@@ -264,7 +258,7 @@ class SwapEngine:
                     p,
                     old,
                     self.journal.live_apps(record.project, record.name),
-                    lambda name, fn: self._step(sid, name, fn),
+                    step,
                     alerts=self.alerts,
                     owner=(record.project, record.name),
                     timeout=self.health_timeout,
@@ -282,7 +276,7 @@ class SwapEngine:
             full = f"{reason}; nothing was live before, the new instance was removed"
         if errors:
             full += "; rollback incomplete: " + "; ".join(errors)
-        self.journal.finish(sid, FAILED if errors else ROLLED_BACK, full)
+        self.journal.finish(sid, SwapState.FAILED if errors else SwapState.ROLLED_BACK, full)
         status = "error" if errors else "failure"
         return SwapResult(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
 
@@ -321,25 +315,26 @@ class SwapEngine:
 
     def _destroy(self, record: SwapRecord) -> SwapResult:
         p, sid = self.provider, record.id
+        step = self._steps(sid)
         domains = tuple(record.spec.get("domains", ()))
         try:
             if domains:
-                self._step(sid, "remove_traffic", lambda: p.remove_traffic(domains))
+                step("remove_traffic", lambda: p.remove_traffic(domains))
             old = p.get_instance(record.old_instance) if record.old_instance else None
             if old is not None:
-                self._step(sid, "stop_writers_old", lambda: p.stop_writers(old))
+                step("stop_writers_old", lambda: p.stop_writers(old))
             volume = p.get_volume(record.volume_id)
             if volume is not None:
-                self._step(sid, "detach_old", lambda: p.detach_volume(volume))
+                step("detach_old", lambda: p.detach_volume(volume))
             if old is not None:
-                self._step(sid, "destroy_old", lambda: p.destroy_instance(old))
+                step("destroy_old", lambda: p.destroy_instance(old))
             if volume is not None and record.spec.get("delete_volume"):
-                self._step(sid, "destroy_volume", lambda: p.destroy_volume(volume))
+                step("destroy_volume", lambda: p.destroy_volume(volume))
         except Exception as exc:
-            self.journal.finish(sid, FAILED, _describe(exc))
-            return SwapResult("error", "destroy", f"error: destroy failed: {_describe(exc)}", sid)
+            self.journal.finish(sid, SwapState.FAILED, describe(exc))
+            return SwapResult("error", "destroy", f"error: destroy failed: {describe(exc)}", sid)
         self.journal.clear_current(record.project, record.name)
-        self.journal.finish(sid, SUCCEEDED)
+        self.journal.finish(sid, SwapState.SUCCEEDED)
         return SwapResult(
             "success", "destroy", f"success: {record.project}/{record.name} destroyed", sid
         )
@@ -364,31 +359,31 @@ class SwapEngine:
             except Exception as exc:
                 log.exception("recovering swap %s failed", record.id)
                 results.append(
-                    SwapResult("error", record.kind, f"error: {_describe(exc)}", record.id)
+                    SwapResult("error", record.kind, f"error: {describe(exc)}", record.id)
                 )
         return results
 
     def reconcile(self) -> Reconciliation:
         """After a restart (or a host reboot): put live volumes and routes back, list orphans.
 
-        Call after `recover()`. For each live deployment the volume is
+        Call after `recover()`. For each live record the volume is
         re-attached to its instance when it is attached nowhere (writers
         stopped first, started after) and its route is re-applied (which
-        also restarts a local edge). Instances no live deployment or running
+        also restarts a local edge). Instances no live record or running
         swap references are reported as orphans, never destroyed here.
         """
         p, notes, live = self.provider, [], set()
-        for d in self.journal.deployments():
+        for d in self.journal.live_records():
             try:
                 notes.extend(self._reconcile_one(d))
                 live.add(d.instance_id)
             except Exception as exc:
-                notes.append(f"{d.project}/{d.name}: {_describe(exc)}")
+                notes.append(f"{d.project}/{d.name}: {describe(exc)}")
         busy = {i for r in self.journal.unfinished() for i in (r.old_instance, r.new_instance)}
         orphans = [i.id for i in p.list_instances() if i.id not in live | busy]
         return Reconciliation(tuple(notes), tuple(orphans))
 
-    def _reconcile_one(self, d: Deployment) -> list[str]:
+    def _reconcile_one(self, d: LiveRecord) -> list[str]:
         p, key, notes = self.provider, f"{d.project}/{d.name}", []
         inst = p.get_instance(d.instance_id)
         if inst is None:

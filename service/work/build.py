@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.backup.schedule import BackupScheduler
+from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.mirror import MirrorCache
 from handlers.gitops.pipeline import Pipeline
 from service.forge.statuses import StatusSender
@@ -49,10 +50,12 @@ def build_worker(db: Database, settings: dict[str, Any]) -> Worker:
     backups: Backups | None = None
     if settings["DEPLOY"]:
         provider, secrets = open_provider(settings), open_secrets(settings)
+        journal = SqlJournal(db.engine)  # the swap's, and what backups read of the live state
         if settings["BACKUPS"]:
             scheduler = BackupScheduler(
                 db.engine,
                 provider,
+                journal,
                 secrets.require,
                 health_timeout=float(settings["HEALTH_TIMEOUT"]),
             )
@@ -62,6 +65,7 @@ def build_worker(db: Database, settings: dict[str, Any]) -> Worker:
             db.engine,
             provider,
             secrets,
+            journal,
             on_wait=WaitNotice(db, settings["PUBLIC_URL"]),
             on_live=backups.instance_live if backups else None,
             on_destroyed=backups.instance_destroyed if backups else None,

@@ -42,8 +42,8 @@ from deploy.providers.base import Provider
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
+from deploy.steps.sql import epoch
 from deploy.swap.engine import SwapEngine, SwapResult
-from deploy.swap.journal import epoch
 from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.pipeline import DeploymentStatus, Execution, HistoryStep, StepStatus
 from renderers import RenderOptions, render_instance
@@ -115,6 +115,7 @@ class Deployer:
         database: str | sa.Engine,
         provider: Provider,
         secrets: DirectorySecretStore,
+        journal: SqlJournal,
         *,
         on_wait: Callable[[Instance, str], None] | None = None,  # waiting for the lock
         on_live: Callable[[Instance], None] | None = None,  # after a deploy succeeds
@@ -127,9 +128,11 @@ class Deployer:
         self.on_wait = on_wait
         self.on_live = on_live
         self.on_destroyed = on_destroyed
+        # the swap journal, also where backups read what is live and take the instance's lock
+        self.journal = journal
         self.engine = SwapEngine(
             self.provider,
-            SqlJournal(database),
+            self.journal,
             ready_timeout=float(settings["READY_TIMEOUT"]),
             health_timeout=float(settings["HEALTH_TIMEOUT"]),
             lock_wait=float(settings["DEPLOY_LOCK_WAIT_SECONDS"]),

@@ -18,7 +18,7 @@ from deploy.providers.local import LocalProvider
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of
 from deploy.spec import AppCheck, DeploySpec
 from deploy.swap.engine import SwapEngine
-from deploy.swap.journal import ROLLED_BACK, SUCCEEDED
+from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
 from tests.deploy.fixtures import make_spec
 
@@ -126,7 +126,7 @@ def test_swap_moves_the_data_and_removes_the_old_instance(
         "switch_traffic",
         "destroy_old",
     ]
-    assert h.journal.get(out.swap_id).state == SUCCEEDED  # type: ignore[arg-type]
+    assert h.journal.get(out.swap_id).state == SwapState.SUCCEEDED  # type: ignore[arg-type]
 
 
 def test_failing_health_check_rolls_back(
@@ -144,7 +144,7 @@ def test_failing_health_check_rolls_back(
     assert h.get("notes.test", "/cgi-bin/add?after").status_code == 200  # writers back
     assert [i.id for i in h.provider.list_instances()] == [old]
     record = h.journal.get(out.swap_id)  # type: ignore[arg-type]
-    assert record.state == ROLLED_BACK and "health check of web" in (record.reason or "")
+    assert record.state == SwapState.ROLLED_BACK and "health check of web" in (record.reason or "")
     assert h.journal.locks() == []
 
 

@@ -24,7 +24,7 @@ from deploy.providers.memory.provider import MemoryApp, MemoryProvider
 from deploy.providers.types import SwapInProgress
 from deploy.spec import AppCheck, DeploySpec, VolumeSpec
 from deploy.swap.engine import SwapEngine, SwapResult
-from deploy.swap.journal import FAILED, ROLLED_BACK, SUCCEEDED
+from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
 
 APPS = (MemoryApp("web", ("web.test",)), MemoryApp("notes", ("notes.test",), writer=True))
@@ -164,7 +164,7 @@ def test_first_deploy_creates_the_volume_and_goes_live(h: Harness) -> None:
         "switch_traffic",
     ]
     h.assert_serving(out.instance_id, "")
-    assert h.journal.get(out.swap_id).state == SUCCEEDED  # type: ignore[arg-type]
+    assert h.journal.get(out.swap_id).state == SwapState.SUCCEEDED  # type: ignore[arg-type]
 
 
 def test_replace_moves_the_volume_and_destroys_the_old_instance(h: Harness) -> None:
@@ -206,7 +206,7 @@ def test_a_failing_health_check_rolls_back_and_keeps_the_old_instance(h: Harness
     assert [i.id for i in h.provider.list_instances()] == [old]
     h.assert_serving(old, "precious\n")  # maintenance off, writers back
     record = h.journal.get(out.swap_id)  # type: ignore[arg-type]
-    assert record.state == ROLLED_BACK and "health check of web" in (record.reason or "")
+    assert record.state == SwapState.ROLLED_BACK and "health check of web" in (record.reason or "")
 
 
 @pytest.mark.parametrize("step", [s for s, m in FORWARD.items() if m])
@@ -222,7 +222,7 @@ def test_a_failing_provider_call_rolls_back_or_completes(h: Harness, step: str) 
         assert out.summary.startswith(f"failure: {failed}; rolled back to {'a' * 12}")
         assert [i.id for i in h.provider.list_instances()] == [old]
         h.assert_serving(old, "precious\n")
-        assert h.journal.get(out.swap_id).state == ROLLED_BACK  # type: ignore[arg-type]
+        assert h.journal.get(out.swap_id).state == SwapState.ROLLED_BACK  # type: ignore[arg-type]
     elif step == "switch_traffic":  # the switch itself failed: traffic never moved
         assert out.status == "failure", out.summary
         h.assert_serving(old, "precious\n")
@@ -314,7 +314,7 @@ def test_a_rollback_that_cannot_bring_the_old_apps_back_keeps_the_page_on(h: Har
     assert out.status == "error", out.summary
     assert "rollback incomplete: rollback:health_check_old" in out.summary
     assert "the maintenance page stays on" in out.summary
-    assert h.journal.get(out.swap_id).state == FAILED  # type: ignore[arg-type]
+    assert h.journal.get(out.swap_id).state == SwapState.FAILED  # type: ignore[arg-type]
     assert h.served("web.test").status_code == 503  # the page, not a broken app
     assert h.volume_holder() == old and [i.id for i in h.provider.list_instances()] == [old]
 
@@ -326,7 +326,7 @@ def test_a_failing_rollback_step_is_an_error_that_needs_a_human(h: Harness) -> N
     assert out.status == "error", out.summary
     assert "rollback incomplete: attach_old: attach_volume: injected failure" in out.summary
     assert "rollback:start_writers_old" in out.summary  # no volume: the page stays on
-    assert h.journal.get(out.swap_id).state == FAILED  # type: ignore[arg-type]
+    assert h.journal.get(out.swap_id).state == SwapState.FAILED  # type: ignore[arg-type]
     assert h.journal.locks() == [] and h.volume_holder() is None
     assert [i.id for i in h.provider.list_instances()] == [old]
     assert h.served("web.test").status_code == 503
@@ -354,13 +354,13 @@ def test_a_second_swap_is_refused_while_one_runs(h: Harness) -> None:
     h.assert_serving(out.instance_id, "precious\n")  # type: ignore[arg-type]
 
 
-def test_a_backup_lease_is_waited_for_then_the_deploy_runs(h: Harness) -> None:
+def test_a_backup_lock_is_waited_for_then_the_deploy_runs(h: Harness) -> None:
     first(h)
-    h.journal.lease("p/demo", "backup:7")
+    h.journal.lock("p/demo", "backup:7")
     h.engine.lock_wait, h.engine.lock_poll = 0.05, 0.01
     with pytest.raises(SwapInProgress, match="busy with a backup"):
         h.deploy("v2", "b" * 40)
-    h.journal.release("p/demo", "backup:7")
+    h.journal.unlock("p/demo", "backup:7")
     out = h.deploy("v2", "b" * 40)
     assert out.status == "success", out.summary
 
