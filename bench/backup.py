@@ -129,7 +129,7 @@ def measure(image: str, work: Path, megabytes: int, mode: str) -> tuple[float, f
         size = max(512 << 20, int(megabytes * 1.5) << 20)
         spec = replace(spec, volume=VolumeSpec(spec.volume.id, "sydata", size, filesystem))
         out = SwapEngine(provider, swaps, ready_timeout=60).deploy(spec)
-        assert out.status == "success", out.message
+        assert out.status == "success", out.summary
         volume = provider.get_volume(spec.volume.id)
         assert volume is not None
         fill(provider.volume_path(volume), megabytes)

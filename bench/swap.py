@@ -75,7 +75,7 @@ from deploy.providers.local.edge import LocalEdge  # noqa: E402
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
 from deploy.spec import DeploySpec  # noqa: E402
 from deploy.swap.engine import SwapEngine  # noqa: E402
-from deploy.swap.journal import StepRecord  # noqa: E402
+from deploy.swap.journal import SwapStep  # noqa: E402
 from deploy.swap.sqljournal import SqlJournal  # noqa: E402
 from renderers import ArtifactSet, RenderOptions, render_instance  # noqa: E402
 
@@ -350,7 +350,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 # -- the swap side ---------------------------------------------------------------
-def step_seconds(steps: list[StepRecord]) -> dict[str, float]:
+def step_seconds(steps: list[SwapStep]) -> dict[str, float]:
     """Seconds per step and per group of steps, from the journal's timings."""
     took = {s.step: (s.finished - s.started).total_seconds() for s in steps if s.finished}
     out = {name: sum(took.get(s, 0.0) for s in names) for name, names in STEP_GROUPS}
@@ -383,10 +383,10 @@ class SwapSide:
 
     def deploy(self, instance: Any, artifacts: ArtifactSet, commit: str) -> Any:
         spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
-        outcome = self.engine.deploy(spec)
-        if outcome.status != "success":
-            raise RuntimeError(f"deploy failed: {outcome.message}")
-        return outcome
+        result = self.engine.deploy(spec)
+        if result.status != "success":
+            raise RuntimeError(f"deploy failed: {result.summary}")
+        return result
 
     def push(self, instance: Any, artifacts: ArtifactSet, version: str, tag: str) -> Measure:
         loop = RequestLoop(self.port, tag)

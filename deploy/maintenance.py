@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import requests
 
 from deploy.providers.base import InstanceHandle, Provider
 from deploy.providers.types import DeployError, ProviderError
 from deploy.spec import AppCheck, check_apps
+from deploy.steps.runner import StepRunner, describe
 from renderers.layout import HEALTH_PASS_HEADER
 
 log = logging.getLogger(__name__)
 
 ALERT = "maintenance"  # the alert kind of an instance left behind its maintenance page
-
-StepRunner = Callable[[str, Callable[[], Any]], Any]
 
 
 class Alerts(Protocol):
@@ -58,10 +56,6 @@ class Alerts(Protocol):
 
 class MaintenanceKept(DeployError):
     """The instance stays behind its maintenance page: writers or apps did not come back."""
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
 
 
 def _ignores_pass(instance: InstanceHandle, app: AppCheck, token: str) -> bool:
@@ -149,7 +143,7 @@ def end_maintenance(
         try:
             step(label, fn)
         except Exception as exc:
-            message = f"{label}: {_describe(exc)}; the maintenance page stays on"
+            message = f"{label}: {describe(exc)}; the maintenance page stays on"
             log.error("%s/%s: %s", *owner, message)
             if alerts is not None:
                 alerts.raise_alert(*owner, ALERT, message)

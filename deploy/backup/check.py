@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from deploy.backup.journal import FAILED, SUCCEEDED, BackupJournal
+from deploy.backup.journal import BackupJournal, RunState
 from deploy.backup.restic import ResticError, ResticRepo
 from deploy.backup.run import tags_of
 
@@ -110,10 +110,12 @@ def check_repository(history: BackupJournal, repo: ResticRepo, project: str, nam
     try:
         report = repo.check()
     except ResticError as exc:
-        history.finish(run_id, FAILED, error=str(exc))
+        history.finish(run_id, RunState.FAILED, error=str(exc))
         history.raise_alert(project, name, "check", f"check {run_id}: {exc}")
         log.error("%s/%s: restic check failed: %s", project, name, exc)
         return False
-    history.finish(run_id, SUCCEEDED, note=report.strip().splitlines()[-1] if report else None)
+    history.finish(
+        run_id, RunState.SUCCEEDED, note=report.strip().splitlines()[-1] if report else None
+    )
     history.clear_alert(project, name, "check")
     return True

@@ -1,20 +1,24 @@
-"""What a backup job is: the plain values it stores, and its cron trigger.
+"""What a backup job is: one typed `BackupJob` built once from an instance, and its cron trigger.
 
-A job of `deploy.backup.schedule.BackupScheduler` holds only plain values (names of
-secrets, never their values) so that APScheduler can persist it in SQL;
-`job_spec` builds them from a validated instance and `backup_of` gives the
-`Backup` config back when the job runs. Pure functions, no I/O.
+A job of `deploy.backup.schedule.BackupScheduler` is built from a validated
+instance once (`BackupJob.of`) and handed around as that value. APScheduler
+persists a job's arguments in SQL, so there it is stored as plain values
+(`BackupJob.stored`, names of secrets, never their values) and read back
+into a `BackupJob` once when it runs (`BackupJob.from_stored`); the stored
+shape is the one jobs scheduled by earlier versions hold, so they keep
+running. Pure code, no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from deploy.spec import AppCheck
 from schemas.model import Backup, Instance, Retention, SecretRef
 
 _DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -41,38 +45,94 @@ def cron_trigger(schedule: str, timezone: str, jitter: int | None = None) -> Cro
     )
 
 
-def job_spec(instance: Instance) -> dict[str, Any]:
-    """What a backup job of `instance` stores: plain values, secrets by name only."""
-    b = instance.backup
-    env = [[k, {"secret": v.name} if isinstance(v, SecretRef) else v] for k, v in b.environment]
-    return {
-        "project": instance.project,
-        "name": instance.name,
-        "schedule": b.schedule,
-        "check_schedule": b.check_schedule,
-        "drill_schedule": b.drill_schedule,
-        "timezone": instance.timezone,
-        "repository": b.repository,
-        "password": b.password.name if b.password else None,
-        "environment": env,
-        "retention": asdict(b.retention),
-        "size_bytes": instance.volume.size_bytes,
-        "filesystem": instance.volume.filesystem,
-        "apps": [[a.name, a.domains[0], a.health_path] for a in instance.apps if a.domains],
-    }
+@dataclass(frozen=True)
+class BackupJob:
+    """The backups of one instance: its backup config, volume shape, apps and time zone.
 
+    `since` is when its schedule began (ISO 8601, UTC), kept across changes
+    of the job so the staleness check does not alert before a first run was due.
+    """
 
-def backup_of(spec: dict[str, Any]) -> Backup:
-    """The `Backup` config back from a job spec (for `repository_for`)."""
-    env = tuple(
-        (k, SecretRef(v["secret"]) if isinstance(v, dict) else v) for k, v in spec["environment"]
-    )
-    return Backup(
-        enabled=True,
-        schedule=spec["schedule"],
-        repository=spec["repository"],
-        password=SecretRef(spec["password"]) if spec["password"] else None,
-        retention=Retention(**spec["retention"]),
-        check_schedule=spec["check_schedule"],
-        environment=env,
-    )
+    project: str
+    name: str
+    backup: Backup
+    timezone: str
+    size_bytes: int
+    filesystem: str
+    apps: tuple[AppCheck, ...] = ()
+    since: str | None = None
+
+    @property
+    def key(self) -> str:
+        """`project/name` of the instance."""
+        return f"{self.project}/{self.name}"
+
+    @classmethod
+    def of(cls, instance: Instance) -> BackupJob:
+        """The backup job of a validated instance."""
+        return cls(
+            project=instance.project,
+            name=instance.name,
+            backup=instance.backup,
+            timezone=instance.timezone,
+            size_bytes=instance.volume.size_bytes,
+            filesystem=instance.volume.filesystem,
+            apps=tuple(
+                AppCheck(a.name, a.domains[0], a.health_path) for a in instance.apps if a.domains
+            ),
+        )
+
+    def stored(self) -> dict[str, Any]:
+        """The job as APScheduler stores it: plain values, secrets by name only.
+
+        Without `since` when it is not set yet (the scheduler compares a new
+        job with a stored one without it).
+        """
+        b = self.backup
+        env = [[k, {"secret": v.name} if isinstance(v, SecretRef) else v] for k, v in b.environment]
+        values: dict[str, Any] = {
+            "project": self.project,
+            "name": self.name,
+            "schedule": b.schedule,
+            "check_schedule": b.check_schedule,
+            "drill_schedule": b.drill_schedule,
+            "timezone": self.timezone,
+            "repository": b.repository,
+            "password": b.password.name if b.password else None,
+            "environment": env,
+            "retention": asdict(b.retention),
+            "size_bytes": self.size_bytes,
+            "filesystem": self.filesystem,
+            "apps": [[a.app, a.domain, a.path] for a in self.apps],
+        }
+        if self.since is not None:
+            values["since"] = self.since
+        return values
+
+    @classmethod
+    def from_stored(cls, values: dict[str, Any]) -> BackupJob:
+        """A job back from what `stored` gave (what a scheduled job's arguments hold)."""
+        env = tuple(
+            (k, SecretRef(v["secret"]) if isinstance(v, dict) else v)
+            for k, v in values["environment"]
+        )
+        backup = Backup(
+            enabled=True,
+            schedule=values["schedule"],
+            repository=values["repository"],
+            password=SecretRef(values["password"]) if values["password"] else None,
+            retention=Retention(**values["retention"]),
+            check_schedule=values["check_schedule"],
+            environment=env,
+            drill_schedule=values.get("drill_schedule"),
+        )
+        return cls(
+            project=values["project"],
+            name=values["name"],
+            backup=backup,
+            timezone=values["timezone"],
+            size_bytes=values["size_bytes"],
+            filesystem=values["filesystem"],
+            apps=tuple(AppCheck(*app) for app in values.get("apps", ())),
+            since=values.get("since"),
+        )

@@ -1,7 +1,8 @@
 """`BackupJournal`: backup runs, their steps and staleness alerts in their own `backup_*` tables.
 
-Like the swap journal (`deploy.swap.sqljournal`): SQLAlchemy, SQLite in WAL mode
-by default, PostgreSQL unchanged. A run row is written before anything
+SQLAlchemy, SQLite in WAL mode by default, PostgreSQL unchanged; the engine,
+the step rows and the times are `deploy.steps.sql`, which the swap journal
+uses too (each keeps its own tables). A run row is written before anything
 happens to the instance and each step is journaled, so a process that dies
 mid-run leaves a `running` row that `BackupRunner.recover()` finishes
 (writers started, maintenance off). No secret is ever stored: restic's
@@ -12,16 +13,23 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 
-from deploy.swap.sqljournal import _sqlite_pragmas, create_tables
+from deploy.steps import sql
+from deploy.steps.runner import StepStatus
 
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-SKIPPED = "skipped"  # the instance was busy (a swap held its lock) or not deployed
+
+class RunState(StrEnum):
+    """Where a backup (check, drill, restore) run is; the values `backup_runs.state` stores."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the instance was busy (a swap held its lock) or not deployed
+
 
 metadata = sa.MetaData()
 
@@ -49,17 +57,7 @@ runs = sa.Table(
     sa.Column("finished", sa.DateTime),
 )
 
-steps = sa.Table(
-    "backup_steps",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("backup_runs.id"), nullable=False, index=True),
-    sa.Column("step", sa.String(60), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("started", sa.DateTime, nullable=False),
-    sa.Column("finished", sa.DateTime),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-)
+steps = sql.step_table("backup_steps", metadata, "run_id", "backup_runs")
 
 alerts = sa.Table(
     "backup_alerts",
@@ -72,10 +70,6 @@ alerts = sa.Table(
 )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 @dataclass(frozen=True)
 class BackupRun:
     """One backup (or check, drill, restore) of one instance, as journaled."""
@@ -85,7 +79,7 @@ class BackupRun:
     name: str
     kind: str
     mode: str
-    state: str
+    state: RunState
     instance_id: str | None = None
     volume_id: str | None = None
     commit: str | None = None
@@ -122,12 +116,8 @@ class BackupJournal:
     """Backup history on SQLAlchemy; `url` or an engine shared with the swap journal."""
 
     def __init__(self, url: str | sa.Engine = "sqlite:///swapyard.db"):
-        self.engine = sa.create_engine(url) if isinstance(url, str) else url
-        if self.engine.dialect.name == "sqlite" and not sa.event.contains(
-            self.engine, "connect", _sqlite_pragmas
-        ):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        create_tables(self.engine, metadata)
+        self.engine = sql.open_engine(url)
+        sql.create_tables(self.engine, metadata)
 
     def begin(self, project: str, name: str, kind: str, mode: str = "", **fields: Any) -> int:
         """Store a new running run; returns its id."""
@@ -138,8 +128,8 @@ class BackupJournal:
                     name=name,
                     kind=kind,
                     mode=mode,
-                    state=RUNNING,
-                    started=_now(),
+                    state=RunState.RUNNING,
+                    started=sql.now(),
                     **fields,
                 )
             ).inserted_primary_key
@@ -154,43 +144,24 @@ class BackupJournal:
     def step_started(self, run_id: int, step: str) -> None:
         """Record that a step began."""
         with self.engine.begin() as conn:
-            conn.execute(
-                steps.insert().values(
-                    run_id=run_id, step=step, status="started", started=_now(), detail=""
-                )
-            )
+            sql.start_step(conn, steps, run_id, step)
 
     def step_finished(self, run_id: int, step: str, ok: bool, detail: str = "") -> None:
         """Record that the last started step of that name ended."""
+        status = StepStatus.DONE if ok else StepStatus.FAILED
         with self.engine.begin() as conn:
-            last = conn.execute(
-                sa.select(steps.c.id)
-                .where(steps.c.run_id == run_id, steps.c.step == step, steps.c.status == "started")
-                .order_by(steps.c.id.desc())
-                .limit(1)
-            ).scalar()
-            values = {"status": "done" if ok else "failed", "finished": _now(), "detail": detail}
-            if last is None:
-                conn.execute(
-                    steps.insert().values(run_id=run_id, step=step, started=_now(), **values)
-                )
-            else:
-                conn.execute(steps.update().where(steps.c.id == last).values(**values))
+            sql.finish_step(conn, steps, run_id, step, status, detail)
 
-    def finish(self, run_id: int, state: str, **fields: Any) -> None:
+    def finish(self, run_id: int, state: RunState, **fields: Any) -> None:
         """End a run with its final state (and figures, error, note)."""
-        self.update(run_id, state=state, finished=_now(), **fields)
+        self.update(run_id, state=state, finished=sql.now(), **fields)
 
     def get(self, run_id: int) -> BackupRun:
         """One run with the names of its completed steps."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()
-            done = conn.execute(
-                sa.select(steps.c.step)
-                .where(steps.c.run_id == run_id, steps.c.status == "done")
-                .order_by(steps.c.id)
-            ).scalars()
-            return BackupRun(**dict(row), done=tuple(done))
+            done = sql.done_steps(conn, steps, run_id)
+        return BackupRun(**{**dict(row), "state": RunState(row["state"])}, done=done)
 
     def steps(self, run_id: int) -> list[tuple[str, str, str]]:
         """Every step of a run as (step, status, detail), in order."""
@@ -218,7 +189,7 @@ class BackupJournal:
                 sa.select(sa.func.max(steps.c.finished)).where(
                     steps.c.run_id == run_id,
                     steps.c.step.in_(("maintenance_off", "undo:maintenance_off")),
-                    steps.c.status == "done",
+                    steps.c.status == StepStatus.DONE,
                 )
             ).scalar()
         if on is None or off is None or off < on:
@@ -229,7 +200,7 @@ class BackupJournal:
         """Runs still `running`: the process died during them."""
         with self.engine.connect() as conn:
             ids = conn.execute(
-                sa.select(runs.c.id).where(runs.c.state == RUNNING).order_by(runs.c.id)
+                sa.select(runs.c.id).where(runs.c.state == RunState.RUNNING).order_by(runs.c.id)
             ).scalars()
             id_list = list(ids)
         return [self.get(i) for i in id_list]
@@ -253,7 +224,7 @@ class BackupJournal:
             else:
                 conn.execute(
                     alerts.insert().values(
-                        project=project, name=name, kind=kind, message=message, since=_now()
+                        project=project, name=name, kind=kind, message=message, since=sql.now()
                     )
                 )
 

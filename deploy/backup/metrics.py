@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from deploy.backup.journal import SUCCEEDED, BackupJournal, runs
-from deploy.swap.journal import epoch
+from deploy.backup.journal import BackupJournal, RunState, runs
+from deploy.steps.sql import epoch
 
 
 def _esc(v: str) -> str:
@@ -60,7 +60,7 @@ def prometheus_text(history: BackupJournal) -> str:
         rows = (
             conn.execute(
                 sa.select(runs)
-                .where(runs.c.kind == "backup", runs.c.state != "running")
+                .where(runs.c.kind == "backup", runs.c.state != RunState.RUNNING)
                 .order_by(runs.c.id)
             )
             .mappings()
@@ -71,12 +71,12 @@ def prometheus_text(history: BackupJournal) -> str:
     for r in rows:  # oldest first: the last write wins
         key = (r["project"], r["name"])
         last[key] = dict(r)
-        if r["state"] == SUCCEEDED:
+        if r["state"] == RunState.SUCCEEDED:
             last_ok[key] = dict(r)
     for (project, name), run in sorted(last.items()):
         lab = _labels(project=project, instance=name)
         out["swapyard_backup_last_run_success"].append(
-            f"swapyard_backup_last_run_success{lab} {int(run['state'] == SUCCEEDED)}"
+            f"swapyard_backup_last_run_success{lab} {int(run['state'] == RunState.SUCCEEDED)}"
         )
         if run["window"] is not None:
             out["swapyard_backup_last_window_seconds"].append(

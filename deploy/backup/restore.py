@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.backup.journal import FAILED, SUCCEEDED, BackupJournal
+from deploy.backup.journal import BackupJournal, RunState
 from deploy.backup.restic import ResticError, ResticRepo
 from deploy.backup.run import tags_of
 from deploy.providers.base import Provider, VolumeHandle
@@ -172,7 +172,7 @@ def drill(
             filesystem=filesystem,
         )
     except (DeployError, ResticError) as exc:
-        history.finish(run_id, FAILED, error=str(exc))
+        history.finish(run_id, RunState.FAILED, error=str(exc))
         history.raise_alert(project, name, "drill", f"drill {run_id}: {exc}")
         log.error("%s/%s: restore drill %s failed: %s", project, name, run_id, exc)
         return RestoreReport(snapshot_id or "", scratch, Comparison(0, 0), run_id, (str(exc),))
@@ -180,6 +180,8 @@ def drill(
         leftover = provider.get_volume(scratch)
         if leftover is not None:
             provider.destroy_volume(leftover)
-    history.finish(run_id, SUCCEEDED, files=result.files, bytes=result.bytes, note=result.summary())
+    history.finish(
+        run_id, RunState.SUCCEEDED, files=result.files, bytes=result.bytes, note=result.summary()
+    )
     history.clear_alert(project, name, "drill")
     return RestoreReport(sid, scratch, result, run_id)

@@ -24,25 +24,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from deploy.backup.journal import FAILED, SUCCEEDED, BackupJournal, BackupRun
+from deploy.backup.journal import BackupJournal, BackupRun, RunState
 from deploy.backup.restic import ResticRepo
 from deploy.backup.restore import RestoreError, resolve_snapshot, restore_to_new_volume
-from deploy.backup.run import LockAndDeployments
+from deploy.live import LiveRecord, LiveStore
 from deploy.maintenance import end_maintenance
 from deploy.providers.base import Provider
 from deploy.providers.types import DeployError
 from deploy.spec import AppCheck
+from deploy.steps.runner import StepRunner, Steps, describe
 
 log = logging.getLogger(__name__)
 
 
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
-
-
 def restore_live(
     provider: Provider,
-    swaps: LockAndDeployments,
+    live: LiveStore,
     history: BackupJournal,
     repo: ResticRepo,
     project: str,
@@ -59,27 +56,29 @@ def restore_live(
     """
     run_id = history.begin(project, name, "restore", repository=repo.repository)
     key = f"{project}/{name}"
-    dep = swaps.current(project, name)
+    dep = live.current(project, name)
     if dep is None:
-        history.finish(run_id, FAILED, error=f"{key} is not deployed; deploy it, then restore")
+        history.finish(
+            run_id, RunState.FAILED, error=f"{key} is not deployed; deploy it, then restore"
+        )
         return history.get(run_id)
     history.update(run_id, instance_id=dep.instance_id, volume_id=dep.volume_id)
     holder = f"restore:{run_id}"
     try:
-        swaps.lease(key, holder)
+        live.lock(key, holder)
     except DeployError as exc:
-        history.finish(run_id, FAILED, error=str(exc))
+        history.finish(run_id, RunState.FAILED, error=str(exc))
         return history.get(run_id)
     try:
         _restore_live(provider, history, repo, run_id, dep, apps, snapshot_id, health_timeout)
     except Exception as exc:
-        if history.get(run_id).state == "running":
-            history.finish(run_id, FAILED, error=_describe(exc))
+        if history.get(run_id).state == RunState.RUNNING:
+            history.finish(run_id, RunState.FAILED, error=describe(exc))
     finally:
-        swaps.release(key, holder)
+        live.unlock(key, holder)
     history.update(run_id, window=history.window(run_id))
     record = history.get(run_id)
-    if record.state != SUCCEEDED:
+    if record.state != RunState.SUCCEEDED:
         log.error("%s: restore %s failed: %s", key, run_id, record.error)
     return record
 
@@ -89,22 +88,12 @@ def _restore_live(
     history: BackupJournal,
     repo: ResticRepo,
     run_id: int,
-    dep: Any,
+    dep: LiveRecord,
     apps: tuple[AppCheck, ...],
     snapshot_id: str | None,
     health_timeout: float,
 ) -> None:
-    def step(name: str, fn: Callable[[], Any]) -> Any:
-        """Run one journaled step."""
-        history.step_started(run_id, name)
-        try:
-            result = fn()
-        except Exception as exc:
-            history.step_finished(run_id, name, False, _describe(exc))
-            raise
-        history.step_finished(run_id, name, True)
-        return result
-
+    step = Steps(history, run_id)
     inst = p.get_instance(dep.instance_id)
     live = p.get_volume(dep.volume_id)
     if inst is None or live is None or inst.endpoint is None:
@@ -138,21 +127,21 @@ def _restore_live(
             p, inst, apps, step, alerts=history, owner=owner, timeout=health_timeout, interval=0.3
         )
     except Exception as exc:
-        reason = _describe(exc)
+        reason = describe(exc)
         undo = (owner, inst, live, spare, exchanged, apps, health_timeout)
         problems = _undo(p, step, history, *undo)
         back = (
             "previous data back" if not problems else "rollback incomplete: " + "; ".join(problems)
         )
-        history.finish(run_id, FAILED, error=f"{reason}; {back}")
+        history.finish(run_id, RunState.FAILED, error=f"{reason}; {back}")
         return
     note = f"the data before the restore is in volume {spare_id}; delete it when satisfied"
-    history.finish(run_id, SUCCEEDED, note=note)
+    history.finish(run_id, RunState.SUCCEEDED, note=note)
 
 
 def _undo(
     p: Provider,
-    step: Callable[..., Any],
+    step: StepRunner,
     history: BackupJournal,
     owner: tuple[str, str],
     inst: Any,
@@ -177,7 +166,7 @@ def _undo(
         try:
             step(name, fn)
         except Exception as exc:
-            problems.append(f"{name}: {_describe(exc)}")
+            problems.append(f"{name}: {describe(exc)}")
     try:
         end_maintenance(
             p,

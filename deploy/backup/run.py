@@ -23,12 +23,14 @@ off only once every app answers its health check (else it stays on, with
 a `maintenance` alert). The run's `window` is read from the journal:
 `maintenance_on` started to `maintenance_off` finished.
 
-Each step is journaled (`deploy.backup.journal`) before the next; `recover()`
+Each step is journaled (`deploy.backup.journal`) before the next, by the step
+runner the swap engine uses too (`deploy.steps.runner.Steps`); `recover()`
 at startup brings back the apps of a run whose process died. A run is a
 success only when the repository lists the new snapshot (tagged with the run
 id), whatever restic's exit code said. Then `forget --prune` applies the
-retention. The per-instance lock is the swap's (`SqlJournal.lease`), so a
-backup and a swap of one instance never overlap: a backup that meets a swap
+retention. The per-instance lock is the swap's (`deploy.live.LiveStore.lock`,
+handed in by the caller with the live records), so a backup and a swap of
+one instance never overlap: a backup that meets a swap
 is `skipped` at once (the scheduler retries it), while a deploy that meets a
 backup waits for it (`deploy.swap.lockwait`).
 """
@@ -37,46 +39,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from deploy.backup.journal import FAILED, RUNNING, SKIPPED, SUCCEEDED, BackupJournal, BackupRun
+from deploy.backup.journal import BackupJournal, BackupRun, RunState
 from deploy.backup.restic import BackupSummary, ResticError, ResticRepo
+from deploy.live import LiveRecord, LiveStore
 from deploy.maintenance import MaintenanceKept, end_maintenance
 from deploy.providers.base import InstanceHandle, Provider
-from deploy.providers.types import SNAPSHOT_DIR, DeployError, SwapInProgress
-from deploy.spec import AppCheck
-from deploy.swap.journal import Deployment
+from deploy.providers.types import SNAPSHOT_DIR, SwapInProgress
+from deploy.steps.runner import StepHook, Steps, describe
 from schemas.model import Retention
 
 log = logging.getLogger(__name__)
 
-StepHook = Callable[[int, str], None]
 MODES = ("auto", "stop", "snapshot")
-
-
-class LockAndDeployments(Protocol):
-    """What a run needs from the swap journal: the live deployment and the instance's lock."""
-
-    def current(self, project: str, name: str) -> Deployment | None:
-        """The live deployment of an instance, or None."""
-        ...
-
-    def lease(self, key: str, holder: str) -> None:
-        """Take the instance's lock (`SwapInProgress` when held)."""
-        ...
-
-    def release(self, key: str, holder: str) -> None:
-        """Give the lock back."""
-        ...
-
-    def live_apps(self, project: str, name: str) -> tuple[AppCheck, ...]:
-        """The health checks of the live deployment."""
-        ...
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
 
 
 def tags_of(project: str, name: str) -> list[str]:
@@ -90,7 +66,7 @@ class BackupRunner:
     def __init__(
         self,
         provider: Provider,
-        swaps: LockAndDeployments,
+        live: LiveStore,
         history: BackupJournal,
         *,
         on_step: StepHook | None = None,
@@ -98,23 +74,15 @@ class BackupRunner:
         health_interval: float = 0.5,
     ):
         self.provider = provider
-        self.swaps = swaps
+        self.live = live
         self.history = history
         self.on_step = on_step
         self.health_timeout = health_timeout
         self.health_interval = health_interval
 
-    def _step(self, run_id: int, name: str, fn: Callable[[], Any]) -> Any:
-        self.history.step_started(run_id, name)
-        try:
-            result = fn()
-        except Exception as exc:
-            self.history.step_finished(run_id, name, False, _describe(exc))
-            raise
-        self.history.step_finished(run_id, name, True)
-        if self.on_step:
-            self.on_step(run_id, name)
-        return result
+    def _steps(self, run_id: int) -> Steps:
+        """The journaled step runner of one run."""
+        return Steps(self.history, run_id, self.on_step)
 
     # -- a run ---------------------------------------------------------------
     def run(
@@ -135,7 +103,7 @@ class BackupRunner:
         if mode not in MODES:
             raise ValueError(f"backup mode {mode!r} is not one of {MODES}")
         key = f"{project}/{name}"
-        dep = self.swaps.current(project, name)
+        dep = self.live.current(project, name)
         run_id = self.history.begin(
             project,
             name,
@@ -146,24 +114,26 @@ class BackupRunner:
             repository=repo.repository,
         )
         if dep is None:
-            self.history.finish(run_id, SKIPPED, error=f"{key} is not deployed; nothing to back up")
+            self.history.finish(
+                run_id, RunState.SKIPPED, error=f"{key} is not deployed; nothing to back up"
+            )
             return self.history.get(run_id)
         holder = f"backup:{run_id}"
         try:
-            self.swaps.lease(key, holder)
+            self.live.lock(key, holder)
         except SwapInProgress as exc:
             log.warning("%s: backup %s skipped: %s", key, run_id, exc)
-            self.history.finish(run_id, SKIPPED, error=str(exc))
+            self.history.finish(run_id, RunState.SKIPPED, error=str(exc))
             return self.history.get(run_id)
         try:
             self._run(run_id, dep, repo, mode)
         except Exception as exc:  # a bug or a provider crash outside the steps: still journaled
-            if self.history.get(run_id).state == RUNNING:
-                self.history.finish(run_id, FAILED, error=_describe(exc))
+            if self.history.get(run_id).state == RunState.RUNNING:
+                self.history.finish(run_id, RunState.FAILED, error=describe(exc))
         finally:
-            self.swaps.release(key, holder)
+            self.live.unlock(key, holder)
         record = self.history.get(run_id)
-        if record.state == SUCCEEDED:
+        if record.state == RunState.SUCCEEDED:
             self.history.clear_alert(project, name, "failed")
             if retention is not None:
                 self._forget(record, repo, retention)
@@ -172,13 +142,15 @@ class BackupRunner:
             self.history.raise_alert(project, name, "failed", f"backup {run_id}: {record.error}")
         return self.history.get(run_id)
 
-    def _run(self, run_id: int, dep: Deployment, repo: ResticRepo, mode: str) -> None:
-        p = self.provider
+    def _run(self, run_id: int, dep: LiveRecord, repo: ResticRepo, mode: str) -> None:
+        p, step = self.provider, self._steps(run_id)
         inst = p.get_instance(dep.instance_id)
         vol = p.get_volume(dep.volume_id)
         if inst is None or vol is None:
             missing = dep.instance_id if inst is None else dep.volume_id
-            self.history.finish(run_id, FAILED, error=f"{missing} does not exist on {p.name}")
+            self.history.finish(
+                run_id, RunState.FAILED, error=f"{missing} does not exist on {p.name}"
+            )
             return
         can = p.can_snapshot(vol)
         use_snapshot = mode == "snapshot" or (mode == "auto" and can)
@@ -196,18 +168,18 @@ class BackupRunner:
         source = None
         if use_snapshot:  # outside the window: the apps still serve
             try:
-                self._step(run_id, "flush", lambda: p.flush_volume(vol))
+                step("flush", lambda: p.flush_volume(vol))
             except Exception as exc:  # the snapshot flushes anyway, only inside the window
                 log.warning("%s: flush before the snapshot failed: %s", dep.volume_id, exc)
         try:
-            self._step(run_id, "maintenance_on", lambda: p.set_maintenance(inst, True))
-            self._step(run_id, "stop_writers", lambda: p.stop_writers(inst))
+            step("maintenance_on", lambda: p.set_maintenance(inst, True))
+            step("stop_writers", lambda: p.stop_writers(inst))
             if use_snapshot:
-                source = self._step(run_id, "snapshot", lambda: p.snapshot_volume(vol, snap))
+                source = step("snapshot", lambda: p.snapshot_volume(vol, snap))
             else:
                 summary, error = self._backup(run_id, repo, p.volume_path(vol), tags)
         except Exception as exc:
-            error = _describe(exc)
+            error = describe(exc)
         finally:
             problems = self._bring_back(run_id, inst, dep.project, dep.name)
             self.history.update(run_id, window=self.history.window(run_id))
@@ -217,11 +189,9 @@ class BackupRunner:
                     summary, error = self._backup(run_id, repo, source, tags)
             finally:
                 try:
-                    self._step(
-                        run_id, "delete_snapshot", lambda: p.delete_volume_snapshot(vol, snap)
-                    )
+                    step("delete_snapshot", lambda: p.delete_volume_snapshot(vol, snap))
                 except Exception as exc:
-                    problems.append(f"delete_snapshot: {_describe(exc)}")
+                    problems.append(f"delete_snapshot: {describe(exc)}")
         self._judge(run_id, repo, tags, summary, error, problems)
 
     def _backup(
@@ -229,13 +199,12 @@ class BackupRunner:
     ) -> tuple[BackupSummary | None, str | None]:
         """restic backup; an error is kept for the verdict, the repository has the last word."""
         try:
-            summary = self._step(
-                run_id,
+            summary = self._steps(run_id)(
                 "restic_backup",
                 lambda: repo.backup(source, tags, exclude=[f"{source}/{SNAPSHOT_DIR}"]),
             )
         except Exception as exc:
-            return None, _describe(exc)
+            return None, describe(exc)
         return summary, None
 
     def _bring_back(self, run_id: int, inst: InstanceHandle, project: str, name: str) -> list[str]:
@@ -244,8 +213,8 @@ class BackupRunner:
             end_maintenance(
                 self.provider,
                 inst,
-                self.swaps.live_apps(project, name),
-                lambda step, fn: self._step(run_id, step, fn),
+                self.live.live_apps(project, name),
+                self._steps(run_id),
                 alerts=self.history,
                 owner=(project, name),
                 timeout=self.health_timeout,
@@ -269,9 +238,9 @@ class BackupRunner:
         if summary is not None:
             fields = {"files": summary.files, "bytes": summary.bytes, "duration": summary.duration}
         try:
-            listed = self._step(run_id, "verify", lambda: repo.snapshots(tags))
+            listed = self._steps(run_id)("verify", lambda: repo.snapshots(tags))
         except ResticError as exc:
-            listed, error = [], error or _describe(exc)
+            listed, error = [], error or describe(exc)
         if listed:
             fields["snapshot_id"] = listed[-1].id
         elif error is None:
@@ -281,16 +250,16 @@ class BackupRunner:
         if listed and error:
             fields["note"] = f"snapshot stored, but: {error}"
         if listed and not problems:
-            self.history.finish(run_id, SUCCEEDED, error=None, **fields)
+            self.history.finish(run_id, RunState.SUCCEEDED, error=None, **fields)
         else:
-            self.history.finish(run_id, FAILED, error=error, **fields)
+            self.history.finish(run_id, RunState.FAILED, error=error, **fields)
 
     def _forget(self, record: BackupRun, repo: ResticRepo, retention: Retention) -> None:
         tags = tags_of(record.project, record.name)
         try:
-            removed = self._step(record.id, "forget_prune", lambda: repo.forget(retention, tags))
+            removed = self._steps(record.id)("forget_prune", lambda: repo.forget(retention, tags))
         except Exception as exc:
-            msg = f"forget --prune failed: {_describe(exc)}"
+            msg = f"forget --prune failed: {describe(exc)}"
             log.error("%s: %s", record.key, msg)
             self.history.raise_alert(record.project, record.name, "forget", msg)
             self.history.update(record.id, note="; ".join(filter(None, [record.note, msg])))
@@ -320,7 +289,7 @@ class BackupRunner:
                 try:  # died between detach and attach: attach the live volume again
                     self.provider.attach_volume(vol, inst)
                 except Exception as exc:
-                    problems.append(f"attach: {_describe(exc)}")
+                    problems.append(f"attach: {describe(exc)}")
             if inst is not None and record.kind in ("backup", "restore"):
                 problems += self._bring_back(record.id, inst, record.project, record.name)
                 self.history.update(record.id, window=self.history.window(record.id))
@@ -328,17 +297,17 @@ class BackupRunner:
                 try:
                     self.provider.destroy_volume(vol)
                 except Exception as exc:
-                    problems.append(f"delete scratch volume: {_describe(exc)}")
+                    problems.append(f"delete scratch volume: {describe(exc)}")
             if vol is not None and record.mode == "snapshot":
                 try:
                     self.provider.delete_volume_snapshot(vol, f"backup-{record.id}")
                 except Exception as exc:
-                    problems.append(f"delete_snapshot: {_describe(exc)}")
-            self.swaps.release(record.key, f"{record.kind}:{record.id}")
+                    problems.append(f"delete_snapshot: {describe(exc)}")
+            self.live.unlock(record.key, f"{record.kind}:{record.id}")
             reason = f"the process stopped after {last}; apps brought back at restart"
             if problems:
                 reason += "; not fully: " + "; ".join(problems)
-            self.history.finish(record.id, FAILED, error=reason)
+            self.history.finish(record.id, RunState.FAILED, error=reason)
             self.history.raise_alert(record.project, record.name, "failed", reason)
             log.error("%s: backup %s: %s", record.key, record.id, reason)
             out.append(self.history.get(record.id))

@@ -16,12 +16,15 @@ only one runs its scheduler; the others keep theirs paused to store jobs
 
 Plus `staleness` every `stale_every` seconds over all instances. Jobs are
 created, changed and removed by `sync_instances` (on deploy) and
-`remove_instance` (on destroy). A job holds only plain values (names of
-secrets, never their values); it reaches this object through a registry
+`remove_instance` (on destroy). A job is a `deploy.backup.jobs.BackupJob`,
+stored as plain values (names of secrets, never their values); it reaches
+this object through a registry
 keyed by the scheduler's `name`, because APScheduler stores a textual
 reference to a module-level function, not a bound method (so `run_job`
-stays here: stored jobs name `deploy.backup.schedule:run_job`). What a job stores
-and its cron trigger are `deploy.backup.jobs`.
+stays here: stored jobs name `deploy.backup.schedule:run_job`). What a job is
+and its cron trigger are `deploy.backup.jobs`. What is live and the
+instance's lock come from the caller (`live`, a `deploy.live.LiveStore`:
+the swap journal in the service), never from the swap engine itself.
 """
 
 from __future__ import annotations
@@ -38,46 +41,50 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from deploy.backup.check import check_repository, check_staleness
-from deploy.backup.jobs import backup_of, cron_trigger, job_spec
-from deploy.backup.journal import SKIPPED, BackupJournal, BackupRun
+from deploy.backup.jobs import BackupJob, cron_trigger
+from deploy.backup.journal import BackupJournal, BackupRun, RunState
 from deploy.backup.restic import ResticRepo, SecretLookup, Snapshot, repository_for
 from deploy.backup.restore import RestoreReport, drill
 from deploy.backup.restoreswap import restore_live
 from deploy.backup.run import BackupRunner, tags_of
+from deploy.live import LiveStore
 from deploy.providers.base import Provider
 from deploy.providers.types import BackupError
-from deploy.spec import AppCheck
-from deploy.swap.sqljournal import SqlJournal
-from schemas.model import Instance, Retention
+from schemas.model import Instance
 
 log = logging.getLogger(__name__)
-__all__ = ["BackupScheduler", "backup_of", "cron_trigger", "job_spec", "run_job"]
+__all__ = ["BackupScheduler", "run_job"]
 
 _ACTIVE: weakref.WeakValueDictionary[str, BackupScheduler] = weakref.WeakValueDictionary()
 
 
-def run_job(scheduler_name: str, kind: str, spec: dict[str, Any]) -> None:
-    """Entry point APScheduler calls (by textual reference); dispatches to the live scheduler."""
+def run_job(scheduler_name: str, kind: str, stored: dict[str, Any]) -> None:
+    """Entry point APScheduler calls (by textual reference); dispatches to the live scheduler.
+
+    `stored` is `BackupJob.stored()` (empty for the `staleness` job).
+    """
     owner = _ACTIVE.get(scheduler_name)
     if owner is None:
         log.error(
-            "backup job %s for %s: scheduler %r is gone", kind, spec.get("name"), scheduler_name
+            "backup job %s for %s: scheduler %r is gone", kind, stored.get("name"), scheduler_name
         )
         return
     if not owner.may_run():
         log.warning(
             "backup job %s for %s not run: this process no longer runs the schedule",
             kind,
-            spec.get("name"),
+            stored.get("name"),
         )
         return
-    owner.run_now(kind, spec)
+    owner.run_now(kind, BackupJob.from_stored(stored) if stored else None)
 
 
 class BackupScheduler:
     """Scheduled backups, checks and staleness alerts for the instances of one provider.
 
-    `url` is a SQLAlchemy URL or engine (the service's database); `secrets`
+    `url` is a SQLAlchemy URL or engine (the service's database); `live` is
+    where the live records and the instances' locks are (the swap journal);
+    `secrets`
     resolves a secret's name to its value; `health_timeout` bounds the wait
     for restarted apps before the maintenance page goes off (the deploys'
     HEALTH_TIMEOUT in the service). Call `recover()` and `start()` at
@@ -94,6 +101,7 @@ class BackupScheduler:
         self,
         url: str | sa.Engine,
         provider: Provider,
+        live: LiveStore,
         secrets: SecretLookup,
         *,
         name: str = "default",
@@ -115,12 +123,10 @@ class BackupScheduler:
         self.may_run: Callable[[], bool] = lambda: True
         self._repo_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self.swaps = SqlJournal(self.engine)
+        self.live = live
         self.history = BackupJournal(self.engine)
         self.health_timeout = health_timeout
-        self.runner = BackupRunner(
-            provider, self.swaps, self.history, health_timeout=health_timeout
-        )
+        self.runner = BackupRunner(provider, live, self.history, health_timeout=health_timeout)
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="backup_jobs")},
             job_defaults={
@@ -197,10 +203,10 @@ class BackupScheduler:
         A new repository is initialized (`init_repositories`); one
         instance's failure is logged and the others carry on.
         """
-        wanted: dict[str, dict[str, Any]] = {}
+        wanted: dict[str, BackupJob] = {}
         for inst in instances:
             if inst.backup.enabled and inst.state == "present" and inst.backup.repository:
-                wanted[inst.key] = job_spec(inst)
+                wanted[inst.key] = BackupJob.of(inst)
         touched = []
         for job in self.scheduler.get_jobs():
             kind, _, key = job.id.partition(":")
@@ -209,38 +215,40 @@ class BackupScheduler:
             if key not in wanted and (project is None or key.startswith(f"{project}/")):
                 self.scheduler.remove_job(job.id)
                 touched.append(job.id)
-        for key, spec in wanted.items():
+        for key, job in wanted.items():
             try:
-                touched += self._ensure_jobs(key, spec, init_repositories)
+                touched += self._ensure_jobs(job, init_repositories)
             except Exception:
                 log.exception("%s: backup jobs not scheduled", key)
         return touched
 
-    def _ensure_jobs(self, key: str, spec: dict[str, Any], init: bool) -> list[str]:
+    def _ensure_jobs(self, job: BackupJob, init: bool) -> list[str]:
+        key = job.key
         current = self.scheduler.get_job(f"backup:{key}")
-        if current is not None and current.args[2] == {**spec, "since": current.args[2]["since"]}:
+        stored = job.stored()
+        if current is not None and current.args[2] == {**stored, "since": current.args[2]["since"]}:
             return []
         if init:
-            self._init_repository(key, spec)
+            self._init_repository(job)
         since = current.args[2]["since"] if current else dt.datetime.now(dt.UTC).isoformat()
-        spec = {**spec, "since": since}
-        kinds = [("backup", spec["schedule"]), ("check", spec["check_schedule"])]
-        if spec.get("drill_schedule"):
-            kinds.append(("drill", spec["drill_schedule"]))
+        stored["since"] = since
+        kinds = [("backup", job.backup.schedule), ("check", job.backup.check_schedule)]
+        if job.backup.drill_schedule:
+            kinds.append(("drill", job.backup.drill_schedule))
         elif self.scheduler.get_job(f"drill:{key}"):
             self.scheduler.remove_job(f"drill:{key}")
         for kind, cron in kinds:
             self.scheduler.add_job(
                 run_job,
-                cron_trigger(cron, spec["timezone"], self.jitter),
+                cron_trigger(cron, job.timezone, self.jitter),
                 id=f"{kind}:{key}",
                 name=f"{kind} {key}",
-                args=[self.name, kind, spec],
+                args=[self.name, kind, stored],
                 replace_existing=True,
             )
         return [f"{kind}:{key}" for kind, _ in kinds]
 
-    def _init_repository(self, key: str, spec: dict[str, Any]) -> bool:
+    def _init_repository(self, job: BackupJob) -> bool:
         """Create the repository if missing; a failure is an alert, never a missing schedule.
 
         A repository that cannot be reached at deploy time (network, credentials)
@@ -248,15 +256,15 @@ class BackupScheduler:
         anyway, and each run tries again.
         """
         try:
-            created = self.repo(spec).init_if_missing()
+            created = self.repo(job).init_if_missing()
         except Exception as exc:
-            log.error("%s: restic repository %s not ready: %s", key, spec["repository"], exc)
+            log.error("%s: restic repository %s not ready: %s", job.key, job.backup.repository, exc)
             self.history.raise_alert(
-                spec["project"], spec["name"], "failed", f"repository not ready: {exc}"
+                job.project, job.name, "failed", f"repository not ready: {exc}"
             )
             return False
         if created:
-            log.info("%s: restic repository %s initialized", key, spec["repository"])
+            log.info("%s: restic repository %s initialized", job.key, job.backup.repository)
         return True
 
     def schedule_instance(self, instance: Instance) -> list[str]:
@@ -270,36 +278,23 @@ class BackupScheduler:
         ):
             self.remove_instance(instance.project, instance.name)
             return []
-        return self._ensure_jobs(instance.key, job_spec(instance), True)
+        return self._ensure_jobs(BackupJob.of(instance), True)
 
-    def spec_of(self, key: str) -> dict[str, Any]:
-        """The stored backup job of `project/name`; `BackupError` naming the known ones."""
-        specs = self.job_specs()
-        if key not in specs:
-            known = ", ".join(sorted(specs)) or "none"
+    def job_of(self, key: str) -> BackupJob:
+        """The scheduled backup job of `project/name`; `BackupError` naming the known ones."""
+        jobs = self.jobs()
+        if key not in jobs:
+            known = ", ".join(sorted(jobs)) or "none"
             raise BackupError(f"no backup is scheduled for {key!r} (scheduled: {known})")
-        return specs[key]
+        return jobs[key]
 
-    def drill_spec(self, spec: dict[str, Any], snapshot_id: str | None = None) -> RestoreReport:
-        """Restore drill for a stored job spec (what `swapyard backup drill` runs)."""
-        return drill(
-            self.provider,
-            self.repo(spec),
-            self.history,
-            spec["project"],
-            spec["name"],
-            size_bytes=spec["size_bytes"],
-            filesystem=spec["filesystem"],
-            snapshot_id=snapshot_id,
-        )
-
-    def job_specs(self) -> dict[str, dict[str, Any]]:
-        """The stored backup job of every scheduled instance, by `project/name`."""
+    def jobs(self) -> dict[str, BackupJob]:
+        """The backup job of every scheduled instance, by `project/name`."""
         out = {}
         for job in self.scheduler.get_jobs():
             kind, _, key = job.id.partition(":")
             if kind == "backup":
-                out[key] = job.args[2]
+                out[key] = BackupJob.from_stored(job.args[2])
         return out
 
     def remove_instance(self, project: str, name: str) -> None:
@@ -317,102 +312,105 @@ class BackupScheduler:
     # -- on demand (what `swapyard backup now|list|drill|restore` calls) -------------
     def backup_now(self, instance: Instance) -> BackupRun | None:
         """Back up one instance now (its schedule is untouched)."""
-        return self.run_now("backup", job_spec(instance))
+        return self.run_now("backup", BackupJob.of(instance))
 
-    def snapshots(self, instance: Instance) -> list[Snapshot]:
+    def snapshots(self, job: BackupJob) -> list[Snapshot]:
         """The instance's snapshots in its repository, oldest first."""
-        return self.repo(job_spec(instance)).snapshots(tags_of(instance.project, instance.name))
+        return self.repo(job).snapshots(tags_of(job.project, job.name))
 
-    def drill(self, instance: Instance, snapshot_id: str | None = None) -> RestoreReport:
+    def drill(self, job: BackupJob, snapshot_id: str | None = None) -> RestoreReport:
         """Restore drill of the latest (or a given) snapshot into a scratch volume."""
-        return self.drill_spec(job_spec(instance), snapshot_id)
+        return drill(
+            self.provider,
+            self.repo(job),
+            self.history,
+            job.project,
+            job.name,
+            size_bytes=job.size_bytes,
+            filesystem=job.filesystem,
+            snapshot_id=snapshot_id,
+        )
 
-    def restore(self, instance: Instance, snapshot_id: str | None = None) -> BackupRun:
+    def restore(self, job: BackupJob, snapshot_id: str | None = None) -> BackupRun:
         """Restore a snapshot (default: the latest) and swap it in as the live data."""
-        return self.restore_spec(job_spec(instance), snapshot_id)
-
-    def restore_spec(self, spec: dict[str, Any], snapshot_id: str | None = None) -> BackupRun:
-        """Restore for a stored job spec (what `swapyard backup restore` runs)."""
-        apps = tuple(AppCheck(*app) for app in spec.get("apps", ()))
         return restore_live(
             self.provider,
-            self.swaps,
+            self.live,
             self.history,
-            self.repo(spec),
-            spec["project"],
-            spec["name"],
-            apps,
+            self.repo(job),
+            job.project,
+            job.name,
+            job.apps,
             snapshot_id=snapshot_id,
             health_timeout=self.health_timeout,
         )
 
     # -- running -----------------------------------------------------------------
-    def repo(self, spec: dict[str, Any]) -> ResticRepo:
-        """The restic repository of a job spec, its secrets resolved now."""
+    def repo(self, job: BackupJob) -> ResticRepo:
+        """The restic repository of a job, its secrets resolved now."""
         return repository_for(
-            spec["project"], spec["name"], backup_of(spec), self.secrets, **self.restic_options
+            job.project, job.name, job.backup, self.secrets, **self.restic_options
         )
 
-    def run_now(self, kind: str, spec: dict[str, Any]) -> BackupRun | None:
-        """Run a job body now: `backup`, `check` or `staleness`; failures are journaled."""
-        if kind == "staleness":
+    def run_now(self, kind: str, job: BackupJob | None = None) -> BackupRun | None:
+        """Run a job body now: `backup`, `check`, `drill` (of `job`) or `staleness` (of all).
+
+        Failures are journaled.
+        """
+        if job is None:
+            if kind != "staleness":
+                raise ValueError(f"a {kind} job needs the instance's BackupJob")
             self._staleness_all()
             return None
-        key = f"{spec['project']}/{spec['name']}"
         with self._locks_guard:  # restic check and prune lock the repository exclusively
-            lock = self._repo_locks.setdefault(key, threading.Lock())
+            lock = self._repo_locks.setdefault(job.key, threading.Lock())
         with lock:
-            return self._run_locked(kind, key, spec)
+            return self._run_locked(kind, job)
 
-    def _run_locked(self, kind: str, key: str, spec: dict[str, Any]) -> BackupRun | None:
+    def _run_locked(self, kind: str, job: BackupJob) -> BackupRun | None:
         try:
-            repo = self.repo(spec)
+            repo = self.repo(job)
             if kind == "check":
-                check_repository(self.history, repo, spec["project"], spec["name"])
-                self._staleness(spec, repo)
+                check_repository(self.history, repo, job.project, job.name)
+                self._staleness(job, repo)
                 return None
             if kind == "drill":
-                self.drill_spec(spec)  # journaled; a failed drill raises a `drill` alert
+                self.drill(job)  # journaled; a failed drill raises a `drill` alert
                 return None
             repo.init_if_missing()  # it may not have been reachable when it was scheduled
-            run = self.runner.run(
-                spec["project"], spec["name"], repo, retention=Retention(**spec["retention"])
-            )
+            run = self.runner.run(job.project, job.name, repo, retention=job.backup.retention)
         except Exception as exc:
-            log.error("%s: %s job failed: %s", key, kind, exc)
-            self.history.raise_alert(spec["project"], spec["name"], "failed", f"{kind}: {exc}")
+            log.error("%s: %s job failed: %s", job.key, kind, exc)
+            self.history.raise_alert(job.project, job.name, "failed", f"{kind}: {exc}")
             return None
-        if run.state == SKIPPED and run.instance_id and self.scheduler.running:
+        if run.state == RunState.SKIPPED and run.instance_id and self.scheduler.running:
             when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.retry_after)
             self.scheduler.add_job(
                 run_job,
                 "date",
                 run_date=when,
-                id=f"retry:{key}",
-                args=[self.name, "backup", spec],
+                id=f"retry:{job.key}",
+                args=[self.name, "backup", job.stored()],
                 replace_existing=True,
             )
         return run
 
-    def _staleness(self, spec: dict[str, Any], repo: ResticRepo) -> None:
-        since = dt.datetime.fromisoformat(spec["since"]) if spec.get("since") else None
+    def _staleness(self, job: BackupJob, repo: ResticRepo) -> None:
+        since = dt.datetime.fromisoformat(job.since) if job.since else None
         check_staleness(
             self.history,
             repo,
-            spec["project"],
-            spec["name"],
-            schedule=spec["schedule"],
-            timezone=spec["timezone"],
+            job.project,
+            job.name,
+            schedule=job.backup.schedule,
+            timezone=job.timezone,
             jitter=self.jitter,
             since=since,
         )
 
     def _staleness_all(self) -> None:
-        for job in self.scheduler.get_jobs():
-            if not job.id.startswith("backup:"):
-                continue
-            spec = job.args[2]
+        for key, job in self.jobs().items():
             try:
-                self._staleness(spec, self.repo(spec))
+                self._staleness(job, self.repo(job))
             except Exception as exc:
-                log.error("%s: staleness check failed: %s", job.id, exc)
+                log.error("backup:%s: staleness check failed: %s", key, exc)

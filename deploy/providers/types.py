@@ -78,7 +78,7 @@ class SwapInProgress(DeployError):
     """Another swap holds the lock of this instance; wait for it or recover it.
 
     `holder` names who holds the lock: `swap 12` for a swap, or what a
-    `lease` was taken for (`backup:7`, `restore:8`); empty when unknown.
+    `lock` (deploy.live.LiveStore) was taken by (`backup:7`, `restore:8`); empty when unknown.
     """
 
     def __init__(self, message: str, holder: str = "", *, is_swap: bool = False):

@@ -10,10 +10,11 @@ old instance. A failure before `switch_traffic` rolls back (writers of the
 new instance stopped, volume back on the old one, then
 `deploy.maintenance.end_maintenance` of the old one: its writers started,
 its apps checked behind the page, maintenance off; new instance destroyed)
-and the outcome says why. Old apps that do not answer keep the page on and
+and the result says why. Old apps that do not answer keep the page on and
 raise a `maintenance` alert (`alerts`, when the engine is given one). After
 the switch there is no way back: a failing `destroy_old` leaves a note.
 
+Steps run through `deploy.steps.runner.Steps`, the runner backups use too.
 Every step is idempotent against reality (providers read attachments from
 the system, never from the journal), so `recover()` after a crash simply
 rolls back each swap that had not switched yet and completes the others.
@@ -33,31 +34,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.live import LiveRecord
 from deploy.maintenance import Alerts, MaintenanceKept, end_maintenance
 from deploy.providers.base import InstanceHandle, Provider, Route, VolumeHandle
-from deploy.providers.types import DeployError, InstanceState, ProviderError
+from deploy.providers.types import InstanceState, ProviderError
 from deploy.spec import AppCheck, DeploySpec, check_apps
-from deploy.swap.journal import FAILED, ROLLED_BACK, SUCCEEDED, Deployment, Journal, SwapRecord
+from deploy.steps.runner import StepHook, Steps, describe
+from deploy.swap.journal import Journal, SwapRecord, SwapState
 from deploy.swap.lockwait import WaitHook, wait_for_lock
 
 log = logging.getLogger(__name__)
 
-StepHook = Callable[[int, str], None]
-
 
 @dataclass(frozen=True)
-class Outcome:
-    """The result of a deploy, for the commit status: `status` is success/failure/error/noop."""
+class SwapResult:
+    """What a deploy, destroy or recovery did: `status` is success/failure/error/noop.
+
+    Its fields carry the names of the deployment row the service stores it in
+    (`status`, `action`, `summary`).
+    """
 
     status: str
-    kind: str  # create | replace | destroy | noop
-    message: str
+    action: str  # create | replace | destroy | noop
+    summary: str
     swap_id: int | None = None
     instance_id: str | None = None
 
 
-def _describe(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
+def _endpoint(instance: InstanceHandle) -> tuple[str, int]:
+    """Where a ready instance answers; a ready instance without one is the driver's fault."""
+    if instance.endpoint is None:
+        raise ProviderError(f"instance {instance.id} is ready but has no endpoint")
+    return instance.endpoint
 
 
 class SwapEngine:
@@ -91,17 +99,9 @@ class SwapEngine:
         self.alerts = alerts
 
     # -- journaled steps ---------------------------------------------------
-    def _step(self, swap_id: int, name: str, fn: Callable[[], Any]) -> Any:
-        self.journal.step_started(swap_id, name)
-        try:
-            result = fn()
-        except Exception as exc:
-            self.journal.step_finished(swap_id, name, False, _describe(exc))
-            raise
-        self.journal.step_finished(swap_id, name, True)
-        if self.on_step:
-            self.on_step(swap_id, name)
-        return result
+    def _steps(self, swap_id: int) -> Steps:
+        """The journaled step runner of one swap."""
+        return Steps(self.journal, swap_id, self.on_step)
 
     def _volume(self, volume_id: str) -> VolumeHandle:
         volume = self.provider.get_volume(volume_id)
@@ -110,18 +110,18 @@ class SwapEngine:
         return volume
 
     # -- deploy --------------------------------------------------------------
-    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> Outcome:
+    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> SwapResult:
         """Bring `spec` live: `noop`, first deploy (`create`) or swap (`replace`).
 
         A backup or restore holding the instance's lock is waited for, up to
         `lock_wait` s (`deploy.swap.lockwait`; each attempt reads the live
-        deployment again). `SwapInProgress` when another swap holds the lock
+        record again). `SwapInProgress` when another swap holds the lock
         or the wait times out.
         """
         begun = wait_for_lock(
             lambda: self._begin(spec), spec.key, self.lock_wait, self.lock_poll, on_wait
         )
-        if isinstance(begun, Outcome):
+        if isinstance(begun, SwapResult):
             return begun
         record = begun
         try:
@@ -129,18 +129,18 @@ class SwapEngine:
         except Exception as exc:
             after = self.journal.get(record.id)
             if "switch_traffic" not in after.done:  # past the switch there is no way back
-                log.warning("%s: swap %s failed: %s", spec.key, record.id, _describe(exc))
-                return self._rollback(after, _describe(exc))
+                log.warning("%s: swap %s failed: %s", spec.key, record.id, describe(exc))
+                return self._rollback(after, describe(exc))
         after = self.journal.get(record.id)
         return self._complete(after, after.new_instance)
 
-    def _begin(self, spec: DeploySpec) -> Outcome | SwapRecord:
-        """A `noop` outcome, or the journaled swap holding the lock (`SwapInProgress`)."""
+    def _begin(self, spec: DeploySpec) -> SwapResult | SwapRecord:
+        """A `noop` result, or the journaled swap holding the lock (`SwapInProgress`)."""
         current = self.journal.current(spec.project, spec.name)
         if current is not None and current.digest == spec.digest:
             live = self.provider.get_instance(current.instance_id)
             if live is not None and live.state == InstanceState.RUNNING:
-                return Outcome(
+                return SwapResult(
                     "noop", "noop", f"noop: {spec.key} is already at this config", None, live.id
                 )
         return self.journal.begin(
@@ -161,62 +161,59 @@ class SwapEngine:
     def _forward(self, record: SwapRecord, spec: DeploySpec) -> InstanceHandle:
         """Every step up to and including the traffic switch."""
         p, sid, vol = self.provider, record.id, spec.volume
+        step = self._steps(sid)
         if record.kind == "create":
-            self._step(
-                sid,
+            step(
                 "create_volume",
                 lambda: p.create_volume(vol.id, vol.size_bytes, vol.label, vol.filesystem),
             )
         shortid = self.new_shortid()
         new_id = p.instance_id(spec.project, spec.name, shortid)
         self.journal.update(sid, new_instance=new_id)  # before creating: rollback can find it
-        new = self._step(
-            sid,
+        new = step(
             "create_new",
             lambda: p.create_instance(spec.project, spec.name, spec.ignition, shortid=shortid),
         )
-        new = self._step(sid, "wait_ready", lambda: p.wait_until_ready(new, self.ready_timeout))
+        new = step("wait_ready", lambda: p.wait_until_ready(new, self.ready_timeout))
         old = p.get_instance(record.old_instance) if record.old_instance else None
         if old is not None:
-            self._step(sid, "maintenance_old", lambda: p.set_maintenance(old, True))
-            self._step(sid, "stop_writers_old", lambda: p.stop_writers(old))
+            step("maintenance_old", lambda: p.set_maintenance(old, True))
+            step("stop_writers_old", lambda: p.stop_writers(old))
         if record.kind == "replace":
-            self._step(sid, "detach_old", lambda: p.detach_volume(self._volume(vol.id)))
-        self._step(sid, "attach_new", lambda: p.attach_volume(self._volume(vol.id), new))
-        self._step(sid, "start_writers_new", lambda: p.start_writers(new))
-        self._step(
-            sid,
+            step("detach_old", lambda: p.detach_volume(self._volume(vol.id)))
+        step("attach_new", lambda: p.attach_volume(self._volume(vol.id), new))
+        step("start_writers_new", lambda: p.start_writers(new))
+        step(
             "health_check",
-            lambda: check_apps(new.endpoint, spec.apps, self.health_timeout, self.health_interval),
+            lambda: check_apps(
+                _endpoint(new), spec.apps, self.health_timeout, self.health_interval
+            ),
         )
         domains = spec.all_domains
-        self.journal.step_started(sid, "switch_traffic")
-        try:
-            p.switch_traffic(Route(domains, new.id, new.endpoint))
-        except Exception as exc:
-            self.journal.step_finished(sid, "switch_traffic", False, _describe(exc))
-            raise
-        self.journal.switched(
-            sid,
-            Deployment(spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains),
+        live = LiveRecord(
+            spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains
         )
-        if self.on_step:
-            self.on_step(sid, "switch_traffic")
+        # its end is one transaction with the new live record: no crash falls between them
+        step(
+            "switch_traffic",
+            lambda: p.switch_traffic(Route(domains, new.id, _endpoint(new))),
+            done=lambda: self.journal.switched(sid, live),
+        )
         return new
 
-    def _complete(self, record: SwapRecord, new_id: str | None) -> Outcome:
+    def _complete(self, record: SwapRecord, new_id: str | None) -> SwapResult:
         """After the switch: destroy the old instance; a failure here is only a note."""
         note = ""
         old = self.provider.get_instance(record.old_instance) if record.old_instance else None
         if old is not None:
             time.sleep(self.drain_seconds)  # let requests proxied to the old instance finish
             try:
-                self._step(record.id, "destroy_old", lambda: self.provider.destroy_instance(old))
+                self._steps(record.id)("destroy_old", lambda: self.provider.destroy_instance(old))
             except Exception as exc:
-                note = f"; the old instance {old.id} was not destroyed: {_describe(exc)}"
-        self.journal.finish(record.id, SUCCEEDED, note.lstrip("; ") or None)
+                note = f"; the old instance {old.id} was not destroyed: {describe(exc)}"
+        self.journal.finish(record.id, SwapState.SUCCEEDED, note.lstrip("; ") or None)
         verb = "created" if record.kind == "create" else "swapped"
-        return Outcome(
+        return SwapResult(
             "success",
             record.kind,
             f"success: {record.commit[:12]} {verb}, live on {new_id}{note}",
@@ -225,22 +222,23 @@ class SwapEngine:
         )
 
     # -- rollback ------------------------------------------------------------
-    def _rollback(self, record: SwapRecord, reason: str) -> Outcome:
+    def _rollback(self, record: SwapRecord, reason: str) -> SwapResult:
         """Undo an unfinished swap, step by step, each step checked against reality.
 
         The reason is journaled first, so a rollback cut short by a crash is
         resumed by `recover()` with its original reason.
         """
         p, sid, errors = self.provider, record.id, []
+        step = self._steps(sid)
         self.journal.update(sid, reason=reason)
         new = p.get_instance(record.new_instance) if record.new_instance else None
         old = p.get_instance(record.old_instance) if record.old_instance else None
 
         def _attempt(name: str, fn: Callable[[], Any]) -> None:
             try:
-                self._step(sid, f"rollback:{name}", fn)
+                step(f"rollback:{name}", fn)
             except Exception as exc:
-                errors.append(f"{name}: {_describe(exc)}")
+                errors.append(f"{name}: {describe(exc)}")
 
         if new is not None:
             _attempt("stop_writers_new", lambda: p.stop_writers(new))
@@ -260,7 +258,7 @@ class SwapEngine:
                     p,
                     old,
                     self.journal.live_apps(record.project, record.name),
-                    lambda name, fn: self._step(sid, name, fn),
+                    step,
                     alerts=self.alerts,
                     owner=(record.project, record.name),
                     timeout=self.health_timeout,
@@ -278,9 +276,9 @@ class SwapEngine:
             full = f"{reason}; nothing was live before, the new instance was removed"
         if errors:
             full += "; rollback incomplete: " + "; ".join(errors)
-        self.journal.finish(sid, FAILED if errors else ROLLED_BACK, full)
+        self.journal.finish(sid, SwapState.FAILED if errors else SwapState.ROLLED_BACK, full)
         status = "error" if errors else "failure"
-        return Outcome(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
+        return SwapResult(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
 
     def _restore_traffic(self, new: InstanceHandle, old: InstanceHandle | None) -> None:
         for route in self.provider.routes():
@@ -294,11 +292,11 @@ class SwapEngine:
     # -- destroy -------------------------------------------------------------
     def destroy(
         self, project: str, name: str, *, delete_volume: bool = False, commit: str = ""
-    ) -> Outcome:
+    ) -> SwapResult:
         """Take an instance down on explicit request; its volume stays unless `delete_volume`."""
         current = self.journal.current(project, name)
         if current is None:
-            return Outcome("noop", "destroy", f"noop: {project}/{name} is not deployed")
+            return SwapResult("noop", "destroy", f"noop: {project}/{name} is not deployed")
         record = self.journal.begin(
             SwapRecord(
                 id=0,
@@ -315,76 +313,77 @@ class SwapEngine:
         )
         return self._destroy(record)
 
-    def _destroy(self, record: SwapRecord) -> Outcome:
+    def _destroy(self, record: SwapRecord) -> SwapResult:
         p, sid = self.provider, record.id
+        step = self._steps(sid)
         domains = tuple(record.spec.get("domains", ()))
         try:
             if domains:
-                self._step(sid, "remove_traffic", lambda: p.remove_traffic(domains))
+                step("remove_traffic", lambda: p.remove_traffic(domains))
             old = p.get_instance(record.old_instance) if record.old_instance else None
             if old is not None:
-                self._step(sid, "stop_writers_old", lambda: p.stop_writers(old))
+                step("stop_writers_old", lambda: p.stop_writers(old))
             volume = p.get_volume(record.volume_id)
             if volume is not None:
-                self._step(sid, "detach_old", lambda: p.detach_volume(volume))
+                step("detach_old", lambda: p.detach_volume(volume))
             if old is not None:
-                self._step(sid, "destroy_old", lambda: p.destroy_instance(old))
+                step("destroy_old", lambda: p.destroy_instance(old))
             if volume is not None and record.spec.get("delete_volume"):
-                self._step(sid, "destroy_volume", lambda: p.destroy_volume(volume))
+                step("destroy_volume", lambda: p.destroy_volume(volume))
         except Exception as exc:
-            self.journal.finish(sid, FAILED, _describe(exc))
-            return Outcome("error", "destroy", f"error: destroy failed: {_describe(exc)}", sid)
+            self.journal.finish(sid, SwapState.FAILED, describe(exc))
+            return SwapResult("error", "destroy", f"error: destroy failed: {describe(exc)}", sid)
         self.journal.clear_current(record.project, record.name)
-        self.journal.finish(sid, SUCCEEDED)
-        return Outcome(
+        self.journal.finish(sid, SwapState.SUCCEEDED)
+        return SwapResult(
             "success", "destroy", f"success: {record.project}/{record.name} destroyed", sid
         )
 
     # -- restart -------------------------------------------------------------
-    def recover(self) -> list[Outcome]:
+    def recover(self) -> list[SwapResult]:
         """Finish every swap a dead worker left running: roll back, or complete if switched.
 
         One swap's failure does not stop the others.
         """
-        outcomes = []
+        results = []
         for record in self.journal.unfinished():
             last = record.done[-1] if record.done else "its first step"
             try:
                 if record.kind == "destroy":
-                    outcomes.append(self._destroy(record))
+                    results.append(self._destroy(record))
                 elif "switch_traffic" in record.done:
-                    outcomes.append(self._complete(record, record.new_instance))
+                    results.append(self._complete(record, record.new_instance))
                 else:
                     reason = record.reason or f"the worker stopped after {last}"
-                    outcomes.append(self._rollback(record, reason))
+                    results.append(self._rollback(record, reason))
             except Exception as exc:
                 log.exception("recovering swap %s failed", record.id)
-                outcomes.append(
-                    Outcome("error", record.kind, f"error: {_describe(exc)}", record.id)
+                results.append(
+                    SwapResult("error", record.kind, f"error: {describe(exc)}", record.id)
                 )
-        return outcomes
+        return results
 
     def reconcile(self) -> Reconciliation:
         """After a restart (or a host reboot): put live volumes and routes back, list orphans.
 
-        Call after `recover()`. For each live deployment the volume is
+        Call after `recover()`. For each live record the volume is
         re-attached to its instance when it is attached nowhere (writers
         stopped first, started after) and its route is re-applied (which
-        also restarts a local edge). Instances no live deployment or running
+        also restarts a local edge). Instances no live record or running
         swap references are reported as orphans, never destroyed here.
         """
         p, notes, live = self.provider, [], set()
-        for d in self.journal.deployments():
+        for d in self.journal.live_records():
             try:
                 notes.extend(self._reconcile_one(d))
                 live.add(d.instance_id)
             except Exception as exc:
-                notes.append(f"{d.project}/{d.name}: {_describe(exc)}")
+                notes.append(f"{d.project}/{d.name}: {describe(exc)}")
         busy = {i for r in self.journal.unfinished() for i in (r.old_instance, r.new_instance)}
         orphans = [i.id for i in p.list_instances() if i.id not in live | busy]
         return Reconciliation(tuple(notes), tuple(orphans))
 
-    def _reconcile_one(self, d: Deployment) -> list[str]:
+    def _reconcile_one(self, d: LiveRecord) -> list[str]:
         p, key, notes = self.provider, f"{d.project}/{d.name}", []
         inst = p.get_instance(d.instance_id)
         if inst is None:
@@ -416,4 +415,4 @@ class Reconciliation:
     orphans: tuple[str, ...]
 
 
-__all__ = ["AppCheck", "DeploySpec", "Outcome", "Reconciliation", "SwapEngine"]
+__all__ = ["AppCheck", "DeploySpec", "Reconciliation", "SwapEngine", "SwapResult"]

@@ -4,42 +4,31 @@
 own store; nothing here imports the service). `deploy.swap.sqljournal.SqlJournal`
 implements it on SQLAlchemy with its own tables (`deploy_*`), SQLite by default. Recorded:
 one row per swap (kind, commit, old and new instance, volume, state, reason),
-one row per step with timings, the live deployment of each instance, and one
-lock row per instance while a swap runs. Resolved secrets (the Ignition
-config) are never stored, only its digest.
+one row per step with timings, the live record of each instance
+(`deploy.live.LiveRecord`), and one lock row per instance while a swap
+runs. Resolved secrets (the Ignition config) are never stored, only its
+digest. The journal is also the `deploy.live.LiveStore` backups are handed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
+from deploy.live import LiveRecord
 from deploy.spec import AppCheck
+from deploy.steps.runner import StepStatus
 
 
-def epoch(when: dt.datetime) -> float:
-    """Unix time of a journaled time (the journals store naive UTC datetimes)."""
-    return when.replace(tzinfo=dt.UTC).timestamp()
+class SwapState(StrEnum):
+    """Where a swap is; the values are what `deploy_swaps.state` stores."""
 
-
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-ROLLED_BACK = "rolled_back"
-FAILED = "failed"  # the rollback itself failed: needs a human
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What is live for one instance: the provider instance, its volume, commit and digest."""
-
-    project: str
-    name: str
-    instance_id: str
-    volume_id: str
-    commit: str
-    digest: str
-    domains: tuple[str, ...] = ()
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"  # the rollback itself failed: needs a human
 
 
 @dataclass(frozen=True)
@@ -56,17 +45,19 @@ class SwapRecord:
     old_instance: str | None = None
     new_instance: str | None = None
     old_commit: str | None = None
-    state: str = RUNNING
+    state: SwapState = SwapState.RUNNING
     reason: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)  # health checks, volume, domains
     done: tuple[str, ...] = ()  # names of the steps completed, in order
 
 
 @dataclass(frozen=True)
-class StepRecord:
+class SwapStep:
+    """One journaled step of a swap, with its timings (naive UTC) and detail."""
+
     swap_id: int
     step: str
-    status: str  # "started" | "done" | "failed"
+    status: StepStatus
     started: dt.datetime
     finished: dt.datetime | None
     detail: str
@@ -91,11 +82,11 @@ class Journal(Protocol):
         """Record that a step ended, successfully or not."""
         ...
 
-    def switched(self, swap_id: int, deployment: Deployment) -> None:
-        """Atomically mark `switch_traffic` done and make `deployment` the live one."""
+    def switched(self, swap_id: int, live: LiveRecord) -> None:
+        """Atomically mark `switch_traffic` done and make `live` the instance's live record."""
         ...
 
-    def finish(self, swap_id: int, state: str, reason: str | None = None) -> None:
+    def finish(self, swap_id: int, state: SwapState, reason: str | None = None) -> None:
         """End a swap with a final state and release the instance's lock."""
         ...
 
@@ -107,26 +98,26 @@ class Journal(Protocol):
         """Swaps still running (a worker died during them)."""
         ...
 
-    def steps(self, swap_id: int) -> list[StepRecord]:
+    def steps(self, swap_id: int) -> list[SwapStep]:
         """Every step of a swap, in order."""
         ...
 
-    def current(self, project: str, name: str) -> Deployment | None:
-        """The live deployment of an instance, or None."""
+    def current(self, project: str, name: str) -> LiveRecord | None:
+        """The live record of an instance, or None."""
         ...
 
     def live_apps(self, project: str, name: str) -> tuple[AppCheck, ...]:
-        """The health checks of the live deployment (empty when nothing is live)."""
+        """The health checks of the live record's apps (empty when nothing is live)."""
         ...
 
     def clear_current(self, project: str, name: str) -> None:
-        """Forget the live deployment (after an explicit destroy)."""
+        """Forget the live record (after an explicit destroy)."""
         ...
 
-    def deployments(self) -> list[Deployment]:
-        """Every live deployment (for reconciliation after a restart)."""
+    def live_records(self) -> list[LiveRecord]:
+        """Every live record (for reconciliation after a restart)."""
         ...
 
     def locks(self) -> list[tuple[str, int | None]]:
-        """Held locks as (instance key, swap id); the swap id is None for a backup's lease."""
+        """Held locks as (instance key, swap id); the swap id is None for a backup's lock."""
         ...

@@ -1,6 +1,6 @@
 """Waiting for an instance's lock while a backup or a restore holds it.
 
-A backup or a restore takes the instance's lock (`SqlJournal.lease`) for
+A backup or a restore takes the instance's lock (`deploy.live.LiveStore.lock`) for
 seconds to minutes and always gives it back (at the latest `recover()` at
 startup does), so a deploy that meets one waits instead of failing. A lock
 held by another swap is not waited for: a swap of the same instance only

@@ -1,24 +1,35 @@
 """`SqlJournal`: the swap journal on SQLAlchemy, in its own `deploy_*` tables (SQLite by default).
 
-SQLite runs in WAL mode with a busy timeout, so the web process can read the
-history while a worker writes it; PostgreSQL works unchanged when several
-workers share the database. The lock row (`deploy_locks`, one per instance
-key) is what keeps two swaps of one instance apart. Used alone, the journal
-creates its tables; in the service's database the service's migrations own
-them (`create_tables`).
+The engine, the step rows and the times are `deploy.steps.sql`, shared
+with the backup journal. The lock row (`deploy_locks`, one per instance
+key) is what keeps two swaps of one instance apart, and a swap from a
+backup (`deploy.live`): a swap takes it in the transaction that stores the
+swap, others with `lock`. Used alone, the journal creates its tables; in
+the service's database the service's migrations own them
+(`deploy.steps.sql.create_tables`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from deploy.live import LiveRecord
 from deploy.providers.types import SwapInProgress
 from deploy.spec import AppCheck
-from deploy.swap.journal import RUNNING, Deployment, StepRecord, SwapRecord
+from deploy.steps.runner import StepStatus
+from deploy.steps.sql import (
+    create_tables,
+    done_steps,
+    finish_step,
+    now,
+    open_engine,
+    start_step,
+    step_table,
+)
+from deploy.swap.journal import SwapRecord, SwapState, SwapStep
 
 metadata = sa.MetaData()
 
@@ -42,19 +53,9 @@ swaps = sa.Table(
     sa.Column("updated", sa.DateTime, nullable=False),
 )
 
-steps = sa.Table(
-    "deploy_steps",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("swap_id", sa.Integer, sa.ForeignKey("deploy_swaps.id"), nullable=False, index=True),
-    sa.Column("step", sa.String(60), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("started", sa.DateTime, nullable=False),
-    sa.Column("finished", sa.DateTime),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-)
+steps = step_table("deploy_steps", metadata, "swap_id", "deploy_swaps")
 
-deployments = sa.Table(
+live = sa.Table(
     "deploy_current",
     metadata,
     sa.Column("project", sa.String(200), primary_key=True),
@@ -77,12 +78,8 @@ locks = sa.Table(
 )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def _deployment(row: Any) -> Deployment:
-    return Deployment(
+def _live_record(row: Any) -> LiveRecord:
+    return LiveRecord(
         row["project"],
         row["name"],
         row["instance_id"],
@@ -93,39 +90,16 @@ def _deployment(row: Any) -> Deployment:
     )
 
 
-def create_tables(engine: sa.Engine, tables: sa.MetaData) -> None:
-    """Create a journal's tables, unless migrations manage this database's schema.
-
-    Standalone (bench/, tests, a script with its own SQLite file) a journal
-    makes its tables here. The service's database has an `alembic_version`
-    table: its migrations (service/store/migrate.py) created the journal tables and
-    upgrade them, and `create_all`, which never alters a table, stays out.
-    deploy/ imports nothing from service/, so the rule is that table's name.
-    """
-    if not sa.inspect(engine).has_table("alembic_version"):
-        tables.create_all(engine)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
-
-
 class SqlJournal:
     """`Journal` on SQLAlchemy; `url` like `sqlite:////var/lib/swapyard/swapyard.db`."""
 
     def __init__(self, url: str | sa.Engine = "sqlite:///swapyard.db"):
-        self.engine = sa.create_engine(url) if isinstance(url, str) else url
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = open_engine(url)
         create_tables(self.engine, metadata)
 
     def begin(self, record: SwapRecord) -> SwapRecord:
         """Store a new swap and take the instance's lock (`SwapInProgress` if held)."""
-        now = _now()
+        started = now()
         values = {
             "project": record.project,
             "name": record.name,
@@ -136,10 +110,10 @@ class SqlJournal:
             "old_instance": record.old_instance,
             "new_instance": record.new_instance,
             "old_commit": record.old_commit,
-            "state": RUNNING,
+            "state": SwapState.RUNNING,
             "spec": record.spec,
-            "created": now,
-            "updated": now,
+            "created": started,
+            "updated": started,
         }
         key = f"{record.project}/{record.name}"
         try:
@@ -147,7 +121,7 @@ class SqlJournal:
                 inserted = conn.execute(swaps.insert().values(**values)).inserted_primary_key
                 assert inserted is not None
                 swap_id = inserted[0]
-                conn.execute(locks.insert().values(key=key, swap_id=swap_id, acquired=now))
+                conn.execute(locks.insert().values(key=key, swap_id=swap_id, acquired=started))
         except IntegrityError:
             holder, is_swap = self._holder(key)
             if not is_swap:  # a backup or a restore: it ends by itself
@@ -175,7 +149,7 @@ class SqlJournal:
             return row.holder, False
         return f"swap {row.swap_id}", True
 
-    def lease(self, key: str, holder: str) -> None:
+    def lock(self, key: str, holder: str) -> None:
         """Take the lock of instance `key` (`project/name`) for something else than a swap.
 
         The same lock row a swap takes, so a backup and a swap of one
@@ -183,7 +157,7 @@ class SqlJournal:
         """
         try:
             with self.engine.begin() as conn:
-                conn.execute(locks.insert().values(key=key, holder=holder, acquired=_now()))
+                conn.execute(locks.insert().values(key=key, holder=holder, acquired=now()))
         except IntegrityError:
             held_by, is_swap = self._holder(key)
             raise SwapInProgress(
@@ -192,8 +166,8 @@ class SqlJournal:
                 is_swap=is_swap,
             ) from None
 
-    def release(self, key: str, holder: str) -> None:
-        """Give back a lock taken with `lease`; a no-op when `holder` does not hold it."""
+    def unlock(self, key: str, holder: str) -> None:
+        """Give back a lock taken with `lock`; a no-op when `holder` does not hold it."""
         with self.engine.begin() as conn:
             conn.execute(locks.delete().where(locks.c.key == key, locks.c.holder == holder))
 
@@ -201,65 +175,36 @@ class SqlJournal:
         """Change fields of a running swap (e.g. `new_instance` before creating it)."""
         with self.engine.begin() as conn:
             conn.execute(
-                swaps.update().where(swaps.c.id == swap_id).values(**fields, updated=_now())
+                swaps.update().where(swaps.c.id == swap_id).values(**fields, updated=now())
             )
 
     def step_started(self, swap_id: int, step: str) -> None:
         """Record that a step began."""
         with self.engine.begin() as conn:
-            conn.execute(
-                steps.insert().values(
-                    swap_id=swap_id, step=step, status="started", started=_now(), detail=""
-                )
-            )
+            start_step(conn, steps, swap_id, step)
 
     def _finish_step(
-        self, conn: sa.Connection, swap_id: int, step: str, status: str, detail: str
+        self, conn: sa.Connection, swap_id: int, step: str, status: StepStatus, detail: str
     ) -> None:
-        last = conn.execute(
-            sa.select(steps.c.id)
-            .where(steps.c.swap_id == swap_id, steps.c.step == step, steps.c.status == "started")
-            .order_by(steps.c.id.desc())
-            .limit(1)
-        ).scalar()
-        if last is None:
-            conn.execute(
-                steps.insert().values(
-                    swap_id=swap_id,
-                    step=step,
-                    status=status,
-                    started=_now(),
-                    finished=_now(),
-                    detail=detail,
-                )
-            )
-        else:
-            conn.execute(
-                steps.update()
-                .where(steps.c.id == last)
-                .values(status=status, finished=_now(), detail=detail)
-            )
-        conn.execute(swaps.update().where(swaps.c.id == swap_id).values(updated=_now()))
+        finish_step(conn, steps, swap_id, step, status, detail)
+        conn.execute(swaps.update().where(swaps.c.id == swap_id).values(updated=now()))
 
     def step_finished(self, swap_id: int, step: str, ok: bool, detail: str = "") -> None:
         """Record that a step ended, successfully or not."""
+        status = StepStatus.DONE if ok else StepStatus.FAILED
         with self.engine.begin() as conn:
-            self._finish_step(conn, swap_id, step, "done" if ok else "failed", detail)
+            self._finish_step(conn, swap_id, step, status, detail)
 
-    def switched(self, swap_id: int, deployment: Deployment) -> None:
-        """Atomically mark `switch_traffic` done and make `deployment` the live one."""
+    def switched(self, swap_id: int, record: LiveRecord) -> None:
+        """Atomically mark `switch_traffic` done and make `record` the instance's live record."""
         with self.engine.begin() as conn:
-            self._finish_step(conn, swap_id, "switch_traffic", "done", deployment.instance_id)
-            self._set_current(conn, deployment)
+            self._finish_step(conn, swap_id, "switch_traffic", StepStatus.DONE, record.instance_id)
+            self._set_current(conn, record)
 
-    def _set_current(self, conn: sa.Connection, d: Deployment) -> None:
+    def _set_current(self, conn: sa.Connection, d: LiveRecord) -> None:
+        conn.execute(live.delete().where(live.c.project == d.project, live.c.name == d.name))
         conn.execute(
-            deployments.delete().where(
-                deployments.c.project == d.project, deployments.c.name == d.name
-            )
-        )
-        conn.execute(
-            deployments.insert().values(
+            live.insert().values(
                 project=d.project,
                 name=d.name,
                 instance_id=d.instance_id,
@@ -267,17 +212,17 @@ class SqlJournal:
                 commit=d.commit,
                 digest=d.digest,
                 domains=list(d.domains),
-                updated=_now(),
+                updated=now(),
             )
         )
 
-    def finish(self, swap_id: int, state: str, reason: str | None = None) -> None:
+    def finish(self, swap_id: int, state: SwapState, reason: str | None = None) -> None:
         """End a swap with a final state and release the instance's lock."""
         with self.engine.begin() as conn:
             conn.execute(
                 swaps.update()
                 .where(swaps.c.id == swap_id)
-                .values(state=state, reason=reason, updated=_now())
+                .values(state=state, reason=reason, updated=now())
             )
             conn.execute(locks.delete().where(locks.c.swap_id == swap_id))
 
@@ -285,31 +230,25 @@ class SqlJournal:
         """One swap with the names of its completed steps."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(swaps).where(swaps.c.id == swap_id)).mappings().one()
-            done = (
-                conn.execute(
-                    sa.select(steps.c.step)
-                    .where(steps.c.swap_id == swap_id, steps.c.status == "done")
-                    .order_by(steps.c.id)
-                )
-                .scalars()
-                .all()
-            )
+            done = done_steps(conn, steps, swap_id)
         fields = {k: row[k] for k in SwapRecord.__dataclass_fields__ if k in row and k != "done"}
-        return SwapRecord(**fields, done=tuple(done))
+        return SwapRecord(**{**fields, "state": SwapState(row["state"])}, done=done)
 
     def unfinished(self) -> list[SwapRecord]:
         """Swaps still running (a worker died during them)."""
         with self.engine.connect() as conn:
             ids = (
                 conn.execute(
-                    sa.select(swaps.c.id).where(swaps.c.state == RUNNING).order_by(swaps.c.id)
+                    sa.select(swaps.c.id)
+                    .where(swaps.c.state == SwapState.RUNNING)
+                    .order_by(swaps.c.id)
                 )
                 .scalars()
                 .all()
             )
         return [self.get(i) for i in ids]
 
-    def steps(self, swap_id: int) -> list[StepRecord]:
+    def steps(self, swap_id: int) -> list[SwapStep]:
         """Every step of a swap, in order."""
         with self.engine.connect() as conn:
             rows = (
@@ -320,34 +259,35 @@ class SqlJournal:
                 .all()
             )
         return [
-            StepRecord(
-                r["swap_id"], r["step"], r["status"], r["started"], r["finished"], r["detail"]
+            SwapStep(
+                r["swap_id"],
+                r["step"],
+                StepStatus(r["status"]),
+                r["started"],
+                r["finished"],
+                r["detail"],
             )
             for r in rows
         ]
 
-    def current(self, project: str, name: str) -> Deployment | None:
-        """The live deployment of an instance, or None."""
+    def current(self, project: str, name: str) -> LiveRecord | None:
+        """The live record of an instance, or None."""
         with self.engine.connect() as conn:
             row = (
-                conn.execute(
-                    sa.select(deployments).where(
-                        deployments.c.project == project, deployments.c.name == name
-                    )
-                )
+                conn.execute(sa.select(live).where(live.c.project == project, live.c.name == name))
                 .mappings()
                 .first()
             )
-        return None if row is None else _deployment(row)
+        return None if row is None else _live_record(row)
 
     def live_apps(self, project: str, name: str) -> tuple[AppCheck, ...]:
-        """The health checks of the live deployment: those of the swap that put it live.
+        """The health checks of the live record: those of the swap that put it live.
 
         Empty when the instance is not deployed (or was put live by a swap
         that journaled no apps).
         """
-        live = self.current(project, name)
-        if live is None:
+        record = self.current(project, name)
+        if record is None:
             return ()
         with self.engine.connect() as conn:
             spec = conn.execute(
@@ -355,30 +295,26 @@ class SqlJournal:
                 .where(
                     swaps.c.project == project,
                     swaps.c.name == name,
-                    swaps.c.new_instance == live.instance_id,
+                    swaps.c.new_instance == record.instance_id,
                 )
                 .order_by(swaps.c.id.desc())
                 .limit(1)
             ).scalar()
         return tuple(AppCheck(*app) for app in (spec or {}).get("apps", ()))
 
-    def deployments(self) -> list[Deployment]:
-        """Every live deployment (for reconciliation after a restart)."""
+    def live_records(self) -> list[LiveRecord]:
+        """Every live record (for reconciliation after a restart)."""
         with self.engine.connect() as conn:
-            query = sa.select(deployments).order_by(deployments.c.project, deployments.c.name)
+            query = sa.select(live).order_by(live.c.project, live.c.name)
             rows = conn.execute(query).mappings().all()
-        return [_deployment(r) for r in rows]
+        return [_live_record(r) for r in rows]
 
     def clear_current(self, project: str, name: str) -> None:
-        """Forget the live deployment (after an explicit destroy)."""
+        """Forget the live record (after an explicit destroy)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                deployments.delete().where(
-                    deployments.c.project == project, deployments.c.name == name
-                )
-            )
+            conn.execute(live.delete().where(live.c.project == project, live.c.name == name))
 
     def locks(self) -> list[tuple[str, int | None]]:
-        """Held locks as (instance key, swap id); the swap id is None for a `lease`."""
+        """Held locks as (instance key, swap id); the swap id is None for a `lock`."""
         with self.engine.connect() as conn:
             return [(k, s) for k, s in conn.execute(sa.select(locks.c.key, locks.c.swap_id))]

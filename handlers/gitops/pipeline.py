@@ -3,10 +3,16 @@
 `targets()` decides which instances a commit concerns; `run_instance()` takes
 one instance of a checked-out tree through validation (with the whole
 repository, so cross-instance checks apply), a redacted render (its digest
-and artifact digests go to the history) and the executor, and returns an
-`Outcome` that never raises: one instance's failure never stops the others.
-`run_plan()` is the plan-only path for unmapped branches and pull requests
+and artifact digests go to the history) and the executor, and returns a
+`DeploymentResult` that never raises: one instance's failure never stops the others.
+`run_plan_only()` is the plan-only path for unmapped branches and pull requests
 (status context `swapyard/plan`).
+
+A result keeps the words of the stored deployment row all along its way
+(`status`, `action`, `summary`), and `DeploymentStatus`/`StepStatus` are the
+one definition of the strings a deployment and a step of its history are
+stored with: the service's queue and pages use them, the pipeline sets the
+final ones.
 
 The executor (`service.work.deployer.Deployer`) is handed in, so this module does
 not depend on a provider; without one, deployments end as plan only.
@@ -20,6 +26,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -48,24 +55,59 @@ def clip(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class DeploymentStatus(StrEnum):
+    """Where a deployment is: queued, running, or how it ended (the stored strings)."""
+
+    WAITING = "waiting"  # queued, behind the instance's lease
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"  # the commit's fault: invalid config, a failed deploy rolled back
+    ERROR = "error"  # swapyard's or the machine's fault: a crash, a fetch, a busy lock
+    SUPERSEDED = "superseded"  # a newer commit of the instance was queued before it ran
+
+    @classmethod
+    def open(cls) -> tuple[DeploymentStatus, ...]:
+        """The states of a deployment that has not ended: a worker will still run it."""
+        return (cls.WAITING, cls.RUNNING)
+
+    @classmethod
+    def ended(cls) -> tuple[DeploymentStatus, ...]:
+        """The states nothing more happens after."""
+        return tuple(s for s in cls if s not in cls.open())
+
+
+class StepStatus(StrEnum):
+    """How a step of a deployment's history went (the stored strings)."""
+
+    RUNNING = "running"
+    STARTED = "started"  # a swap step the journal saw begin and never end (copied at recovery)
+    DONE = "done"
+    FAILED = "failed"
+    ERROR = "error"  # the `crash` step: swapyard's own bug, with its traceback
+
+
 @dataclass
-class StepRecord:
+class HistoryStep:
+    """One step of a deployment's history, as the `steps` table stores it."""
+
     name: str
-    status: str
+    status: StepStatus
     started_at: float
     finished_at: float
     log: str = ""
 
 
 @dataclass
-class Outcome:
+class DeploymentResult:
+    """What one deployment ended with; its fields are those of the stored row."""
+
     instance: str
     project: str | None
-    state: str  # success | failure | error
-    action: str  # validated | planned | removed | invalid | ...
+    status: DeploymentStatus  # success | failure | error
+    action: str  # validated | planned | removed | invalid | skipped | create | replace | ...
     summary: str
     digest: str | None = None
-    steps: list[StepRecord] = field(default_factory=list)
+    steps: list[HistoryStep] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -84,10 +126,10 @@ class Targets:
 class Execution:
     """What the deploy engine did with one instance."""
 
-    state: str  # success | failure | error
-    action: str  # create | replace | noop | destroy | ...
+    status: DeploymentStatus  # success | failure | error
+    action: str  # create | replace | noop | destroy | busy
     summary: str
-    steps: tuple[StepRecord, ...] = ()  # its own steps for the history (e.g. `wait_lock`)
+    steps: tuple[HistoryStep, ...] = ()  # its own steps for the history (e.g. `wait_lock`)
 
 
 Executor = Callable[[Instance, str], Execution]  # (instance, commit) -> what was done
@@ -142,70 +184,76 @@ class Pipeline:
         self._checked: OrderedDict[str, tuple[RepoConfig, list[Problem]]] = OrderedDict()
         self._checked_lock = threading.Lock()
 
-    def run_instance(self, tree: Path, project: str, name: str, commit: str = "") -> Outcome:
+    def run_instance(
+        self, tree: Path, project: str, name: str, commit: str = ""
+    ) -> DeploymentResult:
         """Validate, render and (with an executor) deploy one instance; never raises."""
-        outcome = Outcome(name, project, "success", "validated", "")
+        result = DeploymentResult(name, project, DeploymentStatus.SUCCESS, "validated", "")
         directory = tree / "instances" / name
         if not directory.is_symlink() and not present(directory / "apps.config"):
-            outcome.action = "removed"
-            outcome.summary = (
+            result.action = "removed"
+            result.summary = (
                 f"instances/{name} removed: nothing destroyed (set state: absent to destroy)"
             )
-            return outcome
+            return result
         try:
-            self._run(tree, project, name, outcome, commit)
+            self._run(tree, project, name, result, commit)
         except ConfigError as exc:
             more = f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-            outcome.state, outcome.action = "failure", "invalid"
-            outcome.summary = clip(str(exc.problems[0]), DESCRIPTION_LIMIT - len(more)) + more
+            result.status, result.action = DeploymentStatus.FAILURE, "invalid"
+            result.summary = clip(str(exc.problems[0]), DESCRIPTION_LIMIT - len(more)) + more
         except SwapyardError as exc:
-            outcome.state, outcome.summary = "failure", str(exc)
+            result.status, result.summary = DeploymentStatus.FAILURE, str(exc)
         except Exception as exc:  # one instance's bug must not stop the batch
-            outcome.state = "error"
-            outcome.summary = f"internal error: {type(exc).__name__}: {exc}"
-            outcome.steps.append(
-                StepRecord("crash", "error", time.time(), time.time(), traceback.format_exc())
+            result.status = DeploymentStatus.ERROR
+            result.summary = f"internal error: {type(exc).__name__}: {exc}"
+            result.steps.append(
+                HistoryStep(
+                    "crash", StepStatus.ERROR, time.time(), time.time(), traceback.format_exc()
+                )
             )
-        return outcome
-
-    def _step(self, outcome: Outcome, name: str, fn: Callable[[], Any]) -> Any:
-        step = StepRecord(name, "running", time.time(), 0.0)
-        outcome.steps.append(step)
-        try:
-            result = fn()
-        except BaseException as exc:
-            step.status, step.finished_at, step.log = "failed", time.time(), str(exc)
-            raise
-        step.status, step.finished_at = "done", time.time()
         return result
 
-    def _run(self, tree: Path, project: str, name: str, outcome: Outcome, commit: str) -> None:
+    def _step(self, result: DeploymentResult, name: str, fn: Callable[[], Any]) -> Any:
+        step = HistoryStep(name, StepStatus.RUNNING, time.time(), 0.0)
+        result.steps.append(step)
+        try:
+            value = fn()
+        except BaseException as exc:
+            step.status, step.finished_at, step.log = StepStatus.FAILED, time.time(), str(exc)
+            raise
+        step.status, step.finished_at = StepStatus.DONE, time.time()
+        return value
+
+    def _run(
+        self, tree: Path, project: str, name: str, result: DeploymentResult, commit: str
+    ) -> None:
         instance = self._step(
-            outcome, "validate", lambda: self._validate(tree, project, name, commit)
+            result, "validate", lambda: self._validate(tree, project, name, commit)
         )
         if instance is None:
-            outcome.action = "skipped"
-            outcome.summary = f"instances/{name} is not part of project {project}"
+            result.action = "skipped"
+            result.summary = f"instances/{name} is not part of project {project}"
             return
-        outcome.steps[-1].log = f"validated {instance.source}"
+        result.steps[-1].log = f"validated {instance.source}"
         if instance.state == "present":
             artifacts = self._step(
-                outcome, "render", lambda: render_instance(instance, self._options())
+                result, "render", lambda: render_instance(instance, self._options())
             )
-            outcome.digest = artifacts.digest
-            outcome.steps[-1].log = "\n".join(f"{p} {d}" for p, d in artifacts.digests.items())
-        outcome.action = "planned"
+            result.digest = artifacts.digest
+            result.steps[-1].log = "\n".join(f"{p} {d}" for p, d in artifacts.digests.items())
+        result.action = "planned"
         if self.executor is None:
-            digest = f"rendered {outcome.digest[:19]}" if outcome.digest else "state: absent"
-            outcome.summary = f"validated, {digest}; plan only (no deploy)"
+            digest = f"rendered {result.digest[:19]}" if result.digest else "state: absent"
+            result.summary = f"validated, {digest}; plan only (no deploy)"
             return
         executor = self.executor
-        done = self._step(outcome, "deploy", lambda: executor(instance, commit))
-        outcome.steps[-1].log = done.summary
-        outcome.steps[-1:-1] = done.steps  # what happened inside, listed before the outcome
-        outcome.state, outcome.action, outcome.summary = done.state, done.action, done.summary
-        if done.state != "success":
-            outcome.steps[-1].status = "failed"
+        done = self._step(result, "deploy", lambda: executor(instance, commit))
+        result.steps[-1].log = done.summary
+        result.steps[-1:-1] = done.steps  # what happened inside, listed before the deploy step
+        result.status, result.action, result.summary = done.status, done.action, done.summary
+        if done.status != DeploymentStatus.SUCCESS:
+            result.steps[-1].status = StepStatus.FAILED
 
     def _check(self, tree: Path, commit: str) -> tuple[RepoConfig, list[Problem]]:
         """`check_repo` of the tree, remembered for the last few commits."""
@@ -235,32 +283,32 @@ class Pipeline:
             return self.render_options
         return RenderOptions()
 
-    def run_plan(self, tree: Path, names: Iterable[str]) -> Outcome:
+    def run_plan_only(self, tree: Path, names: Iterable[str]) -> DeploymentResult:
         """Validate (and render) every instance named, in whichever project selects it."""
         names = sorted(set(names))
-        outcome = Outcome("*", None, "success", "planned", "")
+        result = DeploymentResult("*", None, DeploymentStatus.SUCCESS, "planned", "")
         try:
-            repo = self._step(outcome, "validate", lambda: load_repo(tree, limits=self.limits))
+            repo = self._step(result, "validate", lambda: load_repo(tree, limits=self.limits))
         except ConfigError as exc:
-            outcome.state, outcome.action = "failure", "invalid"
-            outcome.summary = f"{len(exc.problems)} problem(s): {exc.problems[0]}"
-            outcome.steps[-1].log = str(exc)
-            return outcome
+            result.status, result.action = DeploymentStatus.FAILURE, "invalid"
+            result.summary = f"{len(exc.problems)} problem(s): {exc.problems[0]}"
+            result.steps[-1].log = str(exc)
+            return result
         chosen = [i for i in repo.instances if not names or i.name in names]
         lines = []
         for instance in chosen:
             try:
                 digest = render_instance(instance, self._options()).digest[:19]
             except SwapyardError as exc:
-                outcome.state = "failure"
+                result.status = DeploymentStatus.FAILURE
                 lines.append(f"{instance.key}: {exc}")
                 continue
             lines.append(f"{instance.key}: {digest}")
-        outcome.steps.append(
-            StepRecord("render", "done", time.time(), time.time(), "\n".join(lines))
+        result.steps.append(
+            HistoryStep("render", StepStatus.DONE, time.time(), time.time(), "\n".join(lines))
         )
         keys = ", ".join(i.key for i in chosen) or "no instance"
-        outcome.summary = f"plan only: {len(chosen)} instance(s) valid ({keys})"
-        if outcome.state == "failure":
-            outcome.summary = "plan only: " + "; ".join(lines)
-        return outcome
+        result.summary = f"plan only: {len(chosen)} instance(s) valid ({keys})"
+        if result.status == DeploymentStatus.FAILURE:
+            result.summary = "plan only: " + "; ".join(lines)
+        return result

@@ -26,7 +26,7 @@ import orjson
 from werkzeug.datastructures import EnvironHeaders
 
 from handlers.errors import WebhookError
-from handlers.intake.events import PING, REGISTRY, Classified, EventRegistry, unmanaged
+from handlers.intake.events import REGISTRY, Classified, EventRegistry, EventStatus, unmanaged
 from handlers.intake.forges import FORGES, parse_body
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class HookEndpoint:
         classified = unmanaged(
             registry.classify(forge_name, event_name, payload), self.reception.repositories
         )
-        if classified.status == PING:
+        if classified.status == EventStatus.PING:
             return 200, {"status": "pong", "event": event_name}
         inbox: Inbox = self.extensions["swapyard.inbox"]
         recorded = inbox.record(

@@ -4,22 +4,35 @@ A handler turns one forge's payload into a `Classified` event: queued for the
 worker (with the repository, ref and commits it needs) or ignored with the
 reason recorded. The built-in handlers are registered through `register`, the
 same way outside code adds one.
+
+`EventStatus` is the one definition of an event's states, from its
+classification here to the worker's (the values are the stored strings).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from handlers.refs import ZERO_SHA
 
-QUEUED, IGNORED, PING = "queued", "ignored", "ping"
+
+class EventStatus(StrEnum):
+    """Where a delivery is: classified at receipt, then taken through by the worker."""
+
+    QUEUED = "queued"  # stored for the worker
+    IGNORED = "ignored"  # stored with its reason, never acted on
+    PING = "ping"  # answered `pong` at receipt, never stored
+    PROCESSING = "processing"  # claimed by a worker (a lease that expires)
+    DISPATCHED = "dispatched"  # its deployments are queued
+    FAILED = "failed"  # could not be fetched or diffed, retries exhausted
 
 
 @dataclass(frozen=True)
 class Classified:
-    status: str  # queued | ignored | ping
+    status: EventStatus  # queued | ignored | ping
     kind: str  # push | pull_request | ping | <event name>
     reason: str | None = None
     repository: str | None = None
@@ -50,7 +63,9 @@ class EventRegistry:
     def classify(self, forge: str, event_name: str, payload: Mapping[str, Any]) -> Classified:
         handler = self._handlers.get((forge, event_name))
         if handler is None:
-            return Classified(IGNORED, event_name, f"{forge} event {event_name!r} is not handled")
+            return Classified(
+                EventStatus.IGNORED, event_name, f"{forge} event {event_name!r} is not handled"
+            )
         return handler(payload)
 
     def copy(self) -> EventRegistry:
@@ -77,9 +92,9 @@ def unmanaged(event: Classified, repositories: Mapping[str, str]) -> Classified:
     organisation-wide hook) is stored as ignored and nothing is ever posted on it.
     """
     reason = unmanaged_reason(event.repository, repositories)
-    if event.status != QUEUED or reason is None:
+    if event.status != EventStatus.QUEUED or reason is None:
         return event
-    return replace(event, status=IGNORED, reason=reason)
+    return replace(event, status=EventStatus.IGNORED, reason=reason)
 
 
 def _repo_fields(payload: Mapping[str, Any]) -> dict[str, str | None]:
@@ -98,18 +113,28 @@ def _push(payload: Mapping[str, Any]) -> Classified:
     before = str(payload.get("before") or ZERO_SHA)
     after = str(payload.get("after") or ZERO_SHA)
     event = Classified(
-        QUEUED, "push", None, ref=ref, before=before, after=after, **_repo_fields(payload)
+        EventStatus.QUEUED,
+        "push",
+        None,
+        ref=ref,
+        before=before,
+        after=after,
+        **_repo_fields(payload),
     )
     if not event.repository:
-        return replace(event, status=IGNORED, reason="push without a repository name")
+        return replace(event, status=EventStatus.IGNORED, reason="push without a repository name")
     if ref.startswith("refs/tags/"):
         tag = ref[len("refs/tags/") :]
-        return replace(event, status=IGNORED, reason=f"tag push ({tag}): tags are not deployed")
+        return replace(
+            event, status=EventStatus.IGNORED, reason=f"tag push ({tag}): tags are not deployed"
+        )
     if not ref.startswith("refs/heads/"):
-        return replace(event, status=IGNORED, reason=f"push to {ref!r}: only branches are deployed")
+        return replace(
+            event, status=EventStatus.IGNORED, reason=f"push to {ref!r}: only branches are deployed"
+        )
     branch = ref[len("refs/heads/") :]
     if after == ZERO_SHA or payload.get("deleted"):
-        return replace(event, status=IGNORED, reason=_deleted("branch", branch))
+        return replace(event, status=EventStatus.IGNORED, reason=_deleted("branch", branch))
     return event
 
 
@@ -127,13 +152,13 @@ def _delete(payload: Mapping[str, Any]) -> Classified:
     ref_type = str(payload.get("ref_type") or "ref")
     name = str(payload.get("ref") or "")
     reason = _deleted(ref_type, name.removeprefix("refs/heads/").removeprefix("refs/tags/"))
-    return Classified(IGNORED, "delete", reason, ref=name, **_repo_fields(payload))
+    return Classified(EventStatus.IGNORED, "delete", reason, ref=name, **_repo_fields(payload))
 
 
 @REGISTRY.register("github", "ping")
 @REGISTRY.register("gitea", "ping")
 def _ping(payload: Mapping[str, Any]) -> Classified:
-    return Classified(PING, "ping", "pong", **_repo_fields(payload))
+    return Classified(EventStatus.PING, "ping", "pong", **_repo_fields(payload))
 
 
 REGISTRY.register("github", "push")(_push)
@@ -150,7 +175,7 @@ def _pull_request(payload: Mapping[str, Any]) -> Classified:
     head, base = pr.get("head") or {}, pr.get("base") or {}
     number = payload.get("number") or pr.get("number")
     event = Classified(
-        QUEUED,
+        EventStatus.QUEUED,
         "pull_request",
         f"pull request #{number}: validated and planned only",
         ref=f"refs/pull/{number}/head",
@@ -160,11 +185,15 @@ def _pull_request(payload: Mapping[str, Any]) -> Classified:
     )
     if action not in ("opened", "synchronize", "synchronized", "reopened"):
         return replace(
-            event, status=IGNORED, reason=f"pull request #{number} {action}: nothing to plan"
+            event,
+            status=EventStatus.IGNORED,
+            reason=f"pull request #{number} {action}: nothing to plan",
         )
     if not event.after or not event.repository:
         return replace(
-            event, status=IGNORED, reason="pull request without head commit or repository"
+            event,
+            status=EventStatus.IGNORED,
+            reason="pull request without head commit or repository",
         )
     return event
 
@@ -176,7 +205,7 @@ def _merge_request(payload: Mapping[str, Any]) -> Classified:
     iid = attrs.get("iid")
     last = (attrs.get("last_commit") or {}).get("id")
     event = Classified(
-        QUEUED,
+        EventStatus.QUEUED,
         "pull_request",
         f"merge request !{iid}: validated and planned only",
         ref=f"refs/merge-requests/{iid}/head",
@@ -186,6 +215,8 @@ def _merge_request(payload: Mapping[str, Any]) -> Classified:
     )
     if action not in ("open", "reopen", "update") or not last or not event.repository:
         return replace(
-            event, status=IGNORED, reason=f"merge request !{iid} {action}: nothing to plan"
+            event,
+            status=EventStatus.IGNORED,
+            reason=f"merge request !{iid} {action}: nothing to plan",
         )
     return event

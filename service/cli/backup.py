@@ -60,15 +60,13 @@ def backup() -> None:
 @click.argument("instance")
 def list_(config_file: str | None, instance: str) -> None:
     """Snapshots in the repository and the journaled runs of INSTANCE (project/name)."""
-    from deploy.backup.run import tags_of
-
     with _backups(config_file) as b:
-        spec = b.scheduler.spec_of(instance)
-        for snap in b.scheduler.repo(spec).snapshots(tags_of(spec["project"], spec["name"])):
+        job = b.scheduler.job_of(instance)
+        for snap in b.scheduler.snapshots(job):
             click.echo(f"snapshot {snap.short_id} {snap.time.isoformat()} {' '.join(snap.tags)}")
-        next_run = b.scheduler.next_run(spec["project"], spec["name"])
+        next_run = b.scheduler.next_run(job.project, job.name)
         click.echo(f"next backup: {next_run.isoformat() if next_run else 'not scheduled'}")
-        for run in b.scheduler.history.runs(spec["project"], spec["name"])[:20]:
+        for run in b.scheduler.history.runs(job.project, job.name)[:20]:
             click.echo(_run_line(run))
 
 
@@ -77,9 +75,11 @@ def list_(config_file: str | None, instance: str) -> None:
 @click.argument("instance")
 def now(config_file: str | None, instance: str) -> None:
     """Back up INSTANCE now (maintenance page while its writers are stopped)."""
+    from deploy.backup.journal import RunState
+
     with _backups(config_file) as b:
-        run = b.scheduler.run_now("backup", b.scheduler.spec_of(instance))
-        if run is None or run.state != "succeeded":
+        run = b.scheduler.run_now("backup", b.scheduler.job_of(instance))
+        if run is None or run.state != RunState.SUCCEEDED:
             raise click.ClickException(f"backup of {instance} failed; see `swapyard backup list`")
         click.echo(_run_line(run))
 
@@ -91,7 +91,7 @@ def now(config_file: str | None, instance: str) -> None:
 def drill(config_file: str | None, instance: str, snapshot: str | None) -> None:
     """Restore a snapshot of INSTANCE into a scratch volume and compare it."""
     with _backups(config_file) as b:
-        report = b.scheduler.drill_spec(b.scheduler.spec_of(instance), snapshot)
+        report = b.scheduler.drill(b.scheduler.job_of(instance), snapshot)
         click.echo(f"drill of snapshot {report.snapshot_id[:8]}: {report.comparison.summary()}")
         if not report.comparison.ok:
             raise click.ClickException(f"restore drill of {instance} failed")
@@ -107,10 +107,12 @@ def restore(config_file: str | None, instance: str, snapshot: str | None) -> Non
     The apps show the maintenance page while the data is exchanged; a failed
     health check puts the previous data back (the swap's rules).
     """
+    from deploy.backup.journal import RunState
+
     with _backups(config_file) as b:
-        run = b.scheduler.restore_spec(b.scheduler.spec_of(instance), snapshot)
+        run = b.scheduler.restore(b.scheduler.job_of(instance), snapshot)
         click.echo(_run_line(run))
-        if run.state != "succeeded":
+        if run.state != RunState.SUCCEEDED:
             raise click.ClickException(f"restore of {instance} failed: {run.error or run.state}")
 
 

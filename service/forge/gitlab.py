@@ -17,7 +17,8 @@ import requests
 
 from schemas.errors import SwapyardError
 
-# Our states -> GitLab's (pending, running, success, failed, canceled).
+# Our states (`service.forge.statuses.CommitState`, which imports this module)
+# -> GitLab's (pending, running, success, failed, canceled).
 STATES = {"pending": "pending", "success": "success", "failure": "failed", "error": "failed"}
 
 # What GitLab's status state machine says when an event does not apply to the

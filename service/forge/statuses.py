@@ -5,7 +5,10 @@ deployment. Only the newest status per (repository, commit, context) is
 sent: an older one still waiting is dropped, so a late retry can never
 overwrite a newer state. GitHub, GitHub Enterprise and Gitea/Forgejo (its
 GitHub-compatible status endpoint) go through PyGithub, GitLab through its own
-status API (gitlab_api.py).
+status API (`service.forge.gitlab`).
+
+`CommitState` is the one definition of the states a commit status takes; its
+values are GitHub's words, stored in the outbox as they are sent.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from github import Auth, Github, GithubException, RateLimitExceededException
@@ -27,7 +31,6 @@ from service.store import leases
 from service.store.db import Database, rowcount
 from service.store.models import StatusOutbox
 
-STATES = ("pending", "success", "failure", "error")
 SENDER_LEASE = "status-sender"
 SETTLE_WINDOW = 500  # due rows looked at per round for bulk give-ups
 # Answers that the same request would get again: bad request, no or wrong
@@ -35,19 +38,28 @@ SETTLE_WINDOW = 500  # due rows looked at per round for bulk give-ups
 PERMANENT = (400, 401, 403, 404, 422)
 
 
+class CommitState(StrEnum):
+    """The state of a commit status, as the forge shows it on the commit."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
 def outbox_row(
     *,
     forge: str,
     repository: str,
     sha: str,
-    state: str,
+    state: CommitState,
     context: str,
     description: str,
     target_url: str | None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """The columns of a status waiting in the outbox (for Core inserts and `enqueue`)."""
-    assert state in STATES, state
+    state = CommitState(state)  # a string that is no state fails here, not at the forge
     now = time.time() if now is None else now
     return {
         "forge": forge,

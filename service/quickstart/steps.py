@@ -24,13 +24,14 @@ from typing import Any
 import requests
 import yaml
 
+from handlers.gitops.pipeline import DeploymentStatus
+from handlers.intake.events import EventStatus
 from schemas.errors import SwapyardError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "config-repo"
 FULL_NAME = "quickstart/config"
 SECRET_REF = re.compile(r"secret:([A-Za-z0-9_.-]+)")
-DONE = ("success", "failure", "error", "superseded", "noop")
 
 
 class QuickstartError(SwapyardError):
@@ -281,9 +282,12 @@ def wait_for_push(url: str, token: str, sha: str, timeout: float = 300) -> list[
             last = f"event {event['status']}, " + ", ".join(
                 f"{d['instance']} {d['status']}" for d in deployments
             )
-            if event["status"] in ("ignored", "failed"):
+            if event["status"] in (EventStatus.IGNORED, EventStatus.FAILED):
                 raise QuickstartError(f"push {sha[:12]}: {event['status']}: {event.get('reason')}")
-            if event["status"] == "dispatched" and all(d["status"] in DONE for d in deployments):
+            ended = DeploymentStatus.ended()
+            if event["status"] == EventStatus.DISPATCHED and all(
+                d["status"] in ended for d in deployments
+            ):
                 return list(deployments)
         time.sleep(1)
     raise QuickstartError(f"push {sha[:12]} not done after {timeout:g} s ({last})")

@@ -30,7 +30,7 @@ this. They create their own tables only in a database without
 `alembic_version` (standalone use: bench/, tests, scripts with their own
 SQLite file); in the service's database, migrated here before any journal
 is built, they leave the schema to the migrations
-(deploy.swap.sqljournal.create_tables).
+(deploy.steps.sql.create_tables).
 """
 
 from __future__ import annotations

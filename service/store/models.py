@@ -1,7 +1,10 @@
 """History and work queues: events, deployments, steps, leases and the status outbox.
 
 Times are UNIX seconds (floats) so that lease arithmetic is the same on SQLite
-and PostgreSQL; the API turns them into ISO 8601.
+and PostgreSQL; the API turns them into ISO 8601. State columns are plain
+strings holding the values of the StrEnums that own them (`EventStatus`,
+`DeploymentStatus`, `StepStatus`, `CommitState`), so rows written before those
+existed read the same.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from handlers.gitops.pipeline import StepRecord
+from handlers.gitops.pipeline import HistoryStep
 
 
 class Base(DeclarativeBase):
@@ -40,8 +43,7 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(32))  # push | pull_request | <event name>
     delivery_id: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[float] = mapped_column(Float)
-    # ignored | queued | processing | dispatched | failed
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # EventStatus
     reason: Mapped[str | None] = mapped_column(Text)
     repository: Mapped[str | None] = mapped_column(String(255))
     clone_url: Mapped[str | None] = mapped_column(Text)
@@ -70,8 +72,7 @@ class Deployment(Base):
     context: Mapped[str] = mapped_column(String(255))
     mode: Mapped[str] = mapped_column(String(16))  # deploy | plan
     sha: Mapped[str] = mapped_column(String(64))
-    # waiting | running | success | failure | error | superseded
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # DeploymentStatus
     action: Mapped[str | None] = mapped_column(String(32))
     summary: Mapped[str | None] = mapped_column(Text)
     digest: Mapped[str | None] = mapped_column(String(80))
@@ -101,7 +102,7 @@ class Step(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # StepStatus
     started_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     log: Mapped[str] = mapped_column(Text, default="")
@@ -109,7 +110,7 @@ class Step(Base):
     deployment: Mapped[Deployment] = relationship(back_populates="steps")
 
     @classmethod
-    def of(cls, deployment_id: int, record: StepRecord) -> Step:
+    def of(cls, deployment_id: int, record: HistoryStep) -> Step:
         """The stored form of a step the pipeline or the swap journal recorded."""
         return cls(
             deployment_id=deployment_id,
@@ -155,7 +156,7 @@ class StatusOutbox(Base):
     forge: Mapped[str] = mapped_column(String(16))
     repository: Mapped[str] = mapped_column(String(255))
     sha: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # pending | success | failure | error
+    state: Mapped[str] = mapped_column(String(16))  # CommitState
     context: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(String(140))
     target_url: Mapped[str | None] = mapped_column(Text)

@@ -10,6 +10,8 @@ from flask import Blueprint, Flask, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
+from handlers.gitops.pipeline import DeploymentStatus
+from handlers.intake.events import EventStatus
 from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import Deployment, Event, StatusOutbox
@@ -143,7 +145,7 @@ def latest_per_instance(session: Any) -> list[tuple[Deployment, Deployment | Non
     current: dict[str, Deployment] = {}
     for d in rows:
         latest[d.key] = d
-        if d.status == "success":
+        if d.status == DeploymentStatus.SUCCESS:
             current[d.key] = d
     return [(latest[key], current.get(key)) for key in sorted(latest)]
 
@@ -196,9 +198,13 @@ def metrics() -> ResponseReturnValue:
             ).group_by(Deployment.status)
         ).all()
         queued = session.scalar(
-            select(func.count()).where(Event.status.in_(("queued", "processing")))
+            select(func.count()).where(
+                Event.status.in_((EventStatus.QUEUED, EventStatus.PROCESSING))
+            )
         )
-        waiting = session.scalar(select(func.count()).where(Deployment.status == "waiting"))
+        waiting = session.scalar(
+            select(func.count()).where(Deployment.status == DeploymentStatus.WAITING)
+        )
         outbox = session.scalar(select(func.count()).where(StatusOutbox.waiting()))
     family(
         "swapyard_events_total",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -23,6 +24,8 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from handlers.gitops.pipeline import StepStatus
+from handlers.intake.events import EventStatus
 from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import Deployment, Event
@@ -30,6 +33,12 @@ from service.web.api import deployment_json, event_json, iso, latest_per_instanc
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 PUBLIC = {"pages.login", "static"}
+
+
+@bp.context_processor
+def _states() -> dict[str, Any]:
+    """The state enums, so that templates compare with them rather than with literals."""
+    return {"EventStatus": EventStatus, "StepStatus": StepStatus}
 
 
 @bp.before_app_request

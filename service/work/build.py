@@ -22,6 +22,7 @@ instances: that waits for `Worker.start`.
 from __future__ import annotations
 
 from deploy.backup.schedule import BackupScheduler
+from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.mirror import MirrorCache
 from handlers.gitops.pipeline import Pipeline
 from service.forge.statuses import StatusSender
@@ -45,10 +46,12 @@ def build_worker(db: Database, settings: Settings) -> Worker:
     backups: Backups | None = None
     if settings.deploy:
         provider, secrets = open_provider(settings), open_secrets(settings)
+        journal = SqlJournal(db.engine)  # the swap's, and what backups read of the live state
         if settings.backups:
             scheduler = BackupScheduler(
                 db.engine,
                 provider,
+                journal,
                 secrets.require,
                 health_timeout=settings.health_timeout,
             )
@@ -58,6 +61,7 @@ def build_worker(db: Database, settings: Settings) -> Worker:
             db.engine,
             provider,
             secrets,
+            journal,
             on_wait=WaitNotice(db, settings.public_url),
             on_live=backups.instance_live if backups else None,
             on_destroyed=backups.instance_destroyed if backups else None,

@@ -42,11 +42,10 @@ from deploy.providers.base import Provider, option_arguments
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec
-from deploy.swap.engine import Outcome as SwapOutcome
-from deploy.swap.engine import SwapEngine
-from deploy.swap.journal import epoch
+from deploy.steps.sql import epoch
+from deploy.swap.engine import SwapEngine, SwapResult
 from deploy.swap.sqljournal import SqlJournal
-from handlers.gitops.pipeline import Execution, StepRecord
+from handlers.gitops.pipeline import DeploymentStatus, Execution, HistoryStep, StepStatus
 from renderers import RenderOptions, render_instance
 from schemas import Instance
 from service.secrets import DirectorySecretStore
@@ -91,13 +90,13 @@ class _Wait:
         if self.tell is not None:
             self.tell(self.instance, text)
 
-    def steps(self, gave_up: str | None = None) -> tuple[StepRecord, ...]:
+    def steps(self, gave_up: str | None = None) -> tuple[HistoryStep, ...]:
         """The `wait_lock` step when the deploy waited (`gave_up`: why it stopped waiting)."""
         if self.since is None:
             return ()
         log_text = "\n".join([*self.notes, gave_up] if gave_up else self.notes)
-        status = "failed" if gave_up else "done"
-        return (StepRecord("wait_lock", status, self.since, self.until or time.time(), log_text),)
+        status = StepStatus.FAILED if gave_up else StepStatus.DONE
+        return (HistoryStep("wait_lock", status, self.since, self.until or time.time(), log_text),)
 
 
 class Deployer:
@@ -109,6 +108,7 @@ class Deployer:
         database: str | sa.Engine,
         provider: Provider,
         secrets: DirectorySecretStore,
+        journal: SqlJournal,
         *,
         on_wait: Callable[[Instance, str], None] | None = None,  # waiting for the lock
         on_live: Callable[[Instance], None] | None = None,  # after a deploy succeeds
@@ -121,9 +121,11 @@ class Deployer:
         self.on_wait = on_wait
         self.on_live = on_live
         self.on_destroyed = on_destroyed
+        # the swap journal, also where backups read what is live and take the instance's lock
+        self.journal = journal
         self.engine = SwapEngine(
             self.provider,
-            SqlJournal(database),
+            self.journal,
             ready_timeout=settings.ready_timeout,
             health_timeout=settings.health_timeout,
             lock_wait=settings.deploy_lock_wait_seconds,
@@ -142,9 +144,9 @@ class Deployer:
 
     def __call__(self, instance: Instance, commit: str) -> Execution:
         """Deploy (or destroy, for `state: absent`) one instance at one commit."""
-        steps: tuple[StepRecord, ...] = ()
+        steps: tuple[HistoryStep, ...] = ()
         if instance.state == "absent":
-            outcome = self.engine.destroy(
+            result = self.engine.destroy(
                 instance.project,
                 instance.name,
                 delete_volume=instance.volume.delete_on_destroy,
@@ -155,16 +157,17 @@ class Deployer:
             spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
             wait = _Wait(instance, self.on_wait)
             try:
-                outcome = self.engine.deploy(spec, on_wait=wait)
+                result = self.engine.deploy(spec, on_wait=wait)
             except SwapInProgress as exc:
-                return Execution("error", "busy", str(exc), wait.steps(str(exc)))
+                return Execution(DeploymentStatus.ERROR, "busy", str(exc), wait.steps(str(exc)))
             steps = wait.steps()
-        state = "success" if outcome.status in ("success", "noop") else outcome.status
-        if state == "success":
+        noop = result.status == "noop"  # nothing to do is a success for the deployment
+        status = DeploymentStatus.SUCCESS if noop else DeploymentStatus(result.status)
+        if status == DeploymentStatus.SUCCESS:
             tell = self.on_destroyed if instance.state == "absent" else self.on_live
             if tell is not None:
                 tell(instance)
-        return Execution(state, outcome.kind, outcome.message, steps)
+        return Execution(status, result.action, result.summary, steps)
 
     def recover(self) -> list[Recovery]:
         """Finish or roll back what a dead worker left, then put volumes and routes back.
@@ -173,10 +176,10 @@ class Deployer:
         dead worker was running (history, pages, commit statuses), not only in the log.
         """
         recovered = []
-        for outcome in self.engine.recover():
-            log.warning("recovered: %s", outcome.message)
-            if outcome.swap_id is not None:
-                recovered.append(self._recovery(outcome))
+        for result in self.engine.recover():
+            log.warning("recovered: %s", result.summary)
+            if result.swap_id is not None:
+                recovered.append(self._recovery(result))
         report = self.engine.reconcile()
         for note in report.notes:
             log.info("reconciled: %s", note)
@@ -184,28 +187,28 @@ class Deployer:
             log.warning("orphan instance %s: not referenced by any deployment", orphan)
         return recovered
 
-    def _recovery(self, outcome: SwapOutcome) -> Recovery:
-        assert outcome.swap_id is not None
+    def _recovery(self, result: SwapResult) -> Recovery:
+        assert result.swap_id is not None
         journal = self.engine.journal
-        record = journal.get(outcome.swap_id)
+        record = journal.get(result.swap_id)
         steps = tuple(
-            StepRecord(
+            HistoryStep(
                 s.step,
-                s.status,
+                StepStatus(s.status),
                 epoch(s.started),
                 epoch(s.finished or s.started),
                 s.detail,
             )
-            for s in journal.steps(outcome.swap_id)
+            for s in journal.steps(result.swap_id)
         )
-        return Recovery(record.project, record.name, record.commit, outcome, steps)
+        return Recovery(record.project, record.name, record.commit, result, steps)
 
 
 @dataclass(frozen=True)
 class Recovery:
     """A swap a dead worker left, finished or rolled back at start-up.
 
-    `outcome.message` says which (e.g. "failure: the worker stopped after detach_old;
+    `result.summary` says which (e.g. "failure: the worker stopped after detach_old;
     rolled back to 1a2b3c4d5e6f"); `steps` are the swap's journaled steps, the
     interrupted attempt's and the recovery's, as the deployment's history shows them.
     """
@@ -213,8 +216,8 @@ class Recovery:
     project: str
     name: str
     commit: str
-    outcome: SwapOutcome
-    steps: tuple[StepRecord, ...]
+    result: SwapResult
+    steps: tuple[HistoryStep, ...]
 
     @property
     def key(self) -> str:

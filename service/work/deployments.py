@@ -9,7 +9,7 @@ expires (a killed worker) frees the instance for another worker.
 
 The run reads the commit out of the mirror (repaired like the dispatcher's
 reads), hands the tree to the pipeline (validate, render and, with the
-deployer as its executor, deploy) and stores the outcome, its steps and its
+deployer as its executor, deploy) and stores the result, its steps and its
 commit status in one transaction. What start-up recovery did to a swap a
 dead worker left (service.work.deployer.Recovery) and what a running deploy
 waits for (`WaitNotice`) are shown on the deployment too, where its history
@@ -26,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from handlers.errors import GitError
-from handlers.gitops.pipeline import Outcome, Pipeline, clip
+from handlers.gitops.pipeline import DeploymentResult, DeploymentStatus, Pipeline, clip
 from schemas import Instance
+from service.forge.statuses import CommitState
 from service.settings import Settings
 from service.store import leases
 from service.store.db import Database
@@ -52,7 +53,7 @@ class DeploymentRunner:
         with self.db.session() as session:
             keys = session.scalars(
                 select(Deployment.key)
-                .where(Deployment.status.in_(("waiting", "running")))
+                .where(Deployment.status.in_(DeploymentStatus.open()))
                 .group_by(Deployment.key)
                 .order_by(Deployment.key)
             ).all()
@@ -61,7 +62,7 @@ class DeploymentRunner:
                     continue
                 pending = session.scalars(
                     select(Deployment)
-                    .where(Deployment.key == key, Deployment.status.in_(("waiting", "running")))
+                    .where(Deployment.key == key, Deployment.status.in_(DeploymentStatus.open()))
                     .order_by(Deployment.event_id.desc(), Deployment.id.desc())
                 ).all()
                 if not pending:  # finished by another worker meanwhile
@@ -69,22 +70,22 @@ class DeploymentRunner:
                     continue
                 newest, older = pending[0], pending[1:]
                 for dep in older:
-                    dep.status, dep.finished_at = "superseded", time.time()
+                    dep.status, dep.finished_at = DeploymentStatus.SUPERSEDED, time.time()
                     dep.summary = f"superseded by {newest.sha}"
                     self._status(
                         session,
                         dep.event,
                         dep,
-                        "error",
+                        CommitState.ERROR,
                         f"superseded by {newest.sha[:12]}: the newer commit deploys instead",
                     )
                     dispatch.settle(session, dep.event, self.settings.public_url)
-                newest.status, newest.started_at = "running", time.time()
+                newest.status, newest.started_at = DeploymentStatus.RUNNING, time.time()
                 return newest
         return None
 
     def run(self, dep: Deployment) -> None:
-        """Run one claimed deployment to its end and store the outcome; never raises on git."""
+        """Run one claimed deployment to its end and store the result; never raises on git."""
         work = self.workspace
         with self.db.session() as session:
             event = session.get(Event, dep.event_id)
@@ -103,14 +104,16 @@ class DeploymentRunner:
                 export = partial(mirror.export, dep.sha, Path(tmp) / "tree", work.limits)
                 tree = mirror.read_or_repair(url, dep.sha, export)
                 if dep.mode == "plan":
-                    outcome = self.pipeline.run_plan(tree, [])
+                    result = self.pipeline.run_plan_only(tree, [])
                 else:
-                    outcome = self.pipeline.run_instance(
+                    result = self.pipeline.run_instance(
                         tree, dep.project or "", dep.instance or "", dep.sha
                     )
         except GitError as exc:
-            outcome = Outcome(dep.instance or "*", dep.project, "error", "fetch", str(exc))
-        self._finish(dep, event, outcome)
+            result = DeploymentResult(
+                dep.instance or "*", dep.project, DeploymentStatus.ERROR, "fetch", str(exc)
+            )
+        self._finish(dep, event, result)
 
     def show_recovered(self, recovered: list[Recovery]) -> None:
         """Put what start-up recovery did on the deployments it interrupted."""
@@ -118,28 +121,28 @@ class DeploymentRunner:
             for recovery in recovered:
                 dispatch.note_recovered(session, recovery, self.settings.public_url)
 
-    def _finish(self, dep: Deployment, event: Event, outcome: Outcome) -> None:
+    def _finish(self, dep: Deployment, event: Event, result: DeploymentResult) -> None:
         now = time.time()
         with self.db.session() as session:
             current = session.get(Deployment, dep.id)
             assert current is not None
             recovered = current.recoveries
-            current.status, current.action = outcome.state, outcome.action
-            current.summary, current.digest = outcome.summary, outcome.digest
-            description = outcome.description
+            current.status, current.action = result.status, result.action
+            current.summary, current.digest = result.summary, result.digest
+            description = result.description
             if recovered:  # the history keeps what the restart did; the status says it first
                 current.summary += f" (after a restart: {'; '.join(recovered)})"
-                description = clip(f"retried after a restart: {outcome.summary}")
+                description = clip(f"retried after a restart: {result.summary}")
             current.finished_at = now
-            lines = (f"[{s.name}] {s.status} {s.log}".rstrip() for s in outcome.steps)
+            lines = (f"[{s.name}] {s.status} {s.log}".rstrip() for s in result.steps)
             current.log = "\n".join([current.log, *lines] if recovered else lines)
-            session.add_all(Step.of(dep.id, s) for s in outcome.steps)
-            self._status(session, event, current, outcome.state, description)
+            session.add_all(Step.of(dep.id, s) for s in result.steps)
+            self._status(session, event, current, CommitState(result.status), description)
             dispatch.settle(session, current.event, self.settings.public_url)
             leases.release(session, dep.key, self.workspace.owner)
 
     def _status(
-        self, session: Session, event: Event, dep: Deployment, state: str, text: str
+        self, session: Session, event: Event, dep: Deployment, state: CommitState, text: str
     ) -> None:
         dispatch.status(session, event, dep, state, text, self.settings.public_url)
 

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from handlers.gitops.pipeline import StepRecord, Targets, clip
+from handlers.gitops.pipeline import DeploymentStatus, HistoryStep, StepStatus, Targets, clip
+from handlers.intake.events import EventStatus
 from service.forge import statuses
+from service.forge.statuses import CommitState
 from service.store.models import RECOVERED_STEP, Deployment, Event, StatusOutbox, Step
 from service.work.deployer import Recovery
 
@@ -37,9 +39,10 @@ def _rows(event: Event, chosen: Targets) -> list[Row]:
 def create_deployments(session: Session, event: Event, chosen: Targets, public_url: str) -> None:
     """Queue the event's deployments (idempotent per key) and mark the event dispatched."""
     existing = set(session.scalars(select(Deployment.key).where(Deployment.event_id == event.id)))
-    event.status, event.reason = "dispatched", chosen.note
+    event.status, event.reason = EventStatus.DISPATCHED, chosen.note
     if chosen.project is None and not chosen.problem and event.kind == "push":
-        event.status = "ignored"  # an unmapped branch: recorded with its reason, planned only
+        # an unmapped branch: recorded with its reason, planned only
+        event.status = EventStatus.IGNORED
     now = time.time()
     for key, project, name, context, mode in _rows(event, chosen):
         if key in existing:
@@ -52,15 +55,15 @@ def create_deployments(session: Session, event: Event, chosen: Targets, public_u
             context=context,
             mode=mode,
             sha=event.after,
-            status="waiting",
+            status=DeploymentStatus.WAITING,
             log="",
             created_at=now,
         )
         if chosen.problem:
-            dep.status, dep.summary, dep.finished_at = "failure", chosen.problem, now
+            dep.status, dep.summary, dep.finished_at = DeploymentStatus.FAILURE, chosen.problem, now
         session.add(dep)
         session.flush()
-        state = dep.status if chosen.problem else "pending"
+        state = CommitState.FAILURE if chosen.problem else CommitState.PENDING
         status(session, event, dep, state, chosen.problem or f"queued: {chosen.note}", public_url)
     event.processed_at, event.lease_owner, event.lease_expires = now, None, None
     settle(session, event, public_url, chosen.note)
@@ -70,13 +73,15 @@ def note_waiting(session: Session, key: str, text: str, public_url: str) -> None
     """Show what the running deployment of instance `key` waits for (a backup holding its
     lock): in its summary, its log and a `pending` status."""
     dep = session.scalars(
-        select(Deployment).where(Deployment.key == key, Deployment.status == "running")
+        select(Deployment).where(
+            Deployment.key == key, Deployment.status == DeploymentStatus.RUNNING
+        )
     ).first()
     if dep is None:
         return
     dep.summary = text
     dep.log = "\n".join(filter(None, [dep.log, text]))
-    status(session, dep.event, dep, "pending", text, public_url)
+    status(session, dep.event, dep, CommitState.PENDING, text, public_url)
 
 
 def note_recovered(session: Session, recovery: Recovery, public_url: str) -> None:
@@ -84,7 +89,7 @@ def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Non
 
     The swap's journaled steps (the interrupted attempt's, then the rollback's or the
     completion's) join the deployment's steps, followed by a `recovered` step with the
-    outcome; its summary, log and a `pending` status say it, and the deployment then
+    swap's result; its summary, log and a `pending` status say it, and the deployment then
     runs again (its lease has expired). Nothing when no unfinished deployment matches
     (the swap was started outside the worker).
     """
@@ -93,24 +98,29 @@ def note_recovered(session: Session, recovery: Recovery, public_url: str) -> Non
         .where(
             Deployment.key == recovery.key,
             Deployment.sha == recovery.commit,
-            Deployment.status.in_(("waiting", "running")),
+            Deployment.status.in_(DeploymentStatus.open()),
         )
         .order_by(Deployment.id.desc())
     ).first()
     if dep is None:
         return
     now = time.time()
-    message = recovery.outcome.message
-    steps = [*recovery.steps, StepRecord(RECOVERED_STEP, "done", now, now, message)]
+    summary = recovery.result.summary
+    steps = [*recovery.steps, HistoryStep(RECOVERED_STEP, StepStatus.DONE, now, now, summary)]
     session.add_all(Step.of(dep.id, s) for s in steps)
-    text = f"recovered after a restart: {message}; deploying again"
+    text = f"recovered after a restart: {summary}; deploying again"
     dep.summary = text
     dep.log = "\n".join(filter(None, [dep.log, text]))
-    status(session, dep.event, dep, "pending", clip(text), public_url)
+    status(session, dep.event, dep, CommitState.PENDING, clip(text), public_url)
 
 
 def status(
-    session: Session, event: Event, dep: Deployment, state: str, text: str, public_url: str
+    session: Session,
+    event: Event,
+    dep: Deployment,
+    state: CommitState,
+    text: str,
+    public_url: str,
 ) -> None:
     """Queue a commit status for `dep` in the outbox, linking to its page."""
     statuses.enqueue(
@@ -131,8 +141,6 @@ PUSH_CONTEXT = "swapyard"
 """Status context of a whole push: `pending` when its delivery is stored (before the
 202), then settled once its instances' deployments have all ended."""
 
-_FINISHED = ("success", "failure", "error", "superseded")
-
 
 def received_status(
     event_id: int, forge: str, repository: str, sha: str, public_url: str, now: float
@@ -142,7 +150,7 @@ def received_status(
         forge=forge,
         repository=repository,
         sha=sha,
-        state="pending",
+        state=CommitState.PENDING,
         context=PUSH_CONTEXT,
         description="received: looking for the instances this commit changes",
         target_url=f"{public_url}/events/{event_id}",
@@ -166,7 +174,9 @@ def was_received(session: Session, event: Event) -> bool:
     )
 
 
-def push_status(session: Session, event: Event, state: str, text: str, public_url: str) -> None:
+def push_status(
+    session: Session, event: Event, state: CommitState, text: str, public_url: str
+) -> None:
     statuses.enqueue(
         session,
         forge=event.forge,
@@ -191,40 +201,47 @@ def settle(session: Session, event: Event, public_url: str, note: str | None = N
     deps = session.scalars(
         select(Deployment).where(Deployment.event_id == event.id).order_by(Deployment.id)
     ).all()
-    open_ = [_label(d) for d in deps if d.status not in _FINISHED]
+    open_ = [_label(d) for d in deps if d.status in DeploymentStatus.open()]
     if open_:
         verb = "planning" if all(d.mode == "plan" for d in deps) else "deploying"
-        push_status(session, event, "pending", f"{verb} {', '.join(open_)}", public_url)
+        push_status(session, event, CommitState.PENDING, f"{verb} {', '.join(open_)}", public_url)
         return
-    state, text = _outcome(deps, note or event.reason or "nothing to deploy")
+    state, text = _push_state(deps, note or event.reason or "nothing to deploy")
     push_status(session, event, state, text, public_url)
 
 
-_PAST = {"success": "succeeded", "failure": "failed", "error": "errored"}
+_PAST: dict[str, str] = {
+    DeploymentStatus.SUCCESS: "succeeded",
+    DeploymentStatus.FAILURE: "failed",
+    DeploymentStatus.ERROR: "errored",
+}
 
 
 def _label(d: Deployment) -> str:
     return d.key if d.mode == "deploy" else "plan"
 
 
-def _outcome(deps: Sequence[Deployment], note: str) -> tuple[str, str]:
+def _push_state(deps: Sequence[Deployment], note: str) -> tuple[CommitState, str]:
+    """The settled status of a push whose deployments have all ended, and its text."""
     if not deps:
-        return "success", note
+        return CommitState.SUCCESS, note
     if len(deps) == 1:
         d = deps[0]
-        state = "error" if d.status == "superseded" else d.status
+        superseded = d.status == DeploymentStatus.SUPERSEDED
+        state = CommitState.ERROR if superseded else CommitState(d.status)
         return state, f"{_label(d)}: {d.summary or d.status}"
     counts: dict[str, int] = {}
     for d in deps:
         counts[_PAST.get(d.status, d.status)] = counts.get(_PAST.get(d.status, d.status), 0) + 1
-    worst = next((d for d in deps if d.status in ("failure", "error")), None)
+    failed = (DeploymentStatus.FAILURE, DeploymentStatus.ERROR)
+    worst = next((d for d in deps if d.status in failed), None)
     statuses_ = {d.status for d in deps}
     state = (
-        "failure"
-        if "failure" in statuses_
-        else "error"
-        if statuses_ & {"error", "superseded"}
-        else "success"
+        CommitState.FAILURE
+        if DeploymentStatus.FAILURE in statuses_
+        else CommitState.ERROR
+        if statuses_ & {DeploymentStatus.ERROR, DeploymentStatus.SUPERSEDED}
+        else CommitState.SUCCESS
     )
     text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     if worst is not None:

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 from handlers.errors import GitError
 from handlers.gitops.changes import Change, diff_push
 from handlers.gitops.pipeline import targets
-from handlers.intake.events import unmanaged_reason
+from handlers.intake.events import EventStatus, unmanaged_reason
+from service.forge.statuses import CommitState
 from service.settings import Settings
 from service.store import leases
 from service.store.db import Database, rowcount
@@ -53,9 +54,9 @@ class EventDispatcher:
         now = time.time()
         owner, lease = self.workspace.owner, self.workspace.lease
         claimable = or_(
-            (Event.status == "queued")
+            (Event.status == EventStatus.QUEUED)
             & or_(Event.lease_expires.is_(None), Event.lease_expires < now),
-            (Event.status == "processing") & (Event.lease_expires < now),
+            (Event.status == EventStatus.PROCESSING) & (Event.lease_expires < now),
         )
         with self.db.session() as session:
             ids = session.scalars(
@@ -67,7 +68,7 @@ class EventDispatcher:
                         update(Event)
                         .where(Event.id == event_id, claimable)
                         .values(
-                            status="processing",
+                            status=EventStatus.PROCESSING,
                             lease_owner=owner,
                             lease_expires=now + lease,
                             attempts=Event.attempts + 1,
@@ -79,10 +80,10 @@ class EventDispatcher:
                 event = session.get(Event, event_id)
                 assert event is not None
                 if event.attempts > MAX_EVENT_ATTEMPTS:  # a poison event: stop retrying it
-                    event.status, event.processed_at = "failed", now
+                    event.status, event.processed_at = EventStatus.FAILED, now
                     event.reason = f"gave up after {MAX_EVENT_ATTEMPTS} attempts: {event.reason}"
                     event.lease_owner = event.lease_expires = None
-                    self._push_status(session, event, "error", event.reason)
+                    self._push_status(session, event, CommitState.ERROR, event.reason)
                     continue
                 return event
         return None
@@ -114,7 +115,7 @@ class EventDispatcher:
             current = session.get(Event, event.id)
             if current is not None and current.lease_owner == self.workspace.owner:
                 current.status, current.reason, current.processed_at = (
-                    "ignored",
+                    EventStatus.IGNORED,
                     reason,
                     time.time(),
                 )
@@ -122,7 +123,9 @@ class EventDispatcher:
                 # a repository left out of the setting after this push was received: settle
                 # the status posted at receipt; otherwise swapyard posts nothing on it
                 if dispatch.was_received(session, current):
-                    self._push_status(session, current, "error", f"not deployed: {reason}")
+                    self._push_status(
+                        session, current, CommitState.ERROR, f"not deployed: {reason}"
+                    )
 
     def _dispatch(self, event: Event) -> None:
         work = self.workspace
@@ -169,12 +172,12 @@ class EventDispatcher:
                 return
             current.reason = reason
             if current.attempts >= MAX_EVENT_ATTEMPTS:
-                current.status, current.processed_at = "failed", time.time()
-                self._push_status(session, current, "error", reason)
+                current.status, current.processed_at = EventStatus.FAILED, time.time()
+                self._push_status(session, current, CommitState.ERROR, reason)
             else:
-                current.status = "queued"
+                current.status = EventStatus.QUEUED
                 current.lease_expires = time.time() + min(2.0**current.attempts, 60.0)
 
-    def _push_status(self, session: Session, event: Event, state: str, text: str) -> None:
+    def _push_status(self, session: Session, event: Event, state: CommitState, text: str) -> None:
         if event.repository and event.after:
             dispatch.push_status(session, event, state, text, self.settings.public_url)

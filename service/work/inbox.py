@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Insert, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handlers.intake.endpoint import Incoming, Recorded
-from handlers.intake.events import QUEUED
+from handlers.intake.events import EventStatus
 from service.store.db import Database
 from service.store.models import Event, StatusOutbox
 from service.work.dispatch import received_status
@@ -138,8 +138,13 @@ class SqlInbox:
                 pending.append(slot)
                 continue
             slot.recorded = (event_id, c.status, c.reason, False)
-            queued += c.status == QUEUED
-            if c.status == QUEUED and c.repository and c.after and forge in self.status_forges:
+            queued += c.status == EventStatus.QUEUED
+            if (
+                c.status == EventStatus.QUEUED
+                and c.repository
+                and c.after
+                and forge in self.status_forges
+            ):
                 received.append(
                     received_status(event_id, forge, c.repository, c.after, self.public_url, now)
                 )

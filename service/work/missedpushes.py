@@ -29,6 +29,7 @@ from handlers.errors import GitError
 from handlers.gitops.changes import REPO_FILE
 from handlers.gitops.mirror import Mirror, MirrorCache
 from handlers.gitops.pipeline import mapped_branches
+from handlers.intake.events import EventStatus
 from handlers.refs import ZERO_SHA
 from service.settings import Settings
 from service.store.db import Database
@@ -123,7 +124,7 @@ class MissedPushCheck:
             kind="push",
             delivery_id=f"reconcile:{repository}:{ref}:{sha}",
             received_at=time.time(),
-            status="queued",
+            status=EventStatus.QUEUED,
             reason="found by the missed-push check: no webhook arrived for this commit",
             repository=repository,
             clone_url=url,

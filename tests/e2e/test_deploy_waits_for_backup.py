@@ -39,7 +39,7 @@ def held_backup(world: World, key: str, runs: list[Any]) -> Iterator[threading.E
 
     scheduler.runner.on_step = hold
     thread = threading.Thread(
-        target=lambda: runs.append(scheduler.run_now("backup", scheduler.spec_of(key))),
+        target=lambda: runs.append(scheduler.run_now("backup", scheduler.job_of(key))),
         daemon=True,
     )
     thread.start()

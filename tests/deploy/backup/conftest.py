@@ -130,7 +130,7 @@ class Deployed:
         self.history = BackupJournal(self.swaps.engine)
         self.engine = SwapEngine(provider, self.swaps, ready_timeout=60, health_timeout=20)
         out = self.engine.deploy(spec)
-        assert out.status == "success", out.message
+        assert out.status == "success", out.summary
         assert out.instance_id
         self.instance_id = out.instance_id
 

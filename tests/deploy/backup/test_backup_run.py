@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.backup.journal import FAILED, RUNNING, SKIPPED, SUCCEEDED
+from deploy.backup.journal import RunState
 from deploy.backup.restic import ResticRepo
 from deploy.backup.run import BackupRunner
 from deploy.providers.types import SwapInProgress
@@ -46,7 +46,7 @@ def test_backup_shows_maintenance_stops_writers_and_stores_the_volume(
     probe = Probe(d)
     runner = BackupRunner(d.provider, d.swaps, d.history, on_step=probe)
     run = runner.run(d.project, "demo", local_repo, retention=Retention(daily=7))
-    assert run.state == SUCCEEDED, run.error
+    assert run.state == RunState.SUCCEEDED, run.error
     assert run.mode == "stop" and run.commit == "a" * 40
     # during the backup: the maintenance page, writers stopped; after: both back
     assert probe.seen["maintenance_on"][0] == 503
@@ -69,7 +69,7 @@ def test_backup_shows_maintenance_stops_writers_and_stores_the_volume(
     s3 = ResticRepo(moto_s3.url(f"/{d.project}/demo"), {"RESTIC_PASSWORD": password, **moto_s3.env})
     s3.init_if_missing()
     run = runner.run(d.project, "demo", s3)
-    assert run.state == SUCCEEDED, run.error
+    assert run.state == RunState.SUCCEEDED, run.error
     assert [s.id for s in s3.snapshots()] == [run.snapshot_id]
     assert d.swaps.locks() == [] and d.history.alerts() == []
     assert_apps_serve(d)
@@ -82,7 +82,7 @@ def test_failing_restic_brings_the_apps_back_and_records_why(
     runner = BackupRunner(d.provider, d.swaps, d.history)
     wrong = ResticRepo(local_repo.repository, {"RESTIC_PASSWORD": "wrong-password-42"})
     run = runner.run(d.project, "demo", wrong)
-    assert run.state == FAILED and "wrong password" in (run.error or "")
+    assert run.state == RunState.FAILED and "wrong password" in (run.error or "")
     assert "wrong-password-42" not in (run.error or "")
     assert run.done[-3:] == ("start_writers", "health_check", "maintenance_off")
     assert_apps_serve(d)
@@ -92,14 +92,17 @@ def test_failing_restic_brings_the_apps_back_and_records_why(
         timeout=4,
     )
     run = runner.run(d.project, "demo", unreachable)
-    assert run.state == FAILED and "timed out" in (run.error or "")
+    assert run.state == RunState.FAILED and "timed out" in (run.error or "")
     assert_apps_serve(d)
     alerts = d.history.alerts(d.project, "demo")
     assert [a.kind for a in alerts] == ["failed"]
-    assert [r.state for r in d.history.runs(d.project, "demo")] == [FAILED, FAILED]
+    assert [r.state for r in d.history.runs(d.project, "demo")] == [
+        RunState.FAILED,
+        RunState.FAILED,
+    ]
     assert d.swaps.locks() == []
     # the next good backup clears the alert
-    assert runner.run(d.project, "demo", local_repo).state == SUCCEEDED
+    assert runner.run(d.project, "demo", local_repo).state == RunState.SUCCEEDED
     assert d.history.alerts() == []
 
 
@@ -107,11 +110,11 @@ def test_backup_and_swap_of_one_instance_never_overlap(
     deployed: Deployed, local_repo: ResticRepo, test_image: str
 ) -> None:
     d = deployed
-    d.swaps.lease(f"{d.project}/demo", "swap-standing-in")
+    d.swaps.lock(f"{d.project}/demo", "swap-standing-in")
     run = BackupRunner(d.provider, d.swaps, d.history).run(d.project, "demo", local_repo)
-    assert run.state == SKIPPED and "swap-standing-in" in (run.error or "")
+    assert run.state == RunState.SKIPPED and "swap-standing-in" in (run.error or "")
     assert d.get("notes.test", "/cgi-bin/list").status_code == 200  # never touched
-    d.swaps.release(f"{d.project}/demo", "swap-standing-in")
+    d.swaps.unlock(f"{d.project}/demo", "swap-standing-in")
     refused: list[str] = []
 
     def swap_during_backup(run_id: int, step: str) -> None:
@@ -124,7 +127,7 @@ def test_backup_and_swap_of_one_instance_never_overlap(
     run = BackupRunner(d.provider, d.swaps, d.history, on_step=swap_during_backup).run(
         d.project, "demo", local_repo
     )
-    assert run.state == SUCCEEDED
+    assert run.state == RunState.SUCCEEDED
     assert refused and f"backup:{run.id}" in refused[0]
 
 
@@ -154,8 +157,10 @@ def test_a_process_killed_mid_backup_is_recovered_at_startup(
     assert d.get("notes.test", "/cgi-bin/list").status_code == 503  # left in maintenance
     assert d.writers_running() == []
     (stuck,) = d.history.unfinished()
-    assert stuck.state == RUNNING and d.swaps.locks() == [(f"{d.project}/demo", None)]
+    assert stuck.state == RunState.RUNNING and d.swaps.locks() == [(f"{d.project}/demo", None)]
     (recovered,) = BackupRunner(d.provider, d.swaps, d.history).recover()
-    assert recovered.state == FAILED and "stopped after stop_writers" in (recovered.error or "")
+    assert recovered.state == RunState.FAILED and "stopped after stop_writers" in (
+        recovered.error or ""
+    )
     assert_apps_serve(d)
     assert d.swaps.locks() == [] and d.history.unfinished() == []

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from deploy.backup.journal import SUCCEEDED, BackupRun
+from deploy.backup.journal import BackupRun, RunState
 from deploy.backup.restic import ResticRepo
 from deploy.backup.run import BackupRunner
 from deploy.providers.types import SwapInProgress
@@ -78,8 +78,8 @@ def test_a_deploy_waits_for_the_backup_then_swaps(
         spec = make_spec(d.project, make_ignition(test_image, "v2"), "b" * 40)
         out = engine(d, lock_wait=300).deploy(spec, on_wait=on_wait)
     run = held.run
-    assert run is not None and run.state == SUCCEEDED, run
-    assert (out.status, out.kind) == ("success", "replace"), out.message
+    assert run is not None and run.state == RunState.SUCCEEDED, run
+    assert (out.status, out.action) == ("success", "replace"), out.summary
     # the order: the backup's window, the deploy waiting, the whole backup, then the swap
     assert events.index("backup:stop_writers") < events.index("deploy:waiting")
     assert events.index("deploy:waiting") < events.index("backup:restic_backup")
@@ -110,7 +110,7 @@ def test_a_deploy_gives_up_when_the_backup_outlasts_the_wait(
             engine(d, lock_wait=0.5).deploy(spec, on_wait=lambda text, _w: told.append(text))
         events.append("deploy:gave_up")
     run = held.run
-    assert run is not None and run.state == SUCCEEDED, run
+    assert run is not None and run.state == RunState.SUCCEEDED, run
     assert str(exc.value).startswith(
         f"{d.project}/demo: instance busy with a backup for 0.5 s (backup {run.id} holds its lock)"
     )

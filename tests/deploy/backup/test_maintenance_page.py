@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.backup.journal import FAILED, SUCCEEDED
+from deploy.backup.journal import RunState
 from deploy.backup.metrics import prometheus_text
 from deploy.backup.restic import ResticRepo
 from deploy.backup.restoreswap import restore_live
@@ -103,7 +103,7 @@ def test_backup_restore_and_rollback_show_clients_only_200_and_503(
         time.sleep(0.3)
         backup = runner.run(d.project, "demo", local_repo, mode="stop")
         time.sleep(0.3)
-    assert backup.state == SUCCEEDED, backup.error
+    assert backup.state == RunState.SUCCEEDED, backup.error
     assert probe.answers == [502]  # the writer was still starting when the page could go off
     assert backup.done[-5:] == (
         "restic_backup",
@@ -122,7 +122,7 @@ def test_backup_restore_and_rollback_show_clients_only_200_and_503(
         time.sleep(0.3)
         restore = restore_live(d.provider, d.swaps, d.history, local_repo, d.project, "demo", apps)
         time.sleep(0.3)
-    assert restore.state == SUCCEEDED, restore.error
+    assert restore.state == RunState.SUCCEEDED, restore.error
     assert restore.done[-3:] == ("start_writers", "health_check", "maintenance_off")
     assert restore.window is not None and restore.window > 0
     assert loop.statuses() == {200, 503}, loop.statuses()
@@ -137,7 +137,7 @@ def test_backup_restore_and_rollback_show_clients_only_200_and_503(
             make_spec(d.project, make_ignition(test_image, "v3", healthy=False), "c" * 40)
         )
         time.sleep(0.3)
-    assert out.status == "failure" and "rolled back" in out.message, out.message
+    assert out.status == "failure" and "rolled back" in out.summary, out.summary
     assert steps[-4:-1] == [
         "rollback:start_writers_old",
         "rollback:health_check_old",
@@ -156,7 +156,7 @@ def test_an_app_that_never_comes_back_keeps_the_page_on_with_an_alert(
     hold.touch()  # the writer's next start never reaches httpd
     runner = BackupRunner(d.provider, d.swaps, d.history, health_timeout=3, health_interval=0.2)
     run = runner.run(d.project, "demo", local_repo, mode="stop")
-    assert run.state == FAILED
+    assert run.state == RunState.FAILED
     assert "health_check" in (run.error or "") and "maintenance page stays on" in (run.error or "")
     assert run.snapshot_id  # the backup itself is stored
     assert d.get("web.test").status_code == 503  # the page is on for every app
@@ -175,7 +175,7 @@ def test_an_app_that_never_comes_back_keeps_the_page_on_with_an_alert(
 
     hold.unlink()  # the app can start again: the next backup brings it back, closes the alert
     again = runner.run(d.project, "demo", local_repo, mode="stop")
-    assert again.state == SUCCEEDED, again.error
+    assert again.state == RunState.SUCCEEDED, again.error
     assert d.get("notes.test", "/cgi-bin/list").status_code == 200
     assert [a for a in d.history.alerts(d.project, "demo") if a.kind == ALERT] == []
 
@@ -189,7 +189,9 @@ def test_a_restore_whose_data_keeps_an_app_down_puts_the_previous_data_back(
     hold.touch()  # a snapshot of data the writer cannot start with (the running one goes on)
     bad = local_repo.backup(d.volume_path, [f"project={d.project}", "instance=demo"])
     hold.unlink()
-    assert runner.run(d.project, "demo", local_repo).state == SUCCEEDED  # the app waits 2 s
+    assert (
+        runner.run(d.project, "demo", local_repo).state == RunState.SUCCEEDED
+    )  # the app waits 2 s
     assert d.get("notes.test", "/cgi-bin/add?current").status_code == 200
     apps = d.swaps.live_apps(d.project, "demo")
     with RequestLoop(d) as loop:
@@ -204,7 +206,7 @@ def test_a_restore_whose_data_keeps_an_app_down_puts_the_previous_data_back(
             snapshot_id=bad.snapshot_id,
             health_timeout=3,
         )
-    assert run.state == FAILED and "previous data back" in (run.error or ""), run.error
+    assert run.state == RunState.FAILED and "previous data back" in (run.error or ""), run.error
     assert "undo:maintenance_off" in run.done
     assert loop.statuses() <= {200, 503}, loop.statuses()
     assert d.get("notes.test", "/cgi-bin/list").text.endswith("current\n")
@@ -229,7 +231,7 @@ def test_an_instance_rendered_before_the_health_pass_still_comes_back(
     run = BackupRunner(d.provider, d.swaps, d.history, health_timeout=10).run(
         d.project, "demo", local_repo, mode="stop"
     )
-    assert run.state == SUCCEEDED, run.error
+    assert run.state == RunState.SUCCEEDED, run.error
     assert "ignores the health pass" in caplog.text  # and says to redeploy
     assert d.get("notes.test", "/cgi-bin/add?after").status_code == 200
     assert d.history.alerts() == []

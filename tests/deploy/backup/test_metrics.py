@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.backup.journal import FAILED, SUCCEEDED, BackupJournal
+from deploy.backup.journal import BackupJournal, RunState
 from deploy.backup.metrics import prometheus_text
 
 
 def test_metrics_show_the_last_runs_and_open_alerts(tmp_path: Path) -> None:
     h = BackupJournal(f"sqlite:///{tmp_path / 'm.db'}")
     ok = h.begin("p", "blog", "backup", mode="stop")
-    h.finish(ok, SUCCEEDED, bytes=1234, window=1.5)
+    h.finish(ok, RunState.SUCCEEDED, bytes=1234, window=1.5)
     bad = h.begin("p", "blog", "backup", mode="stop")
-    h.finish(bad, FAILED, error="wrong password", window=0.7)
+    h.finish(bad, RunState.FAILED, error="wrong password", window=0.7)
     h.begin("p", "shop", "backup")  # still running: not a last run yet
     h.raise_alert("p", "blog", "failed", "backup 2: wrong password")
     text = prometheus_text(h)

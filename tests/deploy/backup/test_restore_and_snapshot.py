@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.backup.journal import FAILED, SUCCEEDED
+from deploy.backup.journal import RunState
 from deploy.backup.restic import ResticRepo
 from deploy.backup.restore import RestoreError, drill, resolve_snapshot, restore_to_new_volume
 from deploy.backup.restoreswap import restore_live
@@ -35,7 +35,7 @@ def test_restore_into_a_new_volume_reproduces_the_data(
     d = deployed
     fill(d, 4)
     run = BackupRunner(d.provider, d.swaps, d.history).run(d.project, "demo", local_repo)
-    assert run.state == SUCCEEDED and run.snapshot_id
+    assert run.state == RunState.SUCCEEDED and run.snapshot_id
     expected = tree(d.volume_path)
     volume, result = restore_to_new_volume(
         d.provider, local_repo, run.snapshot_id, "restored", size_bytes=64 << 20, label="sydata"
@@ -55,7 +55,7 @@ def test_restore_into_a_new_volume_reproduces_the_data(
     report = drill(d.provider, local_repo, d.history, d.project, "demo", size_bytes=64 << 20)
     assert report.comparison.ok and report.snapshot_id == run.snapshot_id
     assert d.provider.get_volume(report.volume_id) is None  # scratch volume deleted
-    assert d.history.runs(d.project, "demo", "drill")[0].state == SUCCEEDED
+    assert d.history.runs(d.project, "demo", "drill")[0].state == RunState.SUCCEEDED
     assert d.history.alerts() == []
 
 
@@ -67,7 +67,10 @@ def test_snapshot_mode_keeps_the_window_shorter_than_stop_mode(
     runner = BackupRunner(d.provider, d.swaps, d.history)
     stop = runner.run(d.project, "demo", local_repo, mode="stop")
     snap = runner.run(d.project, "demo", local_repo)  # auto: btrfs -> snapshot
-    assert stop.state == SUCCEEDED and snap.state == SUCCEEDED, (stop.error, snap.error)
+    assert stop.state == RunState.SUCCEEDED and snap.state == RunState.SUCCEEDED, (
+        stop.error,
+        snap.error,
+    )
     assert (stop.mode, snap.mode) == ("stop", "snapshot")
     assert snap.done[:7] == (
         "flush",
@@ -93,7 +96,7 @@ def test_an_instance_whose_volume_is_gone_comes_back_from_its_latest_snapshot(
     d = deployed
     assert d.get("notes.test", "/cgi-bin/add?survivor").status_code == 200
     run = BackupRunner(d.provider, d.swaps, d.history).run(d.project, "demo", local_repo)
-    assert run.state == SUCCEEDED
+    assert run.state == RunState.SUCCEEDED
     out = d.engine.destroy(d.project, "demo", delete_volume=True)
     assert out.status == "success" and d.provider.get_volume(d.spec.volume.id) is None
     vol = d.spec.volume
@@ -102,7 +105,7 @@ def test_an_instance_whose_volume_is_gone_comes_back_from_its_latest_snapshot(
         d.provider, local_repo, sid, vol.id, size_bytes=vol.size_bytes, label=vol.label
     )
     out = d.engine.deploy(d.spec)  # a first deploy: create_volume finds the restored one
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert d.get("notes.test", "/cgi-bin/list").text == "survivor\n"
 
 
@@ -120,14 +123,14 @@ def test_restore_live_swaps_the_snapshot_in_and_keeps_the_previous_data(
     run = restore_live(
         d.provider, d.swaps, d.history, local_repo, d.project, "demo", broken, health_timeout=1
     )
-    assert run.state == FAILED and "undo:health_check" in (run.error or "")
+    assert run.state == RunState.FAILED and "undo:health_check" in (run.error or "")
     assert "the maintenance page stays on" in (run.error or "")
     assert (d.volume_path / "notes" / "notes.txt").read_text() == "before\nafter-backup\n"
     assert d.get("notes.test", "/cgi-bin/list").status_code == 503
     assert [a.kind for a in d.history.alerts(d.project, "demo")] == ["maintenance"]
     assert d.writers_running() == ["notes"] and d.swaps.locks() == []
     run = restore_live(d.provider, d.swaps, d.history, local_repo, d.project, "demo", apps)
-    assert run.state == SUCCEEDED, run.error
+    assert run.state == RunState.SUCCEEDED, run.error
     assert d.history.alerts(d.project, "demo") == []  # the page went off: alert closed
     assert d.get("notes.test", "/cgi-bin/list").text == "before\n"
     assert d.get("notes.test", "/cgi-bin/add?again").status_code == 200

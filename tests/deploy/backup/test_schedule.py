@@ -10,9 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from deploy.backup.journal import SUCCEEDED
-from deploy.backup.schedule import BackupScheduler, cron_trigger
+from deploy.backup.jobs import BackupJob, cron_trigger
+from deploy.backup.journal import RunState
+from deploy.backup.restic import SecretLookup
+from deploy.backup.schedule import BackupScheduler
 from deploy.providers.base import Provider
+from deploy.swap.sqljournal import SqlJournal
 from schemas.model import Backup, Dns, Instance, Retention, SecretRef, Volume
 from tests.deploy.backup.conftest import Deployed
 
@@ -45,6 +48,14 @@ def instance(project: str, name: str, repository: str, **backup: object) -> Inst
     )
 
 
+def scheduler(
+    url: str, provider: Provider, secrets: SecretLookup, **options: int
+) -> BackupScheduler:
+    """A scheduler on the database at `url`, its live records and locks in the same one."""
+    journal = SqlJournal(url)
+    return BackupScheduler(journal.engine, provider, journal, secrets, **options)
+
+
 def test_cron_weekdays_are_crontab_ones() -> None:
     sunday = cron_trigger("0 5 * * 0", "UTC")
     after = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # a Monday
@@ -57,7 +68,7 @@ def test_jobs_follow_the_instances_and_survive_a_restart(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'swapyard.db'}"
     secrets = {"restic": "pw-schedule"}.__getitem__
     blog = instance("p", "blog", str(tmp_path / "repos"), schedule="30 2 * * *")
-    first = BackupScheduler(url, Provider(), secrets, jitter=600)
+    first = scheduler(url, Provider(), secrets, jitter=600)
     first.start()
     try:
         assert first.sync_instances([blog]) == ["backup:p/blog", "check:p/blog"]
@@ -70,7 +81,7 @@ def test_jobs_follow_the_instances_and_survive_a_restart(tmp_path: Path) -> None
         assert first.next_run("p", "blog") == due
     finally:
         first.shutdown()
-    second = BackupScheduler(url, Provider(), secrets, jitter=600)
+    second = scheduler(url, Provider(), secrets, jitter=600)
     second.start(paused=True)
     try:
         assert second.next_run("p", "blog") == due  # the same job, the same next run
@@ -110,7 +121,7 @@ def test_jobs_follow_the_instances_and_survive_a_restart(tmp_path: Path) -> None
 def test_a_scheduled_job_backs_up_the_live_instance(deployed: Deployed, tmp_path: Path) -> None:
     d = deployed
     secrets = {"restic": "pw-scheduled"}.__getitem__
-    sched = BackupScheduler(d.swaps.engine, d.provider, secrets, jitter=0)
+    sched = BackupScheduler(d.swaps.engine, d.provider, d.swaps, secrets, jitter=0)
     sched.start()
     try:
         sched.sync_instances([instance(d.project, "demo", str(tmp_path / "repos"))])
@@ -122,16 +133,17 @@ def test_a_scheduled_job_backs_up_the_live_instance(deployed: Deployed, tmp_path
             if runs and (runs[0].state == "failed" or "forget_prune" in runs[0].done):
                 break  # forget --prune follows the verdict
             time.sleep(0.2)
-        assert runs and runs[0].state == SUCCEEDED, runs and runs[0].error
+        assert runs and runs[0].state == RunState.SUCCEEDED, runs and runs[0].error
         assert "forget_prune" in runs[0].done
         assert sched.next_run(d.project, "demo") > dt.datetime.now(dt.UTC)  # type: ignore[operator]
-        spec = sched.scheduler.get_job(f"check:{key}").args[2]
-        sched.run_now("check", spec)
-        assert d.history.runs(d.project, "demo", "check")[0].state == SUCCEEDED
+        sched.run_now(
+            "check", BackupJob.from_stored(sched.scheduler.get_job(f"check:{key}").args[2])
+        )
+        assert d.history.runs(d.project, "demo", "check")[0].state == RunState.SUCCEEDED
         assert d.history.alerts() == []  # fresh snapshot: not stale
-        inst = instance(d.project, "demo", str(tmp_path / "repos"))
-        assert [s.id for s in sched.snapshots(inst)] == [runs[0].snapshot_id]
-        assert sched.drill(inst).comparison.ok
+        job = BackupJob.of(instance(d.project, "demo", str(tmp_path / "repos")))
+        assert [s.id for s in sched.snapshots(job)] == [runs[0].snapshot_id]
+        assert sched.drill(job).comparison.ok
     finally:
         sched.shutdown()
     assert d.get("notes.test", "/cgi-bin/add?after").status_code == 200
@@ -141,7 +153,7 @@ def test_an_unreachable_repository_still_gets_its_jobs_and_an_alert(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'swapyard.db'}"
     secrets = {"restic": "pw-schedule"}.__getitem__
     closed = instance("p", "blog", "rest:http://127.0.0.1:9/")  # nothing listens on port 9
-    sched = BackupScheduler(url, Provider(), secrets, jitter=0)
+    sched = scheduler(url, Provider(), secrets, jitter=0)
     sched.start(paused=True)
     try:
         assert sched.schedule_instance(closed) == ["backup:p/blog", "check:p/blog"]

@@ -30,9 +30,11 @@ import requests
 import yaml
 from apscheduler.triggers.interval import IntervalTrigger
 
-from deploy.backup.journal import SUCCEEDED, BackupJournal, BackupRun
+from deploy.backup.jobs import BackupJob
+from deploy.backup.journal import BackupJournal, BackupRun, RunState
 from deploy.backup.schedule import BackupScheduler
 from deploy.providers.local import LocalProvider
+from deploy.swap.sqljournal import SqlJournal
 from service.store.db import Database
 from service.work.leader import Holder, holder
 from tests.deploy.backup.conftest import Deployed
@@ -113,7 +115,10 @@ class Setup:
 
     def schedule(self, url: str) -> None:
         """The instance's real jobs, its backup firing every `period` s from a few seconds on."""
-        sched = BackupScheduler(url, self.provider, {"restic": PASSWORD}.__getitem__, jitter=0)
+        journal = SqlJournal(url)
+        sched = BackupScheduler(
+            journal.engine, self.provider, journal, {"restic": PASSWORD}.__getitem__, jitter=0
+        )
         sched.start(paused=True)  # stores jobs; runs none in the test process
         try:
             sched.schedule_instance(instance(self.project, "demo", str(self.repos)))
@@ -175,13 +180,16 @@ class Setup:
         """One successful run for each fire time from `first` to `count - 1`, and no other."""
         assert self.slots(runs) == list(range(first, count)), [(r.id, r.started) for r in runs]
         count -= first
-        assert [r.state for r in runs] == [SUCCEEDED] * count, [r.error for r in runs]
+        assert [r.state for r in runs] == [RunState.SUCCEEDED] * count, [r.error for r in runs]
         assert all(r.window is not None and r.window > 0 for r in runs)  # one window each
         # each run made its own snapshot, which it saw listed in the repository (`verify`);
         # the retention (daily=3) then prunes all but the newest of the day
         assert len({r.snapshot_id for r in runs}) == count and all("verify" in r.done for r in runs)
-        sched = BackupScheduler("sqlite://", self.provider, {"restic": PASSWORD}.__getitem__)
-        snapshots = sched.snapshots(instance(self.project, "demo", str(self.repos)))
+        journal = SqlJournal("sqlite://")
+        sched = BackupScheduler(
+            journal.engine, self.provider, journal, {"restic": PASSWORD}.__getitem__
+        )
+        snapshots = sched.snapshots(BackupJob.of(instance(self.project, "demo", str(self.repos))))
         sched.engine.dispose()
         assert runs[-1].snapshot_id in [s.id for s in snapshots]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from deploy.backup.journal import SUCCEEDED, BackupJournal
+from deploy.backup.journal import BackupJournal, RunState
 from service.cli.backup import _run_line
 
 
@@ -28,7 +28,7 @@ def test_the_window_runs_from_maintenance_on_to_maintenance_off(tmp_path: Path) 
     journal_steps(h, run, ["restic_backup"], pause=0.3)  # after the page: not in it either
     window = h.window(run)
     assert window is not None and page_on + 0.01 > window >= 6 * 0.05
-    h.finish(run, SUCCEEDED, window=window, duration=0.3)
+    h.finish(run, RunState.SUCCEEDED, window=window, duration=0.3)
     words = " ".join(_run_line(h.get(run)).split())
     assert f"succeeded window {window:.2f} s restic 0.30 s" in words
 
@@ -38,5 +38,5 @@ def test_a_run_that_never_turned_the_page_on_has_no_window(tmp_path: Path) -> No
     run = h.begin("p", "blog", "drill")
     journal_steps(h, run, ["restore"])
     assert h.window(run) is None
-    h.finish(run, SUCCEEDED)
+    h.finish(run, RunState.SUCCEEDED)
     assert "succeeded window - restic -" in " ".join(_run_line(h.get(run)).split())

@@ -18,7 +18,7 @@ from deploy.providers.local import LocalProvider
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of
 from deploy.spec import AppCheck, DeploySpec
 from deploy.swap.engine import SwapEngine
-from deploy.swap.journal import ROLLED_BACK, SUCCEEDED
+from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
 from tests.deploy.fixtures import make_spec
 
@@ -88,7 +88,7 @@ def h(provider: LocalProvider, tmp_path: Path, project: str) -> Harness:
 
 def first_deploy(h: Harness, ignition: bytes) -> str:
     out = h.engine.deploy(spec(h.project, ignition, "a" * 40))
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert out.instance_id is not None
     return out.instance_id
 
@@ -110,7 +110,7 @@ def test_swap_moves_the_data_and_removes_the_old_instance(
     old = first_deploy(h, ignition_v1)
     h.get("notes.test", "/cgi-bin/add?before-swap")
     out = h.engine.deploy(spec(h.project, ignition_v2, "b" * 40))
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert out.instance_id != old
     assert h.get("web.test").text == "web v2\n"
     assert h.get("notes.test", "/cgi-bin/list").text == "before-swap\n"
@@ -126,7 +126,7 @@ def test_swap_moves_the_data_and_removes_the_old_instance(
         "switch_traffic",
         "destroy_old",
     ]
-    assert h.journal.get(out.swap_id).state == SUCCEEDED  # type: ignore[arg-type]
+    assert h.journal.get(out.swap_id).state == SwapState.SUCCEEDED  # type: ignore[arg-type]
 
 
 def test_failing_health_check_rolls_back(
@@ -137,14 +137,14 @@ def test_failing_health_check_rolls_back(
     h.engine.health_timeout = 2
     out = h.engine.deploy(spec(h.project, ignition_broken, "c" * 40))
     assert out.status == "failure"
-    assert "health check of web timed out after 2 s" in out.message
-    assert f"rolled back to {'a' * 12}" in out.message
+    assert "health check of web timed out after 2 s" in out.summary
+    assert f"rolled back to {'a' * 12}" in out.summary
     assert h.get("web.test").text == "web v1\n"  # old instance serves again, maintenance off
     assert h.get("notes.test", "/cgi-bin/list").text == "kept\n"
     assert h.get("notes.test", "/cgi-bin/add?after").status_code == 200  # writers back
     assert [i.id for i in h.provider.list_instances()] == [old]
     record = h.journal.get(out.swap_id)  # type: ignore[arg-type]
-    assert record.state == ROLLED_BACK and "health check of web" in (record.reason or "")
+    assert record.state == SwapState.ROLLED_BACK and "health check of web" in (record.reason or "")
     assert h.journal.locks() == []
 
 
@@ -185,7 +185,7 @@ def test_crash_after_any_step_then_restart_recovers(
     h.journal = SqlJournal(h.db)
     (out,) = h.make_engine().recover()
     switched = FORWARD.index(crash_after) >= FORWARD.index("switch_traffic")
-    assert out.status == ("success" if switched else "failure"), out.message
+    assert out.status == ("success" if switched else "failure"), out.summary
     assert h.get("web.test").text == ("web v2\n" if switched else "web v1\n")
     assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
     assert h.get("notes.test", "/cgi-bin/add?after").status_code == 200  # writers run
@@ -194,7 +194,7 @@ def test_crash_after_any_step_then_restart_recovers(
     assert (live.id == old) != switched
     assert len(h.mounts()) == 1 and len(loop_devices_of(h.image)) == 1
     if not switched:
-        assert f"the worker stopped after {crash_after}" in out.message
+        assert f"the worker stopped after {crash_after}" in out.summary
 
 
 class Boom(RuntimeError):
@@ -217,9 +217,9 @@ def test_failure_after_a_step_rolls_back_or_completes(
     h.engine.on_step = failing
     out = h.engine.deploy(spec(h.project, ignition_v2, "d" * 40))
     switched = fail_after == "switch_traffic"
-    assert out.status == ("success" if switched else "failure"), out.message
+    assert out.status == ("success" if switched else "failure"), out.summary
     if not switched:
-        assert f"Boom: injected after {fail_after}; rolled back to" in out.message
+        assert f"Boom: injected after {fail_after}; rolled back to" in out.summary
     assert h.get("web.test").text == ("web v2\n" if switched else "web v1\n")
     assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
     assert len(h.provider.list_instances()) == 1 and h.journal.locks() == []
@@ -251,7 +251,7 @@ def test_worker_killed_after_detach_then_restart_rolls_back(
     assert worker.returncode == -signal.SIGKILL, worker.stderr
     assert h.mounts() == [] and h.journal.locks() != []
     (out,) = h.make_engine().recover()
-    assert out.status == "failure" and "stopped after detach_old" in out.message
+    assert out.status == "failure" and "stopped after detach_old" in out.summary
     assert [i.id for i in h.provider.list_instances()] == [old]
     assert h.get("web.test").text == "web v1\n"
     assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
@@ -262,7 +262,7 @@ def test_invalid_ignition_rolls_back(h: Harness, ignition_v1: bytes) -> None:
     first_deploy(h, ignition_v1)
     broken = json.dumps({"ignition": {"version": "3.4.0"}}).encode()
     out = h.engine.deploy(spec(h.project, broken, "9" * 40))
-    assert out.status == "failure" and "compose.yaml" in out.message
+    assert out.status == "failure" and "compose.yaml" in out.summary
     assert h.get("web.test").text == "web v1\n"
     assert len(h.provider.list_instances()) == 1
 
@@ -301,7 +301,7 @@ def test_request_loop_sees_no_connection_error(
     finally:
         stop.set()
         thread.join()
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     errors = [entry for entry in log if not isinstance(entry[1], int)]
     assert errors == []
     statuses = {code for _, code in log}
@@ -324,7 +324,7 @@ def test_noop_touches_no_container(h: Harness, ignition_v1: bytes, docker_client
 def test_destroy_keeps_the_volume_unless_asked(h: Harness, ignition_v1: bytes) -> None:
     iid = first_deploy(h, ignition_v1)
     out = h.engine.destroy(h.project, "demo")
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert h.provider.get_instance(iid) is None
     assert h.provider.get_volume(f"sy-{h.project}-demo") is not None
     assert h.provider.routes() == [] and h.journal.current(h.project, "demo") is None
@@ -349,7 +349,7 @@ def test_destroy_deletes_the_volume_only_when_told(h: Harness, ignition_v1: byte
     first_deploy(h, ignition_v1)
     image = h.image
     out = h.engine.destroy(h.project, "demo", delete_volume=True)
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert h.provider.get_volume(f"sy-{h.project}-demo") is None and not image.exists()
     assert h.engine.destroy(h.project, "demo").status == "noop"
 
@@ -365,7 +365,7 @@ def test_crash_during_a_rollback_is_resumed_with_its_reason(
         h.engine.deploy(spec(h.project, ignition_broken, "c" * 40))
     h.crash_after = None
     (out,) = h.make_engine().recover()
-    assert out.status == "failure" and "health check of web timed out" in out.message
+    assert out.status == "failure" and "health check of web timed out" in out.summary
     assert [i.id for i in h.provider.list_instances()] == [old]
     assert h.get("notes.test", "/cgi-bin/list").text == "kept\n"
     assert h.journal.locks() == [] and len(h.mounts()) == 1

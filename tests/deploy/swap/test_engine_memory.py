@@ -23,8 +23,8 @@ from sqlalchemy.pool import StaticPool
 from deploy.providers.memory.provider import MemoryApp, MemoryProvider
 from deploy.providers.types import SwapInProgress
 from deploy.spec import AppCheck, DeploySpec, VolumeSpec
-from deploy.swap.engine import Outcome, SwapEngine
-from deploy.swap.journal import FAILED, ROLLED_BACK, SUCCEEDED
+from deploy.swap.engine import SwapEngine, SwapResult
+from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
 
 APPS = (MemoryApp("web", ("web.test",)), MemoryApp("notes", ("notes.test",), writer=True))
@@ -107,7 +107,7 @@ class Harness:
         assert current is not None
         return current.instance_id
 
-    def deploy(self, version: str, commit: str) -> Outcome:
+    def deploy(self, version: str, commit: str) -> SwapResult:
         return self.engine.deploy(spec(version, commit))
 
     def assert_serving(self, instance_id: str, notes: str) -> None:
@@ -143,7 +143,7 @@ def h(tmp_path: Path) -> Iterator[Harness]:
 def first(h: Harness) -> str:
     """Deploy v1 and write a note the later swaps must keep."""
     out = h.deploy("v1", "a" * 40)
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
     assert out.instance_id is not None
     assert h.served("notes.test", "/add?precious").status_code == 200
     h.steps.clear()
@@ -152,7 +152,7 @@ def first(h: Harness) -> str:
 
 def test_first_deploy_creates_the_volume_and_goes_live(h: Harness) -> None:
     out = h.deploy("v1", "a" * 40)
-    assert (out.status, out.kind) == ("success", "create"), out.message
+    assert (out.status, out.action) == ("success", "create"), out.summary
     assert out.instance_id is not None
     assert h.steps == [
         "create_volume",
@@ -164,13 +164,13 @@ def test_first_deploy_creates_the_volume_and_goes_live(h: Harness) -> None:
         "switch_traffic",
     ]
     h.assert_serving(out.instance_id, "")
-    assert h.journal.get(out.swap_id).state == SUCCEEDED  # type: ignore[arg-type]
+    assert h.journal.get(out.swap_id).state == SwapState.SUCCEEDED  # type: ignore[arg-type]
 
 
 def test_replace_moves_the_volume_and_destroys_the_old_instance(h: Harness) -> None:
     old = first(h)
     out = h.deploy("v2", "b" * 40)
-    assert (out.status, out.kind) == ("success", "replace"), out.message
+    assert (out.status, out.action) == ("success", "replace"), out.summary
     assert out.instance_id not in (None, old)
     assert h.steps == STEPS
     assert h.provider.get_instance(old) is None
@@ -190,9 +190,9 @@ def test_a_failing_health_check_rolls_back_and_keeps_the_old_instance(h: Harness
     old = first(h)
     h.provider.ex_set_status("web", 500)  # instances created from now on answer 500
     out = h.deploy("v2", "c" * 40)
-    assert (out.status, out.instance_id) == ("failure", old), out.message
-    assert "health check of web timed out after 0.3 s (GET / for web.test: HTTP 500)" in out.message
-    assert f"rolled back to {'a' * 12}" in out.message
+    assert (out.status, out.instance_id) == ("failure", old), out.summary
+    assert "health check of web timed out after 0.3 s (GET / for web.test: HTTP 500)" in out.summary
+    assert f"rolled back to {'a' * 12}" in out.summary
     assert h.steps[h.steps.index("start_writers_new") + 1 :] == [
         "rollback:stop_writers_new",
         "rollback:restore_traffic",
@@ -206,7 +206,7 @@ def test_a_failing_health_check_rolls_back_and_keeps_the_old_instance(h: Harness
     assert [i.id for i in h.provider.list_instances()] == [old]
     h.assert_serving(old, "precious\n")  # maintenance off, writers back
     record = h.journal.get(out.swap_id)  # type: ignore[arg-type]
-    assert record.state == ROLLED_BACK and "health check of web" in (record.reason or "")
+    assert record.state == SwapState.ROLLED_BACK and "health check of web" in (record.reason or "")
 
 
 @pytest.mark.parametrize("step", [s for s, m in FORWARD.items() if m])
@@ -218,17 +218,17 @@ def test_a_failing_provider_call_rolls_back_or_completes(h: Harness, step: str) 
     out = h.deploy("v2", "d" * 40)
     failed = f"{method}: injected failure (memory provider)"
     if STEPS.index(step) < SWITCH:
-        assert out.status == "failure", out.message
-        assert out.message.startswith(f"failure: {failed}; rolled back to {'a' * 12}")
+        assert out.status == "failure", out.summary
+        assert out.summary.startswith(f"failure: {failed}; rolled back to {'a' * 12}")
         assert [i.id for i in h.provider.list_instances()] == [old]
         h.assert_serving(old, "precious\n")
-        assert h.journal.get(out.swap_id).state == ROLLED_BACK  # type: ignore[arg-type]
+        assert h.journal.get(out.swap_id).state == SwapState.ROLLED_BACK  # type: ignore[arg-type]
     elif step == "switch_traffic":  # the switch itself failed: traffic never moved
-        assert out.status == "failure", out.message
+        assert out.status == "failure", out.summary
         h.assert_serving(old, "precious\n")
     else:  # past the switch there is no way back: success, with a note
-        assert out.status == "success", out.message
-        assert f"the old instance {old} was not destroyed: {failed}" in out.message
+        assert out.status == "success", out.summary
+        assert f"the old instance {old} was not destroyed: {failed}" in out.summary
         assert out.instance_id is not None
         h.assert_serving(out.instance_id, "precious\n")
         assert h.engine.reconcile().orphans == (old,)
@@ -250,8 +250,8 @@ def test_a_failed_first_deploy_leaves_nothing_live(h: Harness, step: str) -> Non
     else:
         h.provider.ex_set_status("notes", 503)
     out = h.deploy("v1", "a" * 40)
-    assert out.status == "failure", out.message
-    assert "nothing was live before, the new instance was removed" in out.message
+    assert out.status == "failure", out.summary
+    assert "nothing was live before, the new instance was removed" in out.summary
     assert h.provider.list_instances() == [] and h.provider.routes() == []
     assert h.journal.current("p", "demo") is None and h.journal.locks() == []
     if step != "create_volume":  # the volume stays, detached, for the next attempt
@@ -268,9 +268,9 @@ def test_a_crash_after_any_step_is_recovered_on_restart(h: Harness, step: str) -
     h.crash_after = None
     (out,) = h.restart().recover()
     switched = STEPS.index(step) >= SWITCH
-    assert out.status == ("success" if switched else "failure"), out.message
+    assert out.status == ("success" if switched else "failure"), out.summary
     if not switched:
-        assert f"the worker stopped after {step}" in out.message
+        assert f"the worker stopped after {step}" in out.summary
     (live,) = h.provider.list_instances()
     assert (live.id == old) != switched
     h.assert_serving(live.id, "precious\n")
@@ -287,7 +287,7 @@ def test_a_crash_inside_any_provider_call_is_recovered_on_restart(h: Harness, st
         h.deploy("v2", "d" * 40)
     (out,) = h.restart().recover()
     completes = step == "destroy_old"  # the switch is done: recover() completes it
-    assert out.status == ("success" if completes else "failure"), out.message
+    assert out.status == ("success" if completes else "failure"), out.summary
     (live,) = h.provider.list_instances()
     assert (live.id == old) != completes
     h.assert_serving(live.id, "precious\n")
@@ -301,7 +301,7 @@ def test_a_crash_during_a_rollback_is_resumed_with_its_reason(h: Harness) -> Non
         h.deploy("v2", "c" * 40)
     h.crash_after = None
     (out,) = h.restart().recover()
-    assert out.status == "failure" and "health check of web timed out" in out.message
+    assert out.status == "failure" and "health check of web timed out" in out.summary
     assert [i.id for i in h.provider.list_instances()] == [old]
     h.assert_serving(old, "precious\n")
 
@@ -311,10 +311,10 @@ def test_a_rollback_that_cannot_bring_the_old_apps_back_keeps_the_page_on(h: Har
     h.provider.ex_set_status("web", 500)
     h.provider.ex_set_status("web", 500, instance_id=old)  # the old app broke meanwhile
     out = h.deploy("v2", "c" * 40)
-    assert out.status == "error", out.message
-    assert "rollback incomplete: rollback:health_check_old" in out.message
-    assert "the maintenance page stays on" in out.message
-    assert h.journal.get(out.swap_id).state == FAILED  # type: ignore[arg-type]
+    assert out.status == "error", out.summary
+    assert "rollback incomplete: rollback:health_check_old" in out.summary
+    assert "the maintenance page stays on" in out.summary
+    assert h.journal.get(out.swap_id).state == SwapState.FAILED  # type: ignore[arg-type]
     assert h.served("web.test").status_code == 503  # the page, not a broken app
     assert h.volume_holder() == old and [i.id for i in h.provider.list_instances()] == [old]
 
@@ -323,10 +323,10 @@ def test_a_failing_rollback_step_is_an_error_that_needs_a_human(h: Harness) -> N
     old = first(h)
     h.provider.ex_fail("attach_volume", times=2)  # attach_new, then rollback:attach_old
     out = h.deploy("v2", "c" * 40)
-    assert out.status == "error", out.message
-    assert "rollback incomplete: attach_old: attach_volume: injected failure" in out.message
-    assert "rollback:start_writers_old" in out.message  # no volume: the page stays on
-    assert h.journal.get(out.swap_id).state == FAILED  # type: ignore[arg-type]
+    assert out.status == "error", out.summary
+    assert "rollback incomplete: attach_old: attach_volume: injected failure" in out.summary
+    assert "rollback:start_writers_old" in out.summary  # no volume: the page stays on
+    assert h.journal.get(out.swap_id).state == SwapState.FAILED  # type: ignore[arg-type]
     assert h.journal.locks() == [] and h.volume_holder() is None
     assert [i.id for i in h.provider.list_instances()] == [old]
     assert h.served("web.test").status_code == 503
@@ -337,8 +337,8 @@ def test_a_failing_rollback_step_is_an_error_that_needs_a_human(h: Harness) -> N
 def test_a_second_swap_is_refused_while_one_runs(h: Harness) -> None:
     old = first(h)
     pause = h.provider.ex_pause("wait_until_ready")
-    outcomes: list[Outcome] = []
-    swap = threading.Thread(target=lambda: outcomes.append(h.deploy("v2", "b" * 40)))
+    results: list[SwapResult] = []
+    swap = threading.Thread(target=lambda: results.append(h.deploy("v2", "b" * 40)))
     swap.start()
     try:
         pause.wait_reached(10)
@@ -349,31 +349,31 @@ def test_a_second_swap_is_refused_while_one_runs(h: Harness) -> None:
     finally:
         pause.release()
         swap.join(10)
-    (out,) = outcomes
-    assert out.status == "success", out.message
+    (out,) = results
+    assert out.status == "success", out.summary
     h.assert_serving(out.instance_id, "precious\n")  # type: ignore[arg-type]
 
 
-def test_a_backup_lease_is_waited_for_then_the_deploy_runs(h: Harness) -> None:
+def test_a_backup_lock_is_waited_for_then_the_deploy_runs(h: Harness) -> None:
     first(h)
-    h.journal.lease("p/demo", "backup:7")
+    h.journal.lock("p/demo", "backup:7")
     h.engine.lock_wait, h.engine.lock_poll = 0.05, 0.01
     with pytest.raises(SwapInProgress, match="busy with a backup"):
         h.deploy("v2", "b" * 40)
-    h.journal.release("p/demo", "backup:7")
+    h.journal.unlock("p/demo", "backup:7")
     out = h.deploy("v2", "b" * 40)
-    assert out.status == "success", out.message
+    assert out.status == "success", out.summary
 
 
 def test_destroy_keeps_the_volume_unless_asked(h: Harness) -> None:
     iid = first(h)
     out = h.engine.destroy("p", "demo")
-    assert (out.status, out.kind) == ("success", "destroy"), out.message
+    assert (out.status, out.action) == ("success", "destroy"), out.summary
     assert h.steps == ["remove_traffic", "stop_writers_old", "detach_old", "destroy_old"]
     assert h.provider.get_instance(iid) is None and h.provider.routes() == []
     assert h.volume_holder() is None and h.journal.current("p", "demo") is None
     again = h.deploy("v1", "a" * 40)  # a first deploy again, on the kept volume
-    assert again.status == "success", again.message
+    assert again.status == "success", again.summary
     h.assert_serving(again.instance_id, "precious\n")  # type: ignore[arg-type]
     assert h.engine.destroy("p", "demo", delete_volume=True).status == "success"
     assert h.provider.get_volume(VOLUME) is None
@@ -384,13 +384,13 @@ def test_a_failing_destroy_is_an_error_and_recover_finishes_a_crashed_one(h: Har
     iid = first(h)
     h.provider.ex_fail("detach_volume")
     out = h.engine.destroy("p", "demo")
-    assert out.status == "error" and "detach_volume: injected failure" in out.message
+    assert out.status == "error" and "detach_volume: injected failure" in out.summary
     assert h.live() == iid  # still recorded live: a human looks at it
     h.provider.ex_fail("destroy_instance", Crash("killed"))
     with pytest.raises(Crash):
         h.engine.destroy("p", "demo")
     (done,) = h.restart().recover()
-    assert done.status == "success", done.message
+    assert done.status == "success", done.summary
     assert h.provider.list_instances() == [] and h.journal.current("p", "demo") is None
 
 
@@ -411,5 +411,5 @@ def test_an_invalid_ignition_config_rolls_back(h: Harness) -> None:
         "p", "demo", "9" * 40, b'{"ignition": {}}', CHECKS, VolumeSpec(VOLUME, "d", 1)
     )
     out = h.engine.deploy(broken)
-    assert out.status == "failure" and "only Ignition 3.x is read" in out.message
+    assert out.status == "failure" and "only Ignition 3.x is read" in out.summary
     h.assert_serving(old, "precious\n")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.live import LiveRecord
 from deploy.providers.types import SwapInProgress
-from deploy.swap.journal import RUNNING, SUCCEEDED, Deployment, SwapRecord
+from deploy.swap.journal import SwapRecord, SwapState
 from deploy.swap.lockwait import wait_for_lock
 from deploy.swap.sqljournal import SqlJournal
 
@@ -29,11 +30,11 @@ def record(name: str = "blog") -> SwapRecord:
 def test_lock_keeps_two_swaps_of_one_instance_apart(tmp_path: Path) -> None:
     journal = SqlJournal(f"sqlite:///{tmp_path / 'j.db'}")
     first = journal.begin(record())
-    assert first.state == RUNNING
+    assert first.state == SwapState.RUNNING
     with pytest.raises(SwapInProgress, match=f"swap {first.id} is still running"):
         journal.begin(record())
     journal.begin(record("other"))  # another instance is independent
-    journal.finish(first.id, SUCCEEDED)
+    journal.finish(first.id, SwapState.SUCCEEDED)
     assert ("prod/blog", first.id) not in journal.locks()
     journal.begin(record())
 
@@ -48,7 +49,7 @@ def test_steps_and_switch_survive_a_reopen(tmp_path: Path) -> None:
     journal.step_started(swap.id, "wait_ready")
     journal.step_finished(swap.id, "wait_ready", False, "not ready after 5 s")
     journal.step_started(swap.id, "switch_traffic")
-    live = Deployment(
+    live = LiveRecord(
         "prod",
         "blog",
         "sy-prod-blog-abc",
@@ -65,7 +66,7 @@ def test_steps_and_switch_survive_a_reopen(tmp_path: Path) -> None:
     assert [s.status for s in reopened.steps(swap.id)] == ["done", "failed", "done"]
     assert reopened.steps(swap.id)[1].detail == "not ready after 5 s"
     assert reopened.current("prod", "blog") == live
-    assert reopened.deployments() == [live]
+    assert reopened.live_records() == [live]
     assert [r.id for r in reopened.unfinished()] == [swap.id]
     reopened.clear_current("prod", "blog")
     assert reopened.current("prod", "blog") is None
@@ -75,13 +76,13 @@ def test_a_lock_held_by_a_backup_is_waited_for_one_held_by_a_swap_is_not(
     tmp_path: Path,
 ) -> None:
     journal = SqlJournal(f"sqlite:///{tmp_path / 'j.db'}")
-    journal.lease("prod/blog", "backup:7")
+    journal.lock("prod/blog", "backup:7")
     told: list[tuple[str, bool]] = []
 
     def on_wait(text: str, waiting: bool) -> None:
         told.append((text, waiting))
         if waiting:  # the backup ends once the deploy is seen waiting
-            threading.Thread(target=journal.release, args=("prod/blog", "backup:7")).start()
+            threading.Thread(target=journal.unlock, args=("prod/blog", "backup:7")).start()
 
     swap = wait_for_lock(lambda: journal.begin(record()), "prod/blog", 60, 0.05, on_wait)
     assert journal.locks() == [("prod/blog", swap.id)]
@@ -96,7 +97,7 @@ def test_a_lock_held_by_a_backup_is_waited_for_one_held_by_a_swap_is_not(
 
 def test_waiting_for_a_backup_gives_up_after_the_timeout(tmp_path: Path) -> None:
     journal = SqlJournal(f"sqlite:///{tmp_path / 'j.db'}")
-    journal.lease("prod/blog", "backup:7")
+    journal.lock("prod/blog", "backup:7")
     with pytest.raises(SwapInProgress) as exc:
         wait_for_lock(lambda: journal.begin(record()), "prod/blog", 0.3, 0.05)
     message = str(exc.value)

@@ -8,7 +8,7 @@ import hmac
 import pytest
 
 from handlers.errors import SignatureError
-from handlers.intake.events import QUEUED, REGISTRY, Classified
+from handlers.intake.events import REGISTRY, Classified, EventStatus
 from handlers.intake.forges import FORGES
 from tests.service.deliveries import body as fixture
 
@@ -19,7 +19,7 @@ def test_outside_code_registers_like_the_built_ins():
 
     @registry.register("github", "release")
     def release(body):
-        return Classified(QUEUED, "release", f"release {body['tag']}")
+        return Classified(EventStatus.QUEUED, "release", f"release {body['tag']}")
 
     assert registry.classify("github", "release", {"tag": "v1"}).reason == "release v1"
     assert not REGISTRY.handles("github", "release")  # the built-in registry is untouched

@@ -189,7 +189,7 @@ def test_a_database_from_before_migrations_is_adopted(kind, outbox_indexes, new_
     journal = SqlJournal(engine)
     (running,) = journal.unfinished()
     journal.finish(running.id, "succeeded")
-    journal.lease("prod/blog", "backup:1")  # the lock table has today's shape
+    journal.lock("prod/blog", "backup:1")  # the lock table has today's shape
     assert journal.locks() == [("prod/blog", None)]
 
 
