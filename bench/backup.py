@@ -36,7 +36,7 @@ from deploy.backup.journal import BackupJournal, steps
 from deploy.backup.restic import ResticRepo
 from deploy.backup.run import BackupRunner
 from deploy.providers.base import VolumeHandle
-from deploy.providers.local import LocalProvider
+from deploy.providers.local.provider import LocalProvider
 from deploy.spec import VolumeSpec
 from deploy.swap.engine import SwapEngine
 from deploy.swap.sqljournal import SqlJournal

@@ -69,9 +69,9 @@ sys.path.insert(0, str(ROOT))
 
 import schemas  # noqa: E402
 from deploy.providers.base import Route  # noqa: E402
-from deploy.providers.local import LocalProvider  # noqa: E402
 from deploy.providers.local.compose import PROJECT_LABEL, default_compose  # noqa: E402
 from deploy.providers.local.edge import LocalEdge  # noqa: E402
+from deploy.providers.local.provider import LocalProvider  # noqa: E402
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
 from deploy.spec import DeploySpec  # noqa: E402
 from deploy.swap.engine import SwapEngine  # noqa: E402

@@ -198,3 +198,19 @@ def test_importing_the_service_opens_nothing() -> None:
     import service.work.build  # noqa: F401  (the wiring, too: it builds nothing on import)
 
     assert threading.active_count() == before
+
+
+def test_packages_hold_only_a_docstring() -> None:
+    """A package's `__init__.py` says what the folder holds and imports nothing: no
+    re-exports, so every import names the module a thing lives in."""
+    offenders = []
+    for package in ("deploy", "handlers", "service"):
+        for init in sorted((REPO / package).rglob("__init__.py")):
+            body = ast.parse(init.read_text()).body
+            if not body or not (
+                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            ):
+                offenders.append(f"{init.relative_to(REPO)}: no docstring")
+            elif body[1:]:
+                offenders.append(f"{init.relative_to(REPO)}: more than a docstring")
+    assert offenders == []

@@ -13,7 +13,7 @@ from deploy.providers.base import Provider
 from deploy.providers.types import UnknownProvider
 
 DRIVERS: dict[str, tuple[str, str]] = {
-    "local": ("deploy.providers.local", "LocalProvider"),
+    "local": ("deploy.providers.local.provider", "LocalProvider"),
     "memory": ("deploy.providers.memory.provider", "MemoryProvider"),
 }
 

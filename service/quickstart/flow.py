@@ -75,7 +75,7 @@ def teardown(lay: Layout) -> None:
     stop_service(lay)
     if not lay.config.exists():
         return
-    from deploy.providers.local import LocalProvider
+    from deploy.providers.local.provider import LocalProvider
     from service.settings import load_settings
     from service.work.deployer import open_provider
 

@@ -211,7 +211,7 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     _requirements()
     import waitress
 
-    from deploy.providers.local import LocalProvider
+    from deploy.providers.local.provider import LocalProvider
     from service.quickstart.githook import install
     from service.web.app import create_app
     from service.work.worker import get_worker

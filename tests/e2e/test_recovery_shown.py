@@ -107,7 +107,7 @@ def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
     _requirements()
     import docker
 
-    from deploy.providers.local import LocalProvider
+    from deploy.providers.local.provider import LocalProvider
     from service.quickstart.githook import install
     from tests.deploy.conftest import cleanup
 

@@ -180,7 +180,7 @@ def test_a_secret_is_not_shown_in_a_message():
 
 
 def test_the_driver_declares_its_own_options(tmp_path):
-    from deploy.providers.local import LocalProvider
+    from deploy.providers.local.provider import LocalProvider
 
     declared = {o.name for o in LocalProvider.options}
     assert {"edge_listen", "edge_admin"} <= declared
@@ -278,7 +278,7 @@ def test_a_drivers_declared_defaults_are_its_constructors():
 
 
 def test_the_provider_is_built_from_the_settings(tmp_path):
-    from deploy.providers.local import LocalProvider
+    from deploy.providers.local.provider import LocalProvider
     from service.work.deployer import open_provider
 
     admin = "127.0.0.1:9"  # never contacted: building a provider starts nothing

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 Table = Mapping[str, tuple[str, int]]  # domain -> the endpoint of its live instance
 CHUNK = 65536
 CONTROL_LIMIT = 16 << 20  # the longest table accepted: some 200,000 domains
-# not `-m`: the package's __init__ imports this module before runpy would run it
+# imported and called, not run with `-m`: the module keeps its one name (no __main__ twin)
 RUN_MAIN = (
     "import sys; from deploy.providers.local.switchboard import main; sys.exit(main(sys.argv[1:]))"
 )

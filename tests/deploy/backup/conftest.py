@@ -25,7 +25,7 @@ import requests
 
 from deploy.backup.journal import BackupJournal
 from deploy.backup.restic import ResticRepo
-from deploy.providers.local import LocalProvider
+from deploy.providers.local.provider import LocalProvider
 from deploy.spec import DeploySpec, VolumeSpec
 from deploy.swap.engine import SwapEngine
 from deploy.swap.sqljournal import SqlJournal

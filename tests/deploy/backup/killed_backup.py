@@ -13,7 +13,7 @@ import sys
 from deploy.backup.journal import BackupJournal
 from deploy.backup.restic import ResticRepo
 from deploy.backup.run import BackupRunner
-from deploy.providers.local import LocalProvider
+from deploy.providers.local.provider import LocalProvider
 from deploy.swap.sqljournal import SqlJournal
 
 

@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from deploy.backup.jobs import BackupJob
 from deploy.backup.journal import BackupJournal, BackupRun, RunState
 from deploy.backup.schedule import BackupScheduler
-from deploy.providers.local import LocalProvider
+from deploy.providers.local.provider import LocalProvider
 from deploy.swap.sqljournal import SqlJournal
 from service.store.db import Database
 from service.work.leader import Holder, holder

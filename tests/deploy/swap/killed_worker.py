@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from deploy.providers.local import LocalProvider
+from deploy.providers.local.provider import LocalProvider
 from deploy.swap.engine import SwapEngine
 from deploy.swap.sqljournal import SqlJournal
 from tests.deploy.fixtures import make_ignition, make_spec

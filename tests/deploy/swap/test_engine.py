@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.providers.local import LocalProvider
+from deploy.providers.local.provider import LocalProvider
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of
 from deploy.spec import AppCheck, DeploySpec
 from deploy.swap.engine import SwapEngine

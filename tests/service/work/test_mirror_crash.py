@@ -213,8 +213,8 @@ def test_push_killed_mid_fetch_goes_live_once(tmp_path, forge, launch):
     import docker
     import requests
 
-    from deploy.providers.local import LocalProvider
     from deploy.providers.local.images import image_map_for_repository
+    from deploy.providers.local.provider import LocalProvider
     from tests.deploy.conftest import cleanup
 
     project = "mk" + secrets.token_hex(3)

@@ -18,10 +18,10 @@ import requests
 from docker import errors as docker_errors
 
 from deploy.providers.base import Provider, Route
-from deploy.providers.local import LocalProvider
 from deploy.providers.local.commands import run
 from deploy.providers.local.edge import LocalEdge
 from deploy.providers.local.ignition import decode_data_url, materialize
+from deploy.providers.local.provider import LocalProvider
 from deploy.providers.local.volumes import LoopVolumes, filesystem_type, loop_devices_of
 from deploy.providers.registry import DRIVERS, get_driver, set_driver
 from deploy.providers.types import IgnitionError, ProviderError, UnknownProvider
