@@ -175,8 +175,6 @@ def service_settings(
 ) -> dict[str, Any]:
     """The service's settings for deploying the seeded repository for real (local provider);
     writes the webhook secret file the hook signs with and an empty secret store."""
-    from deploy.providers.local.images import image_map_for_repository
-
     (tmp_path / "secret").write_text(SECRET)
     (tmp_path / "secrets").mkdir()
     return {
@@ -188,6 +186,17 @@ def service_settings(
         "poll_seconds": 0.1,
         "repositories": {FULL_NAME: str(bare)},
         "github_token": None,
+        **local_deploy_settings(tmp_path, edge, admin, clone),
+        **extra,
+    }
+
+
+def local_deploy_settings(tmp_path: Path, edge: str, admin: str, clone: Path) -> dict[str, Any]:
+    """Settings that deploy for real on the local provider, with the offline images of the
+    config repository checked out at `clone`; the secret store is `tmp_path/secrets`."""
+    from deploy.providers.local.images import image_map_for_repository
+
+    return {
         "deploy": True,
         "provider": "local",
         "state_dir": str(tmp_path / "state"),
@@ -198,7 +207,6 @@ def service_settings(
         "render_https": False,
         "ready_timeout": 60,
         "health_timeout": 30,
-        **extra,
     }
 
 

@@ -207,13 +207,12 @@ def test_first_clone_killed_twice_deploys_once_after_restart(
 def test_push_killed_mid_fetch_goes_live_once(tmp_path, forge, launch):
     """The same with DEPLOY on: the local provider (Docker engine, loop-mounted volume,
     edge Caddy) serves the pushed version, replaced once."""
-    from tests.e2e.test_push_to_live import SITE_CONFIG, _requirements
+    from tests.e2e.test_push_to_live import SITE_CONFIG, _requirements, local_deploy_settings
 
     _requirements()
     import docker
     import requests
 
-    from deploy.providers.local.images import image_map_for_repository
     from deploy.providers.local.provider import LocalProvider
     from tests.deploy.conftest import cleanup
 
@@ -233,16 +232,7 @@ def test_push_killed_mid_fetch_goes_live_once(tmp_path, forge, launch):
     port, edge, admin = free_port(), f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     (tmp_path / "secrets").mkdir()
     live = {
-        "deploy": True,
-        "provider": "local",
-        "state_dir": str(tmp_path / "state"),
-        "secrets_dir": str(tmp_path / "secrets"),
-        "edge_listen": edge,
-        "edge_admin": admin,
-        "image_map": image_map_for_repository(repo.work),
-        "render_https": False,
-        "ready_timeout": 60,
-        "health_timeout": 30,
+        **local_deploy_settings(tmp_path, edge, admin, repo.work),
         "workers": 1,
         "lease_seconds": 3,
         "repositories": {REPO_NAME: proxy.url(repo.bare.name)},
