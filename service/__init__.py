@@ -2,7 +2,7 @@
 
 - `service.web`: the Flask app (`service.web.app.create_app`), the JSON API, the pages, the
   HTTP server.
-- `service.work`: the worker: the intake loop, the deployment runner, the loops that
+- `service.worker`: the worker: the intake loop, the deployment runner, the loops that
   catch missed pushes and elect the schedule leader, the backups in the service.
 - `service.forge`: talking back to the forges: commit statuses through an outbox, and each
   forge's client.

@@ -20,7 +20,7 @@ Inside them, each rule keeps a seam where a new part plugs in:
   the quick start sit on top;
 - inside the worker, the parts (event dispatcher, deployment runner, deployer,
   backups, inbox, ...) know neither the threads that drive them
-  (`service.work.worker`) nor the build that wires them (`service.work.build`): each
+  (`service.worker.threads`) nor the build that wires them (`service.worker.build`): each
   gets its collaborators through its constructor, so a part is replaced or tested
   alone, and the worker drives what it is handed without building any of it.
 """
@@ -41,8 +41,8 @@ FORBIDDEN = {
     "handlers": {"service", "deploy"},
 }
 
-WORK_PARTS = tuple(
-    f"service.work.{name}"
+WORKER_PARTS = tuple(
+    f"service.worker.{name}"
     for name in (
         "backups",
         "deployer",
@@ -79,27 +79,27 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "gitops knows nothing of intake": (("handlers.gitops",), ("handlers.intake",), ()),
     "storage knows no other part of the service": (
         ("service.store",),
-        ("service.web", "service.work", "service.forge", "service.cli", "service.quickstart"),
+        ("service.web", "service.worker", "service.forge", "service.cli", "service.quickstart"),
         (),
     ),
     "forge clients know storage only": (
         ("service.forge",),
-        ("service.web", "service.work", "service.cli", "service.quickstart"),
+        ("service.web", "service.worker", "service.cli", "service.quickstart"),
         (),
     ),
     "the worker serves no pages and runs no command": (
-        ("service.work",),
+        ("service.worker",),
         ("service.web", "service.cli", "service.quickstart"),
         (),
     ),
-    "the work's parts know neither the worker's threads nor the build": (
-        WORK_PARTS,
-        ("service.work.worker", "service.work.build"),
+    "the worker's parts know neither its threads nor the build": (
+        WORKER_PARTS,
+        ("service.worker.threads", "service.worker.build"),
         (),
     ),
     "the worker drives its parts and builds none": (
-        ("service.work.worker",),
-        ("service.work.build",),
+        ("service.worker.threads",),
+        ("service.worker.build",),
         (),
     ),
     "the web app runs no command": (("service.web",), ("service.cli", "service.quickstart"), ()),
@@ -195,7 +195,7 @@ def test_importing_the_service_opens_nothing() -> None:
 
     before = threading.active_count()
     import service
-    import service.work.build  # noqa: F401  (the wiring, too: it builds nothing on import)
+    import service.worker.build  # noqa: F401  (the wiring, too: it builds nothing on import)
 
     assert threading.active_count() == before
 

@@ -4,7 +4,7 @@ One background scheduler per process, its jobs in the `backup_jobs` table
 of the service's database (APScheduler's SQLAlchemy job store), so they and
 their next run times survive a restart. Of the processes sharing a database
 only one runs its scheduler; the others keep theirs paused to store jobs
-(the service picks which: service.work.leader). Per instance with backups enabled:
+(the service picks which: service.worker.leader). Per instance with backups enabled:
 
 - `backup:<project>/<name>` — cron from `backup.schedule` in the instance's
   timezone (default 03:00), with jitter so instances do not start together;

@@ -14,7 +14,7 @@ one definition of the strings a deployment and a step of its history are
 stored with: the service's queue and pages use them, the pipeline sets the
 final ones.
 
-The executor (`service.work.deployer.Deployer`) is handed in, so this module does
+The executor (`service.worker.deployer.Deployer`) is handed in, so this module does
 not depend on a provider; without one, deployments end as plan only.
 """
 

@@ -16,12 +16,12 @@ import click
 from service.cli.service import _app, config_option
 
 if TYPE_CHECKING:
-    from service.work.backups import Backups
+    from service.worker.backups import Backups
 
 
 @contextmanager
 def _backups(config_file: str | None) -> Iterator[Backups]:
-    from service.work.backups import get_backups  # the service's stack, only when asked for
+    from service.worker.backups import get_backups  # the service's stack, only when asked for
 
     app = _app(config_file, allow_unsigned=True)
     backups = get_backups(app)

@@ -5,7 +5,7 @@ web app under Granian (see service.web.server) with the worker threads in
 the same process; `worker` runs only the worker, for a second process;
 `web` only the web app. `serve` and `worker` stand for the schedule: of all
 the processes on one database, the one holding its lease runs the backup
-jobs (service.work.leader), and each says at start whether that is itself.
+jobs (service.worker.leader), and each says at start whether that is itself.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def web(config_file: str | None, host: str, port: int, threads: int) -> None:
 def worker(config_file: str | None, workers: int | None) -> None:
     """Run only the worker (events, deployments, statuses, the schedule) until SIGTERM."""
     from service.settings import settings_of
-    from service.work.backups import get_backups, schedule_line
-    from service.work.worker import get_worker
+    from service.worker.backups import get_backups, schedule_line
+    from service.worker.threads import get_worker
 
     app = _app(config_file, workers=workers)
     w = get_worker(app)

@@ -77,7 +77,7 @@ def teardown(lay: Layout) -> None:
         return
     from deploy.providers.local.provider import LocalProvider
     from service.settings import load_settings
-    from service.work.deployer import open_provider
+    from service.worker.deployer import open_provider
 
     provider = open_provider(load_settings({"config_file": str(lay.config)}, environ={}))
     assert isinstance(provider, LocalProvider)  # the quick start's config names it

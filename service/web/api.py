@@ -172,7 +172,7 @@ def instances() -> ResponseReturnValue:
 
 @bp.get("/instances/<project>/<name>/backups")
 def instance_backups(project: str, name: str) -> ResponseReturnValue:
-    from service.work.backups import get_backups
+    from service.worker.backups import get_backups
 
     backups = get_backups(current_app)
     if backups is None:
@@ -235,7 +235,7 @@ def metrics() -> ResponseReturnValue:
         ],
     )
     text = "\n".join(lines) + "\n"
-    from service.work.backups import get_backups
+    from service.worker.backups import get_backups
 
     backups = get_backups(current_app)
     if backups is not None:

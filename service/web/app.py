@@ -6,10 +6,10 @@ mapping of overrides). The typed `Settings` are built once and kept on the
 app (`service.settings.settings_of(app)`); Flask's own keys are set from
 them, and every part of the service is handed the same object. Nothing
 opens a socket or starts a thread here: `swapyard serve` and `swapyard worker`
-start the worker (`service.work.worker.get_worker(app).start()`).
+start the worker (`service.worker.threads.get_worker(app).start()`).
 
 This is where the service's parts meet: the worker and its parts are built
-in one place (service.work.build) and the inbox is handed the worker's
+in one place (service.worker.build) and the inbox is handed the worker's
 doorbell, so a delivery wakes idle threads at once. The app keeps the worker
 and the backups (`get_worker`, `get_backups`) for the commands and pages.
 """
@@ -31,22 +31,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from service.settings import KEY, load_settings
     from service.store import db
     from service.web import api, pages
-    from service.work import backups, worker
-    from service.work.build import build_worker
-    from service.work.inbox import SqlInbox
+    from service.worker import backups, threads
+    from service.worker.build import build_worker
+    from service.worker.inbox import SqlInbox
 
     settings = load_settings(config)
     app = Flask(__name__)
     app.extensions[KEY] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     database = db.init_app(app, settings.database_url)
-    work = build_worker(database, settings)
-    app.extensions[worker.KEY], app.extensions[backups.KEY] = work, work.backups
+    worker = build_worker(database, settings)
+    app.extensions[threads.KEY], app.extensions[backups.KEY] = worker, worker.backups
     inbox = SqlInbox(
         database,
         settings.public_url,
         statuses.sending_forges(settings),
-        on_queued=work.wake,  # a delivery wakes idle threads
+        on_queued=worker.wake,  # a delivery wakes idle threads
     )
     hooks.init_app(
         app,

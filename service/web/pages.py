@@ -82,7 +82,7 @@ def instances() -> ResponseReturnValue:
             }
             for last, ok in latest_per_instance(db)
         ]
-    from service.work.backups import get_backups
+    from service.worker.backups import get_backups
 
     backups = get_backups(current_app)
     schedule = backups.schedule_holder() if backups is not None else None
@@ -104,7 +104,7 @@ def instance(project: str, name: str) -> ResponseReturnValue:
         rows = [deployment_json(d) for d in deps]
     if not rows:
         return render_template("missing.html", what=f"instance {key}"), 404
-    from service.work.backups import get_backups
+    from service.worker.backups import get_backups
 
     backups = get_backups(current_app)
     overview = backups.overview(project, name) if backups is not None else None

@@ -12,7 +12,7 @@ main process). A worker that dies is respawned; a worker whose main process
 dies (SIGKILL) is stopped by the kernel, as gunicorn's workers stop
 themselves, so no orphan keeps serving and running jobs. Killing the whole
 process group loses nothing: acknowledged events are in the database and
-leases expire, the schedule's too (service.work.leader): another `serve` or
+leases expire, the schedule's too (service.worker.leader): another `serve` or
 `worker` on the database takes the schedule over within a lease length.
 """
 
@@ -31,8 +31,8 @@ from granian.log import LogLevels
 from granian.log import logger as granian_logger
 
 from service.store.db import get_db
-from service.work.backups import get_backups, schedule_line
-from service.work.worker import get_worker
+from service.worker.backups import get_backups, schedule_line
+from service.worker.threads import get_worker
 
 
 class _ThreadCountIsIntended(logging.Filter):

@@ -27,7 +27,7 @@ LEASE = 3  # seconds: short, so the wait outlasts several leases
 @contextmanager
 def held_backup(world: World, key: str, runs: list[Any]) -> Iterator[threading.Event]:
     """A backup of `key` by the service's scheduler, held after stop_writers until released."""
-    from service.work.worker import get_worker
+    from service.worker.threads import get_worker
 
     scheduler = get_worker(world.app).backups.scheduler
     in_window, go_on = threading.Event(), threading.Event()
@@ -58,7 +58,7 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
     from service.settings import settings_of
     from service.store.db import get_db
     from service.store.models import Lease
-    from service.work.build import build_worker
+    from service.worker.build import build_worker
 
     sha, _ = push_with_backups(world)
     [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)

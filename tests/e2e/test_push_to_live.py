@@ -222,7 +222,7 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     from deploy.providers.local.provider import LocalProvider
     from service.quickstart.githook import install
     from service.web.app import create_app
-    from service.work.worker import get_worker
+    from service.worker.threads import get_worker
 
     project = "e2e" + secrets.token_hex(3)
     bare, clone = seed_repo(tmp_path, project)

@@ -274,7 +274,7 @@ def serve(tmp_path: Path, forge: ForgeStub) -> Iterator[Callable[..., Served]]:
     import waitress
 
     from service.web.app import create_app
-    from service.work.worker import get_worker
+    from service.worker.threads import get_worker
 
     started: list[tuple[Any, Any]] = []
 

@@ -279,7 +279,7 @@ def test_a_drivers_declared_defaults_are_its_constructors():
 
 def test_the_provider_is_built_from_the_settings(tmp_path):
     from deploy.providers.local.provider import LocalProvider
-    from service.work.deployer import open_provider
+    from service.worker.deployer import open_provider
 
     admin = "127.0.0.1:9"  # never contacted: building a provider starts nothing
     s = load_settings(

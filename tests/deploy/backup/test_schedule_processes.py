@@ -36,7 +36,7 @@ from deploy.backup.schedule import BackupScheduler
 from deploy.providers.local.provider import LocalProvider
 from deploy.swap.sqljournal import SqlJournal
 from service.store.db import Database
-from service.work.leader import Holder, holder
+from service.worker.leader import Holder, holder
 from tests.deploy.backup.conftest import Deployed
 from tests.deploy.backup.test_schedule import instance
 from tests.deploy.fixtures import make_spec

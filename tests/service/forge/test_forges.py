@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers.gitops.mirror import MirrorCache
 from tests.service.conftest import REPO_NAME, ZERO, wait_for
 from tests.service.deliveries import body as fixture
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 
 def test_pull_request_is_planned_only(serve, config_repo, forge):

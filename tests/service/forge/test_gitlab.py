@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from service.store.db import get_db
 from service.store.models import StatusOutbox
-from service.work.worker import get_worker
+from service.worker.threads import get_worker
 from tests.service.conftest import ZERO, gitlab_push_body, outbox_drained, wait_for
 from tests.service.forge_stub import GITLAB_TOKEN
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 WWW, BLOG, CLOUD = (f"swapyard/production/{n}" for n in ("www", "blog", "cloud"))
 INSTANCES = (WWW, BLOG, CLOUD)

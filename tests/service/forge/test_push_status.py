@@ -6,8 +6,8 @@ from __future__ import annotations
 import requests
 
 from tests.service.conftest import REPO_NAME, TOKEN, ZERO, outbox_drained, push_body, wait_for
-from tests.service.work.test_queue import queue_blog_commits
-from tests.service.work.test_worker import finished, push_broken_blog
+from tests.service.worker.test_queue import queue_blog_commits
+from tests.service.worker.test_worker import finished, push_broken_blog
 
 
 def final(forge, sha: str) -> dict:

@@ -14,10 +14,10 @@ from handlers.intake.events import EventStatus
 from service.forge.statuses import CommitState, outbox_row
 from service.store.db import get_db
 from service.store.models import StatusOutbox
-from service.work.dispatch import PUSH_CONTEXT
-from service.work.worker import get_worker
+from service.worker.dispatch import PUSH_CONTEXT
+from service.worker.threads import get_worker
 from tests.service.conftest import REPO_NAME, ZERO
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 # The strings releases before the enums stored; changing one strands existing rows.
 STORED = {

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.service.conftest import TOKEN, ZERO, wait_for
-from tests.service.work.test_worker import finished, push_broken_blog
+from tests.service.worker.test_worker import finished, push_broken_blog
 
 
 def chromium() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from tests.service.conftest import TOKEN, ZERO
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 
 def test_pages_need_the_token_and_show_the_history(serve, config_repo):

@@ -5,7 +5,7 @@ same mirrors, so they share one `Workspace`: the process's identity in a
 lease (`owner`, one per thread, as sibling threads must never share a
 lease), the lease length, the mirror cache, the scratch directory for
 exported trees, the limits a pushed repository is read within and the
-clone URL of a repository. The build (service.work.build) makes one per
+clone URL of a repository. The build (service.worker.build) makes one per
 worker; a second worker in the same process (a test standing for a second
 process) gets its own, so its leases are told apart.
 """

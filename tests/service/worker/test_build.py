@@ -12,9 +12,9 @@ from tests.service.conftest import make_settings
 @pytest.mark.parametrize("backups", [True, False], ids=["backups", "no-backups"])
 def test_a_deploying_service_wires_deployer_backups_and_runner(tmp_path: Path, backups: bool):
     from service.web.app import create_app
-    from service.work.backups import get_backups
-    from service.work.deployments import WaitNotice
-    from service.work.worker import get_worker
+    from service.worker.backups import get_backups
+    from service.worker.deployments import WaitNotice
+    from service.worker.threads import get_worker
 
     app = create_app(make_settings(tmp_path, None, 9, deploy=True, backups=backups))
     worker = get_worker(app)
@@ -37,8 +37,8 @@ def test_a_deploying_service_wires_deployer_backups_and_runner(tmp_path: Path, b
 
 def test_a_plan_only_service_has_no_deployer_and_no_backups(tmp_path: Path):
     from service.web.app import create_app
-    from service.work.backups import get_backups
-    from service.work.worker import get_worker
+    from service.worker.backups import get_backups
+    from service.worker.threads import get_worker
 
     app = create_app(make_settings(tmp_path, None, 9, deploy=False))
     worker = get_worker(app)

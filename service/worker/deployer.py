@@ -19,7 +19,7 @@ schedule follows them).
 The provider and the secret store are opened apart (`open_provider`,
 `open_secrets`) and handed in, because the backup scheduler works on the
 same ones and the deployer tells it about deploys: the build
-(service.work.build) opens them once and hands each part what it needs.
+(service.worker.build) opens them once and hands each part what it needs.
 
 Settings (service.settings): PROVIDER, STATE_DIR, SECRETS_DIR, IMAGE_MAP,
 RENDER_HTTPS, READY_TIMEOUT, HEALTH_TIMEOUT, DEPLOY_LOCK_WAIT_SECONDS, and the

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import StatusOutbox
-from service.work.build import build_worker
-from service.work.worker import get_worker
+from service.worker.build import build_worker
+from service.worker.threads import get_worker
 from tests.service.conftest import ZERO, outbox_drained, wait_for
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 
 def queue_blog_commits(served, config_repo, count: int) -> tuple[list[str], list[int]]:

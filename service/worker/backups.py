@@ -4,7 +4,7 @@ The scheduler (deploy.backup.schedule.BackupScheduler, APScheduler with its jobs
 the service's database) exists wherever a deployer does, and every process
 starts it paused, so the jobs its deploys create are stored. Exactly one
 process on a database runs the jobs: the one holding the `schedule` lease
-(service.work.leader). `swapyard serve` and `swapyard worker` stand for it,
+(service.worker.leader). `swapyard serve` and `swapyard worker` stand for it,
 `swapyard web` does not (it serves HTTP only). On taking the lease a process
 first brings back the apps of backups the previous holder left in
 maintenance, then resumes its scheduler; on losing it, it pauses. After a
@@ -25,7 +25,7 @@ from flask import Flask
 from deploy.backup.schedule import BackupScheduler
 from schemas import Instance
 from service.store.db import Database
-from service.work.leader import Holder, Leader, holder, process_name
+from service.worker.leader import Holder, Leader, holder, process_name
 
 log = logging.getLogger(__name__)
 KEY = "swapyard.backups"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from service.work.worker import get_worker
+from service.worker.threads import get_worker
 from tests.service.conftest import ZERO, wait_for
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 
 def test_lost_webhook_is_caught_once(serve, config_repo):

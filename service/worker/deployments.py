@@ -11,7 +11,7 @@ The run reads the commit out of the mirror (repaired like the dispatcher's
 reads), hands the tree to the pipeline (validate, render and, with the
 deployer as its executor, deploy) and stores the result, its steps and its
 commit status in one transaction. What start-up recovery did to a swap a
-dead worker left (service.work.deployer.Recovery) and what a running deploy
+dead worker left (service.worker.deployer.Recovery) and what a running deploy
 waits for (`WaitNotice`) are shown on the deployment too, where its history
 is read, not only in the log.
 """
@@ -33,9 +33,9 @@ from service.settings import Settings
 from service.store import leases
 from service.store.db import Database
 from service.store.models import Deployment, Event, Step
-from service.work import dispatch
-from service.work.deployer import Recovery
-from service.work.workspace import Workspace
+from service.worker import dispatch
+from service.worker.deployer import Recovery
+from service.worker.workspace import Workspace
 
 
 class DeploymentRunner:

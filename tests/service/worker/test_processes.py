@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tests.service.conftest import ZERO, Served, answers, free_port, make_settings, wait_for
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 
 def test_event_acknowledged_then_killed_is_processed_after_restart(

@@ -28,14 +28,14 @@ from handlers.gitops.pipeline import Pipeline
 from service.forge.statuses import StatusSender
 from service.settings import Settings
 from service.store.db import Database
-from service.work.backups import Backups
-from service.work.deployer import Deployer, open_provider, open_secrets
-from service.work.deployments import DeploymentRunner, WaitNotice
-from service.work.doorbell import Doorbell
-from service.work.events import EventDispatcher
-from service.work.missedpushes import MissedPushCheck
-from service.work.worker import Worker
-from service.work.workspace import Workspace
+from service.worker.backups import Backups
+from service.worker.deployer import Deployer, open_provider, open_secrets
+from service.worker.deployments import DeploymentRunner, WaitNotice
+from service.worker.doorbell import Doorbell
+from service.worker.events import EventDispatcher
+from service.worker.missedpushes import MissedPushCheck
+from service.worker.threads import Worker
+from service.worker.workspace import Workspace
 
 
 def build_worker(db: Database, settings: Settings) -> Worker:

@@ -6,16 +6,16 @@ an event first, else a deployment), the status sender (service.forge.statuses)
 and, every `RECONCILE_SECONDS`, the missed-push check. `start` first has the
 deployer recover what a dead worker left and shows it on the deployments it
 interrupted, then starts the backup schedule's lifecycle
-(service.work.backups); `stop` ends them all, letting a running backup
+(service.worker.backups); `stop` ends them all, letting a running backup
 finish.
 
-An idle thread polls every POLL_SECONDS; the doorbell (service.work.doorbell)
+An idle thread polls every POLL_SECONDS; the doorbell (service.worker.doorbell)
 wakes it at once when this process stores work (a delivery, a finished
 deployment). The status sender takes at most one idle round per
 `STATUS_GAP`: under a flood of deliveries each rings the bell, and a round
 per ring starved the web threads of the GIL.
 
-The parts are built and handed in by service.work.build; the worker only
+The parts are built and handed in by service.worker.build; the worker only
 drives them.
 """
 
@@ -29,12 +29,12 @@ from flask import Flask
 
 from service.forge.statuses import StatusSender
 from service.settings import Settings
-from service.work.backups import Backups
-from service.work.deployer import Deployer
-from service.work.deployments import DeploymentRunner
-from service.work.doorbell import Doorbell
-from service.work.events import EventDispatcher
-from service.work.missedpushes import MissedPushCheck
+from service.worker.backups import Backups
+from service.worker.deployer import Deployer
+from service.worker.deployments import DeploymentRunner
+from service.worker.doorbell import Doorbell
+from service.worker.events import EventDispatcher
+from service.worker.missedpushes import MissedPushCheck
 
 log = logging.getLogger(__name__)
 STATUS_GAP = 0.1  # seconds: the status sender's shortest pause after an idle round
@@ -91,7 +91,7 @@ class Worker:
 
         With a `role` (`serve`, `worker`) this process stands for the schedule
         lease: whichever process holds it runs the backup jobs of every process
-        on the database (service.work.backups); with None it only stores jobs.
+        on the database (service.worker.backups); with None it only stores jobs.
         """
         count = self.settings.workers if threads is None else threads
         if self.deployer is not None and count > 0:

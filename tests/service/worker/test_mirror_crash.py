@@ -33,7 +33,7 @@ from tests.service.conftest import (
     wait_for,
 )
 from tests.service.slowgit import GitDaemon, ThrottlingProxy
-from tests.service.work.test_worker import finished
+from tests.service.worker.test_worker import finished
 
 RATE = 2 * 1024 * 1024  # bytes a second: a 3 MiB push takes over a second
 FILES, FILE_BYTES = 12, 192 * 1024  # base64 of random bytes: 256 KiB of text, 12 blobs

@@ -32,7 +32,7 @@ from handlers.intake.endpoint import Incoming, Recorded
 from handlers.intake.events import EventStatus
 from service.store.db import Database
 from service.store.models import Event, StatusOutbox
-from service.work.dispatch import received_status
+from service.worker.dispatch import received_status
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 An event is claimed (status `processing`, a lease in its own row), its
 `after` commit fetched into the mirror, diffed, and turned into one
 `waiting` deployment per affected instance (plus `pending` statuses), all
-in one transaction (service.work.dispatch). The lease is renewed while the
+in one transaction (service.worker.dispatch). The lease is renewed while the
 fetch runs; one that expires (a killed worker) frees the event for another
 worker. A git failure puts the event back in the queue with a backoff; after
 `MAX_EVENT_ATTEMPTS` claims it fails, and a poison event that kills its
@@ -34,8 +34,8 @@ from service.settings import Settings
 from service.store import leases
 from service.store.db import Database, rowcount
 from service.store.models import Event
-from service.work import dispatch
-from service.work.workspace import Workspace
+from service.worker import dispatch
+from service.worker.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MAX_EVENT_ATTEMPTS = 5

@@ -13,7 +13,7 @@ import pytest
 
 from service.store.db import Database
 from service.store.models import Lease
-from service.work.leader import KEY, Leader, holder, process_name
+from service.worker.leader import KEY, Leader, holder, process_name
 
 
 class Candidate:

@@ -21,7 +21,7 @@ from handlers.intake.events import EventStatus
 from service.forge import statuses
 from service.forge.statuses import CommitState
 from service.store.models import RECOVERED_STEP, Deployment, Event, StatusOutbox, Step
-from service.work.deployer import Recovery
+from service.worker.deployer import Recovery
 
 Row = tuple[str, str | None, str | None, str, str]  # key, project, instance, context, mode
 
