@@ -69,8 +69,8 @@ sys.path.insert(0, str(ROOT))
 
 import schemas  # noqa: E402
 from deploy.providers.base import Route  # noqa: E402
+from deploy.providers.edge.proxy import Edge  # noqa: E402
 from deploy.providers.local.compose import PROJECT_LABEL, default_compose  # noqa: E402
-from deploy.providers.local.edge import LocalEdge  # noqa: E402
 from deploy.providers.local.provider import LocalProvider  # noqa: E402
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of  # noqa: E402
 from deploy.spec import DeploySpec  # noqa: E402
@@ -576,7 +576,7 @@ def report(swaps: list[Measure], inplace: list[Measure], cores: int) -> None:
 
 
 # -- many swaps in a row: the edge -----------------------------------------------
-class ReloadingEdge(LocalEdge):
+class ReloadingEdge(Edge):
     """The baseline: the edge before the switchboard, repointing Caddy with `/load` per switch.
 
     Its config dials each instance's endpoint (with Caddy's default upstream

@@ -6,8 +6,9 @@ handed to the pipeline), so handlers/ imports nothing of deploy/ either.
 
 Inside them, each rule keeps a seam where a new part plugs in:
 - a provider driver imports only the provider contract (`deploy.providers.base`,
-  `deploy.providers.types`), never an engine nor another driver, so a new driver is
-  one new folder;
+  `deploy.providers.types`) and the drivers' toolkits (`deploy.providers.commands`, the
+  edge, reaching inside a remote instance), never an engine nor another driver, so a
+  new driver is one new folder; a toolkit imports only the contract and other toolkits;
 - the engines (swap, backup, and what they share) import no driver, only the
   contract, so every driver runs under the same engine;
 - swap and backup share the step runner (`deploy.steps`), the live record and
@@ -57,6 +58,8 @@ WORKER_PARTS = tuple(
     )
 )
 CONTRACT = ("deploy.providers.base", "deploy.providers.types")
+# What drivers share beside the contract; a toolkit imports only the contract and toolkits.
+TOOLKITS = ("deploy.providers.commands", "deploy.providers.edge")
 SHARED = ("deploy.steps", "deploy.live", "deploy.maintenance", "deploy.spec")
 ENGINES = ("deploy.swap", "deploy.backup", *SHARED)
 
@@ -66,6 +69,11 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
         ("deploy.providers",),
         ENGINES,
         (),
+    ),
+    "toolkits import no driver": (
+        TOOLKITS,
+        ("deploy.providers",),
+        (*CONTRACT, *TOOLKITS),
     ),
     "engines import no driver, only the provider contract": (
         ENGINES,
@@ -177,15 +185,17 @@ def test_the_rules_see_every_package() -> None:
 
 def test_a_driver_imports_no_other_driver() -> None:
     """Each driver folder under deploy/providers/ reaches the others only through the contract
-    (the registry finds them by name), so drivers come and go one folder at a time."""
-    folders = sorted(p.parent for p in (REPO / "deploy" / "providers").glob("*/__init__.py"))
+    and the toolkits (the registry finds drivers by name), so drivers come and go one folder
+    at a time. A driver folder is one with a `provider.py`."""
+    folders = sorted(p.parent for p in (REPO / "deploy" / "providers").glob("*/provider.py"))
     assert {f.name for f in folders} >= {"local", "memory"}
     offenders = []
     for folder in folders:
         own = f"deploy.providers.{folder.name}"
         for path in sorted(folder.rglob("*.py")):
             for imported in sorted(imported_modules(path)):
-                if under(imported, ("deploy.providers",)) and not under(imported, (own, *CONTRACT)):
+                allowed = (own, *CONTRACT, *TOOLKITS)
+                if under(imported, ("deploy.providers",)) and not under(imported, allowed):
                     offenders.append(f"{path.relative_to(REPO)} imports {imported}")
     assert offenders == []
 

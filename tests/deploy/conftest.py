@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from deploy.providers.local.commands import run
+from deploy.providers.commands import run
 from deploy.providers.local.provider import LocalProvider
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of
 from tests.deploy.fixtures import build_image, caddy_available, make_ignition

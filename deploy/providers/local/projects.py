@@ -20,8 +20,8 @@ import requests
 import yaml
 
 from deploy.providers.base import InstanceHandle
+from deploy.providers.commands import run
 from deploy.providers.local import compose, ignition
-from deploy.providers.local.commands import run
 from deploy.providers.local.compose import (
     FRONT,
     PROJECT_LABEL,

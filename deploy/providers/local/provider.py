@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from deploy.providers.base import InstanceHandle, Option, Provider, Route, VolumeHandle
+from deploy.providers.edge.proxy import Edge
 from deploy.providers.local.compose import default_compose, needs_volume
-from deploy.providers.local.edge import LocalEdge
 from deploy.providers.local.projects import OPT, ComposeProjects
 from deploy.providers.local.volumes import LoopVolumes, VolumeInfo
 from deploy.providers.types import InstanceNotFound, InstanceNotReady, ProviderError, VolumeState
@@ -70,7 +70,7 @@ class LocalProvider(Provider):
         self.instances_dir = self.state_dir / "instances"
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.volumes = LoopVolumes(self.state_dir, ex_use_loop)
-        self.edge = LocalEdge(self.state_dir, ex_edge_listen, ex_edge_admin)
+        self.edge = Edge(self.state_dir, ex_edge_listen, ex_edge_admin)
         self.projects = ComposeProjects(
             self.instances_dir, ex_compose or default_compose(), ex_docker
         )

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.providers.local.commands import run
+from deploy.providers.commands import run
 from deploy.providers.types import SNAPSHOT_DIR, ProviderError, VolumeInUse
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import requests
 from docker import errors as docker_errors
 
 from deploy.providers.base import Provider, Route
-from deploy.providers.local.commands import run
-from deploy.providers.local.edge import LocalEdge
+from deploy.providers.commands import run
+from deploy.providers.edge.proxy import Edge
 from deploy.providers.local.ignition import decode_data_url, materialize
 from deploy.providers.local.provider import LocalProvider
 from deploy.providers.local.volumes import LoopVolumes, filesystem_type, loop_devices_of
@@ -212,7 +212,7 @@ def test_edge_never_takes_over_a_foreign_caddy(tmp_path: Path) -> None:
                 requests.get(f"http://{admin}/config/", timeout=1)
                 break
             time.sleep(0.05)
-        edge = LocalEdge(tmp_path, (f"127.0.0.1:{free_port()}",), admin)
+        edge = Edge(tmp_path, (f"127.0.0.1:{free_port()}",), admin)
         with pytest.raises(ProviderError, match="another program answers"):
             edge.switch(Route(("a.test",), "x", ("127.0.0.1", 9)))
         assert requests.get(f"http://{admin}/config/", timeout=1).json() == {

@@ -1,4 +1,4 @@
-"""The local edge: one Caddy in front of every local instance, and its switchboard.
+"""The edge: one Caddy in front of every instance on the control host, and its switchboard.
 
 The edge Caddy listens on configured loopback ports and proxies each domain
 to the switchboard's stable address for that domain (`switchboard.py`),
@@ -32,9 +32,9 @@ from typing import Any
 import requests
 
 from deploy.providers.base import Route
-from deploy.providers.local import pidfile
-from deploy.providers.local.commands import spawn
-from deploy.providers.local.switchboard import Switchboard
+from deploy.providers.commands import spawn
+from deploy.providers.edge import pidfile
+from deploy.providers.edge.switchboard import Switchboard
 from deploy.providers.types import ProviderError
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 SERVER = "swapyard-edge"  # the server name marks a Caddy as ours
 
 
-class LocalEdge:
+class Edge:
     """The edge Caddy and its switchboard; `listen` like ["127.0.0.1:8080"]."""
 
     def __init__(

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from deploy.providers.base import Route
-from deploy.providers.local.edge import LocalEdge
+from deploy.providers.edge.proxy import Edge
 from deploy.providers.types import ProviderError
 from tests.deploy.conftest import free_port
 from tests.deploy.fixtures import caddy_available
@@ -73,15 +73,15 @@ def upstreams() -> Iterator[list[Upstream]]:
 
 
 @pytest.fixture
-def edge(tmp_path: Path) -> Iterator[LocalEdge]:
-    e = LocalEdge(tmp_path, (f"127.0.0.1:{free_port()}",), f"127.0.0.1:{free_port()}")
+def edge(tmp_path: Path) -> Iterator[Edge]:
+    e = Edge(tmp_path, (f"127.0.0.1:{free_port()}",), f"127.0.0.1:{free_port()}")
     try:
         yield e
     finally:
         e.stop()
 
 
-def get(edge: LocalEdge, host: str, conn: http.client.HTTPConnection | None = None) -> str:
+def get(edge: Edge, host: str, conn: http.client.HTTPConnection | None = None) -> str:
     """GET / for `host` through the edge (on `conn` when given): '<status> <body>'."""
     ours = conn is None
     if conn is None:
@@ -95,7 +95,7 @@ def get(edge: LocalEdge, host: str, conn: http.client.HTTPConnection | None = No
             conn.close()
 
 
-def connect(edge: LocalEdge) -> http.client.HTTPConnection:
+def connect(edge: Edge) -> http.client.HTTPConnection:
     host, port = edge.listen[0].rsplit(":", 1)
     return http.client.HTTPConnection(host, int(port), timeout=10)
 
@@ -103,7 +103,7 @@ def connect(edge: LocalEdge) -> http.client.HTTPConnection:
 class Clients:
     """Fresh-connection and idle keep-alive clients, each answer counted per kind."""
 
-    def __init__(self, edge: LocalEdge, host: str):
+    def __init__(self, edge: Edge, host: str):
         self.edge, self.host = edge, host
         self.stopping = threading.Event()
         self.seen: dict[str, Counter[str]] = {"fresh": Counter(), "keep-alive": Counter()}
@@ -145,7 +145,7 @@ class Clients:
             t.join(30)
 
 
-def test_switches_under_load_drop_no_connection(edge: LocalEdge, upstreams: list[Upstream]) -> None:
+def test_switches_under_load_drop_no_connection(edge: Edge, upstreams: list[Upstream]) -> None:
     blue, green, maintenance = upstreams
     edge.switch(Route(("shop.test",), "blue", blue.endpoint))
     cycle = [maintenance, green, maintenance, blue]  # as a swap does: 503s, then the new one
@@ -161,9 +161,7 @@ def test_switches_under_load_drop_no_connection(edge: LocalEdge, upstreams: list
         assert seen["200"] > SWITCHES and seen["503"] > 0, f"{kind}: {dict(seen)}"
 
 
-def test_a_switch_keeps_an_idle_keepalive_connection(
-    edge: LocalEdge, upstreams: list[Upstream]
-) -> None:
+def test_a_switch_keeps_an_idle_keepalive_connection(edge: Edge, upstreams: list[Upstream]) -> None:
     blue, green, _ = upstreams
     edge.switch(Route(("shop.test", "www.shop.test"), "blue", blue.endpoint))
     conn = connect(edge)
@@ -175,7 +173,7 @@ def test_a_switch_keeps_an_idle_keepalive_connection(
     conn.close()
 
 
-def test_only_a_new_set_of_domains_loads_caddy(edge: LocalEdge, upstreams: list[Upstream]) -> None:
+def test_only_a_new_set_of_domains_loads_caddy(edge: Edge, upstreams: list[Upstream]) -> None:
     blue, green, _ = upstreams
     edge.switch(Route(("shop.test",), "blue", blue.endpoint))
     loaded = edge._loaded_config()
@@ -192,13 +190,13 @@ def test_only_a_new_set_of_domains_loads_caddy(edge: LocalEdge, upstreams: list[
 
 
 def test_routes_survive_a_restart_of_caddy_and_of_the_switchboard(
-    edge: LocalEdge, upstreams: list[Upstream]
+    edge: Edge, upstreams: list[Upstream]
 ) -> None:
     blue, green, _ = upstreams
     edge.switch(Route(("Shop.Test",), "blue", blue.endpoint))
     assert get(edge, "shop.test") == "200 blue"
     edge.stop()
-    again = LocalEdge(edge.dir.parent, edge.listen, edge.admin)
+    again = Edge(edge.dir.parent, edge.listen, edge.admin)
     again.ensure_running()
     assert get(again, "SHOP.test") == "200 blue"
     pid = int((edge.dir / "switchboard.pid").read_text())
@@ -213,7 +211,7 @@ def test_two_state_directories_keep_their_own_addresses(
 ) -> None:
     blue, green, _ = upstreams
     edges = [
-        LocalEdge(tmp_path / n, (f"127.0.0.1:{free_port()}",), f"127.0.0.1:{free_port()}")
+        Edge(tmp_path / n, (f"127.0.0.1:{free_port()}",), f"127.0.0.1:{free_port()}")
         for n in ("one", "two")
     ]
     try:
@@ -225,7 +223,7 @@ def test_two_state_directories_keep_their_own_addresses(
             e.stop()
 
 
-def test_the_switchboard_refuses_a_malformed_table(edge: LocalEdge) -> None:
+def test_the_switchboard_refuses_a_malformed_table(edge: Edge) -> None:
     edge.ensure_running()
     board = edge.switchboard
     for bad in (b"not json\n", b'{"a.test": ["127.0.0.1"]}\n', b"[1, 2]\n"):

@@ -46,8 +46,8 @@ from functools import partial
 from pathlib import Path
 
 import deploy
-from deploy.providers.local import pidfile
-from deploy.providers.local.commands import spawn
+from deploy.providers.commands import spawn
+from deploy.providers.edge import pidfile
 from deploy.providers.types import ProviderError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ CHUNK = 65536
 CONTROL_LIMIT = 16 << 20  # the longest table accepted: some 200,000 domains
 # imported and called, not run with `-m`: the module keeps its one name (no __main__ twin)
 RUN_MAIN = (
-    "import sys; from deploy.providers.local.switchboard import main; sys.exit(main(sys.argv[1:]))"
+    "import sys; from deploy.providers.edge.switchboard import main; sys.exit(main(sys.argv[1:]))"
 )
 
 
