@@ -9,6 +9,9 @@ options give the same bytes and the same digest. The artifacts:
 - `ignition.json`  Ignition 3.4.0 holding everything above; the one artifact
                    a provider receives (see renderers.ignition)
 
+For images that boot with cloud-init, `renderers.cloudinit` translates
+`ignition.json` into user-data; that is not an artifact (no digest, no plan).
+
 Two modes: `redacted` shows each secret as a placeholder `<secret:NAME>` (for
 plans, diffs, stored history and `swapyard render`); `resolved` puts the
 values from a secret lookup in (only for handing to a provider).

@@ -19,13 +19,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from schemas import DEFAULT_LIMITS, ConfigError, Limits, RepoConfig, SwapyardError, load_repo
 from schemas.export import json_schema_text, markdown_reference
 from schemas.limits import option_name
+
+if TYPE_CHECKING:
+    from renderers.artifacts import ArtifactSet
 
 EXIT_INVALID = 1
 EXIT_CHANGES = 3
@@ -73,7 +76,9 @@ def _image_map(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _render_all(repo: RepoConfig, image_map: dict[str, str], https: bool | None):
+def _render_all(
+    repo: RepoConfig, image_map: dict[str, str], https: bool | None
+) -> dict[str, ArtifactSet]:
     from renderers import RenderOptions, render_instance
 
     options = RenderOptions(image_map=image_map, https=https)
@@ -111,8 +116,17 @@ def validate(path: str, secrets_dir: str | None, **limits: int | None) -> None:
     "--out",
     "out",
     type=click.Path(file_okay=False),
-    required=True,
-    help="Directory to write <project>/<instance>/ artifacts to.",
+    help="Directory to write <project>/<instance>/ to (required for the artifacts).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["artifacts", "cloud-init"]),
+    default="artifacts",
+    show_default=True,
+    help="artifacts: every artifact and manifest.json. cloud-init: only the user-data a "
+    "cloud-init image boots from (cloud-init.yaml, not an artifact: no digest, no plan); "
+    "printed when PATH holds one instance and --out is not given.",
 )
 @click.option(
     "--image-map",
@@ -126,21 +140,53 @@ def validate(path: str, secrets_dir: str | None, **limits: int | None) -> None:
 @limit_options
 def render(
     path: str,
-    out: str,
+    out: str | None,
+    fmt: str,
     image_map: tuple[str, ...],
     https: bool | None,
     verbose: bool,
     **limits: int | None,
 ) -> None:
     """Render each instance's artifacts (redacted) and print their digests."""
+    if fmt == "artifacts" and out is None:
+        raise click.UsageError("--out DIR is required (or --format cloud-init to print)")
     repo = _load(path, _limits(limits))
     rendered = _render_all(repo, _image_map(image_map), https)
+    if fmt == "cloud-init":
+        _render_cloudinit(rendered, out)
+        return
+    assert out is not None
     for key, artifacts in sorted(rendered.items()):
         artifacts.write(Path(out) / key)
         click.echo(f"{key}  {artifacts.digest}")
         if verbose:
             for name, digest in sorted(artifacts.digests.items()):
                 click.echo(f"    {name}  sha256:{digest}")
+
+
+def _render_cloudinit(rendered: dict[str, ArtifactSet], out: str | None) -> None:
+    """Write (or, for one instance without --out, print) each instance's user-data.
+
+    It sits beside the artifacts but outside the artifact set: a render of the
+    artifacts into the same directory removes it, and plans never see it.
+    """
+    from renderers import layout
+    from renderers.cloudinit import USER_DATA, render_cloudinit
+
+    if out is None and len(rendered) != 1:
+        raise click.UsageError(
+            f"--format cloud-init prints one instance, and PATH holds {len(rendered)}: "
+            "give an instance directory, or --out DIR"
+        )
+    for key, artifacts in sorted(rendered.items()):
+        user_data = render_cloudinit(artifacts[layout.IGNITION])
+        if out is None:
+            click.echo(user_data.decode(), nl=False)
+            continue
+        target = Path(out) / key / USER_DATA
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(user_data)
+        click.echo(f"{key}  {target}")
 
 
 @main.command()

@@ -33,6 +33,7 @@ print(json.dumps({{"code": code, "loaded": loaded}}), file=sys.stderr)
         (["validate", "examples/config-repo"], 0),
         (["schema", "--out", "{tmp}/schema.json"], 0),
         (["render", "examples/config-repo", "--out", "{tmp}/out"], 0),
+        (["render", "examples/config-repo", "--format", "cloud-init", "--out", "{tmp}/ci"], 0),
         (["plan", "examples/config-repo", "--against", "{tmp}/nothing"], 1),  # 1: changes
         (["--help"], 0),
     ],
