@@ -73,6 +73,7 @@ from renderers.layout import (
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 DEPENDS_LABEL = "com.docker.compose.depends_on"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
 WRITER_LABEL = "org.swapyard.writer"
 JOB_LABEL = "org.swapyard.job"  # helper and one-off containers, never part of the project
 API_VERSION = "1.41"  # Docker 20.10 (Debian 12); newer engines still serve it
@@ -136,6 +137,12 @@ def _tail(chunks: Iterable[bytes], limit: int) -> str:
             size -= len(kept.popleft())
     text = b"".join(kept)[-limit:]
     return text.decode(errors="replace")
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without the request line requests wraps around it."""
+    inner = exc.args[0] if exc.args else None
+    return str(getattr(inner, "reason", None) or exc)
 
 
 def _tar(files: Mapping[str, bytes]) -> bytes:
@@ -243,9 +250,9 @@ class RemoteEngine:
             yield
         except requests.exceptions.SSLError as exc:
             raise EngineRefused(
-                f"{self._where()}: the TLS handshake failed while {what}: {exc}; the engine "
-                f"must present a certificate from swapyard's CA for {self.host} and accept "
-                f"swapyard's client certificate"
+                f"{self._where()}: the TLS handshake failed while {what}: {_reason(exc)}; "
+                f"the engine must present a certificate from swapyard's CA for {self.host} "
+                f"and accept swapyard's client certificate"
             ) from None
         except requests.exceptions.ConnectTimeout:
             raise EngineUnreachable(
@@ -254,7 +261,9 @@ class RemoteEngine:
         except requests.exceptions.Timeout:
             raise EngineTimeout(f"{self._where()}: no answer in time while {what}") from None
         except requests.exceptions.ConnectionError as exc:
-            raise EngineUnreachable(f"{self._where()}: unreachable while {what}: {exc}") from None
+            raise EngineUnreachable(
+                f"{self._where()}: unreachable while {what}: {_reason(exc)}"
+            ) from None
         except docker.errors.APIError as exc:
             raise ProviderError(
                 f"{self._where()}: the engine refused {what}: {exc.explanation or exc}"
@@ -372,6 +381,8 @@ class RemoteEngine:
         found = []
         for c in self._raw_containers():
             labels = c.labels or {}
+            if labels.get(ONEOFF_LABEL, "False") == "True":  # `docker compose run`
+                continue
             deps, healthy = [], []
             for entry in (labels.get(DEPENDS_LABEL) or "").split(","):
                 parts = entry.strip().split(":")

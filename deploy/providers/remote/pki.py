@@ -14,9 +14,11 @@ owns (the provider's state directory), mode 0700:
 from `DOCKER_CERT_PATH`, so the directory itself serves `docker --tlsverify`
 when a person needs to look inside an instance.
 
-Keys are ECDSA P-256: Go's TLS (Docker 20.10, compose) and OpenSSL (Python's
-`ssl`, urllib3 under the docker SDK) both take it in TLS 1.2 and 1.3, where
-Ed25519 certificates are still refused by some TLS stacks a user may put in front.
+Keys are ECDSA P-256. Ed25519 works too with what swapyard runs (tried: dockerd
+20.10 with `--tlsverify`, the Docker CLI and compose, Python's `ssl` on OpenSSL
+3.0), but P-256 is the one every TLS stack on the way takes, including older
+ones (Ed25519 in TLS needs OpenSSL 1.1.1 and Go 1.13) and anything a user may
+put in front of an engine.
 
 Validity: the CA 10 years; an instance's server certificate 5 years (an instance
 is replaced by every push, and its engine only reads the certificate at start, so

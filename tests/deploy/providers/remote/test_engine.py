@@ -163,7 +163,7 @@ def test_the_right_client_gets_in(tls_engine: TLSEngine) -> None:
 
 def test_a_client_without_a_certificate_is_refused(tls_engine: TLSEngine) -> None:
     creds = tls_engine.ca.client()
-    with pytest.raises(requests.exceptions.RequestException):
+    with pytest.raises(requests.exceptions.SSLError):
         http().get(f"{tls_engine.base_url}/_ping", verify=str(creds.ca), timeout=5)
     # the same at the TLS layer: the engine ends the handshake without a client certificate
     context = ssl.create_default_context(cafile=str(creds.ca))
@@ -183,7 +183,7 @@ def test_a_certificate_from_another_ca_is_refused(tls_engine: TLSEngine, tmp_pat
     # another CA's client certificate, the engine verified with the right CA
     crossed = ClientCredentials(mine.ca, other.certificate, other.key)
     remote = RemoteEngine("test-engine", tls_engine.host, tls_engine.port, crossed, "x")
-    with pytest.raises((EngineRefused, EngineUnreachable), match="test-engine"):
+    with pytest.raises(EngineRefused, match=r"test-engine .*TLS handshake failed"):
         remote.containers()
     # and with the other CA throughout, swapyard refuses the engine's certificate
     remote = RemoteEngine("test-engine", tls_engine.host, tls_engine.port, other, "x")
