@@ -82,6 +82,8 @@ LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 64 * 1024
 MAX_LISTING_BYTES = 16 << 20  # the maintenance directory: a page, a flag, health passes
 POLL = 0.2
+# what the control host's own engine may raise while images are copied from it
+LOCAL_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,7 @@ class RemoteEngine:
                 local_id = local_client.api.inspect_image(ref)["Id"]
             except docker.errors.ImageNotFound:
                 local_id = None
-            except docker.errors.DockerException as exc:
+            except LOCAL_ERRORS as exc:
                 raise ProviderError(f"the control host's engine: inspecting {ref}: {exc}") from None
             if local_id is None:
                 (present if remote_id else missing).append(ref)
@@ -353,7 +355,7 @@ class RemoteEngine:
                 for chunk in local_client.api.get_image(ref, chunk_size=CHUNK):
                     sent += len(chunk)
                     yield chunk
-            except docker.errors.DockerException as exc:
+            except LOCAL_ERRORS as exc:  # not the instance's: say whose
                 raise ProviderError(f"the control host's engine: saving {ref}: {exc}") from None
 
         with self._api(f"loading image {ref}"):
@@ -362,7 +364,12 @@ class RemoteEngine:
                 if error:
                     raise ProviderError(f"{self._where()}: loading image {ref}: {error}")
         if self._image_id(ref) is None:
-            raise ProviderError(f"{self._where()}: image {ref} is not there after loading it")
+            hint = (
+                " (`docker load` keeps no registry digest: refer to the image by a tag)"
+                if "@" in ref
+                else ""
+            )
+            raise ProviderError(f"{self._where()}: image {ref} is not there after loading it{hint}")
         return sent
 
     # -- the compose project -----------------------------------------------
@@ -449,6 +456,8 @@ class RemoteEngine:
             c = next((c for c in self.containers() if c.service == service), None)
             if c is not None and c.health == "healthy":
                 return
+            if c is not None and c.health is None and c.status == "running":
+                return  # no healthcheck to wait for: running is all it can be
             if c is not None and c.status in ("exited", "dead"):
                 raise ProviderError(
                     f"{self._where()}: service {service} of {self.project} {c.status} before "

@@ -8,6 +8,7 @@ port 80 on loopback, so maintenance and the health pass are observed over real H
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import socket
 import ssl
@@ -61,12 +62,11 @@ def compose_file(images: dict[str, str], root: Path, port: int) -> dict[str, Any
     writer = {"org.swapyard.writer": "true"}
     other = {"org.swapyard.writer": "false"}
 
-    def httpd(text: str) -> list[str]:
-        return [
-            "sh",
-            "-c",
-            f"mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 8080 -h /www",
-        ]
+    def httpd(text: str, ready_after: int = 0) -> list[str]:
+        """A page saying `text`; /tmp/ready appears `ready_after` seconds after the start."""
+        page = f"mkdir -p /www && echo {text} > /www/index.html"
+        ready = f"(sleep {ready_after}; touch /tmp/ready) &"
+        return ["sh", "-c", f"{page}; {ready} exec httpd -f -p 8080 -h /www"]
 
     return {
         "services": {
@@ -88,15 +88,20 @@ def compose_file(images: dict[str, str], root: Path, port: int) -> dict[str, Any
             },
             "notes": {
                 "image": images["tools"],
-                "command": httpd("notes"),
+                "command": httpd("notes", ready_after=2),
                 "labels": writer,
                 "restart": "unless-stopped",
+                "healthcheck": {  # healthy 2 s after its start; the sidecar waits for that
+                    "test": ["CMD", "test", "-f", "/tmp/ready"],
+                    "interval": "1s",
+                    "retries": 30,
+                },
             },
             "sidecar": {  # no writer label, but waits for one: stops and starts with it
                 "image": images["tools"],
                 "command": ["sleep", "3600"],
                 "labels": other,
-                "depends_on": {"notes": {"condition": "service_started"}},
+                "depends_on": {"notes": {"condition": "service_healthy"}},
                 "restart": "unless-stopped",
             },
         }
@@ -149,6 +154,15 @@ def wait_answer(port: int, host: str, status: int, **headers: str) -> requests.R
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.2)
+
+
+def started_at(remote: RemoteEngine, service: str) -> float:
+    """When the container of `service` last started, in seconds since the epoch."""
+    c = next(c for c in remote.containers() if c.service == service)
+    stamp = remote.client.containers.get(c.id).attrs["State"]["StartedAt"]
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    whole = datetime.datetime.fromisoformat(seconds).replace(tzinfo=datetime.UTC)
+    return whole.timestamp() + float(f"0.{fraction or 0}")
 
 
 # -- who gets in ----------------------------------------------------------------
@@ -273,6 +287,10 @@ def test_non_writers_then_writers_start_and_stop(instance: tuple[RemoteEngine, i
     remote.start_writers()
     remote.start_writers()
     assert {c.status for c in remote.containers()} == {"running"}
+    notes = next(c for c in remote.containers() if c.service == "notes")
+    assert notes.health == "healthy"
+    # the sidecar started only once the writer it waits for was healthy
+    assert started_at(remote, "sidecar") - started_at(remote, "notes") >= 2
     assert wait_answer(port, "notes.test", 200).text == "notes\n"
     remote.stop_writers(timeout=2)
     remote.stop_writers(timeout=2)
