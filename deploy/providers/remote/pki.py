@@ -201,7 +201,10 @@ class CertificateAuthority:
             )
         if info.st_size > MAX_PEM_BYTES:
             raise self._damaged(name, f"{info.st_size} bytes, not a PEM file")
-        return path.read_bytes()
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise self._damaged(name, f"unreadable ({exc.strerror or exc})") from None
 
     def _load_cert(self, name: str) -> x509.Certificate:
         try:
@@ -233,11 +236,17 @@ class CertificateAuthority:
     # -- the CA ------------------------------------------------------------
     def _ensure(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         if self._cert is None or self._key is None:
-            with self._locked():
-                if not self._path(CA_CERT).exists():
-                    self._create()
-                self._cert, self._key = self._load_ca()
-                self._ensure_client(self._cert, self._key)
+            try:
+                with self._locked():
+                    if not self._path(CA_CERT).exists():
+                        self._create()
+                    self._cert, self._key = self._load_ca()
+                    self._ensure_client(self._cert, self._key)
+            except OSError as exc:  # the directory is a file, read-only, someone else's, ...
+                raise ProviderError(
+                    f"{exc.filename or self.directory}: cannot keep swapyard's CA there: "
+                    f"{exc.strerror or exc}"
+                ) from None
         return self._cert, self._key
 
     def _create(self) -> None:

@@ -227,3 +227,10 @@ def test_a_damaged_directory_is_refused_naming_the_file(
     for other, data in before.items():
         if other != name and (directory / other).is_file():
             assert (directory / other).read_bytes() == data
+
+
+def test_a_directory_that_cannot_hold_it_is_refused_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(ProviderError, match=f"{blocker}.*cannot keep swapyard's CA there"):
+        CertificateAuthority(blocker / "pki").client()
