@@ -43,7 +43,7 @@ import re
 import secrets
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -565,16 +565,18 @@ class RemoteEngine:
                     names.append(parts[1])
         return names
 
-    def _change_maintenance(self, create: Sequence[str], remove_prefix: str | None) -> None:
+    def _change_maintenance(
+        self, create: Sequence[str], remove: Callable[[str], bool] | None
+    ) -> None:
         """Create the empty files `create` in MAINTENANCE_DIR and remove every other file
-        whose name starts with `remove_prefix`, through helper containers (see above)."""
+        whose name `remove` accepts, through helper containers (see above)."""
         caddy, mount = self._maintenance_mount()
         image = caddy.attrs["Image"]
-        if remove_prefix is not None:
+        if remove is not None:
             doomed = [
                 f"{MAINTENANCE_DIR}/{n}"
                 for n in self._listing(caddy)
-                if n.startswith(remove_prefix) and n not in create
+                if remove(n) and n not in create
             ]
             if doomed:
                 result = self.run_container(
@@ -617,17 +619,17 @@ class RemoteEngine:
         if on:
             self._change_maintenance([MAINTENANCE_FLAG], None)
         else:
-            self._change_maintenance([], MAINTENANCE_FLAG)
+            self._change_maintenance([], lambda name: name == MAINTENANCE_FLAG)
 
     def set_health_pass(self, token: str | None) -> None:
         """Let requests carrying `token` past the maintenance page; `None` removes every pass."""
-        if token is not None and not re.match(HEALTH_PASS_TOKEN, token):
+        if token is not None and not re.fullmatch(HEALTH_PASS_TOKEN, token):
             raise ProviderError(
                 f"health pass token {token[:40]!r}: expected {HEALTH_PASS_TOKEN} "
                 f"(128 random bits in hex)"
             )
         create = [f"{HEALTH_PASS_PREFIX}{token}"] if token is not None else []
-        self._change_maintenance(create, HEALTH_PASS_PREFIX)
+        self._change_maintenance(create, lambda name: name.startswith(HEALTH_PASS_PREFIX))
 
     # -- one-off jobs ------------------------------------------------------
     def run_container(

@@ -128,6 +128,7 @@ def instance(
     root = tmp_path_factory.mktemp("instance")
     (root / "maintenance").mkdir()
     (root / "maintenance" / "index.html").write_text("maintenance\n")
+    (root / "maintenance" / "on-call.png").write_text("a page asset named like the flag\n")
     caddyfile = CADDYFILE.replace("HEALTH_PASS", HEALTH_PASS).replace("WEBPORT", "8080")
     (root / "Caddyfile").write_text(caddyfile.replace("/srv/maintenance", MAINTENANCE_DIR))
     port = free_port()
@@ -325,8 +326,9 @@ def test_maintenance_and_health_pass(
     remote.set_maintenance(False)
     remote.set_maintenance(False)
     assert get(port, "web.test").status_code == 200
-    with pytest.raises(ProviderError, match="health pass token"):
-        remote.set_health_pass("../on")
+    for bad in ("../on", secrets.token_hex(16) + "\n", secrets.token_hex(16).upper(), ""):
+        with pytest.raises(ProviderError, match="health pass token"):
+            remote.set_health_pass(bad)
     # the page is still there, no flag or pass is left, and no helper container either
     left = (
         remote.client.containers.get(
@@ -336,7 +338,7 @@ def test_maintenance_and_health_pass(
         .output.decode()
         .split()
     )
-    assert left == ["index.html"]
+    assert left == ["index.html", "on-call.png"]
     assert not [n for n in left if n == MAINTENANCE_FLAG or n.startswith(HEALTH_PASS_PREFIX)]
     assert tls_engine.local().containers.list(all=True, filters={"label": JOB_LABEL}) == []
 
