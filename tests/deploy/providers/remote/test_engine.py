@@ -157,10 +157,10 @@ def wait_answer(port: int, host: str, status: int, **headers: str) -> requests.R
         time.sleep(0.2)
 
 
-def started_at(remote: RemoteEngine, service: str) -> float:
-    """When the container of `service` last started, in seconds since the epoch."""
+def state_time(remote: RemoteEngine, service: str, field: str = "StartedAt") -> float:
+    """When the container of `service` last started (or finished), in seconds since the epoch."""
     c = next(c for c in remote.containers() if c.service == service)
-    stamp = remote.client.containers.get(c.id).attrs["State"]["StartedAt"]
+    stamp = remote.client.containers.get(c.id).attrs["State"][field]
     seconds, _, fraction = stamp.rstrip("Z").partition(".")
     whole = datetime.datetime.fromisoformat(seconds).replace(tzinfo=datetime.UTC)
     return whole.timestamp() + float(f"0.{fraction or 0}")
@@ -291,12 +291,15 @@ def test_non_writers_then_writers_start_and_stop(instance: tuple[RemoteEngine, i
     notes = next(c for c in remote.containers() if c.service == "notes")
     assert notes.health == "healthy"
     # the sidecar started only once the writer it waits for was healthy
-    assert started_at(remote, "sidecar") - started_at(remote, "notes") >= 2
+    assert state_time(remote, "sidecar") - state_time(remote, "notes") >= 2
     assert wait_answer(port, "notes.test", 200).text == "notes\n"
     remote.stop_writers(timeout=2)
     remote.stop_writers(timeout=2)
     status = {c.service: c.status for c in remote.containers()}
     assert status["notes"] == status["sidecar"] == "exited"
+    # the dependent first: neither handles SIGTERM, so each took its 2 s
+    finished = {s: state_time(remote, s, "FinishedAt") for s in ("notes", "sidecar")}
+    assert finished["notes"] - finished["sidecar"] >= 1.5
     assert status["web"] == "running"
     assert wait_answer(port, "notes.test", 502).status_code == 502
     assert get(port, "web.test").status_code == 200
