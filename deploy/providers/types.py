@@ -89,3 +89,18 @@ class SwapInProgress(DeployError):
 
 class BackupError(DeployError, LookupError):
     """A backup operation asked for something that is not scheduled or not there."""
+
+
+class EngineUnreachable(ProviderError, ConnectionError):
+    """An instance's Docker Engine API does not answer at its address (not up yet, firewalled,
+    gone); the message names the instance and the address."""
+
+
+class EngineRefused(ProviderError, PermissionError):
+    """The mutual TLS handshake with an instance's engine failed: a certificate from another
+    CA, an expired one, a name that does not match, or an engine not speaking TLS."""
+
+
+class EngineTimeout(ProviderError, TimeoutError):
+    """An instance's engine answered, but what was asked of it did not finish in time (an API
+    call, a one-off job)."""
