@@ -6,6 +6,8 @@ options give the same bytes and the same digest. The artifacts:
 - `compose.yaml`   the docker compose project (see renderers.compose)
 - `Caddyfile`      the instance's front proxy (see renderers.caddyfile)
 - `units/*`        systemd units (see renderers.systemd)
+- `limits.json`    the instance's CPU and memory limits, only when set
+                   (see renderers.limits)
 - `ignition.json`  Ignition 3.4.0 holding everything above; the one artifact
                    a provider receives (see renderers.ignition)
 
@@ -24,6 +26,7 @@ from renderers.artifacts import ArtifactSet, RenderOptions
 from renderers.caddyfile import maintenance_page, render_caddyfile
 from renderers.compose import render_compose
 from renderers.ignition import render_ignition
+from renderers.limits import render_limits
 from renderers.outside import outside
 from renderers.secrets import check_options
 from renderers.systemd import render_units
@@ -53,6 +56,8 @@ def render_instance(instance: Instance, options: RenderOptions = _DEFAULT) -> Ar
         **env_files,
         **{layout.shipped(path): data for path, data in instance.files},
     }
+    if instance.cpus is not None or instance.memory_bytes is not None:
+        files[layout.LIMITS] = render_limits(instance)
     units = render_units(instance)
     ignition = render_ignition(instance, files, units, options)
     artifacts = {

@@ -33,6 +33,9 @@ COMPOSE = "compose.yaml"
 CADDYFILE = "Caddyfile"
 IGNITION = "ignition.json"
 MAINTENANCE = f"maintenance/{MAINTENANCE_PAGE}"
+# The instance's resource limits, for providers that set them (lxd); only rendered when
+# the config sets one, so instances without limits keep their artifacts (and digests).
+LIMITS = "limits.json"
 
 
 def app_network(app: str) -> str:

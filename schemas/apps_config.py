@@ -211,6 +211,23 @@ INSTANCE = {
     "region": field(
         "string", "Provider region or location.", regex=r"[A-Za-z0-9._-]+", default="local"
     ),
+    "cpus": field(
+        "integer",
+        "CPU limit where the provider sets one (lxd: `limits.cpu`); unset: no limit.",
+        min=1,
+        max=1024,
+        nullable=True,
+        default=None,
+    ),
+    "memory": field(
+        "string",
+        "Memory limit where the provider sets one (lxd: `limits.memory`), e.g. `2G`; "
+        "unset: no limit.",
+        check_with="size",
+        expected="a size such as 512M, 10G or 1T (at least 64M)",
+        nullable=True,
+        default=None,
+    ),
     "channel": field(
         "string",
         "Flatcar release channel.",

@@ -397,4 +397,6 @@ def instance(
         ),
         state=config["state"],
         files=tuple(sorted(files.items())),
+        cpus=inst.get("cpus"),
+        memory_bytes=parse_size(inst["memory"]) if inst.get("memory") else None,
     )

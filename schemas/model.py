@@ -167,6 +167,8 @@ class Instance:
     dns: Dns
     backup: Backup
     state: str = "present"  # "absent" asks for destroy
+    cpus: int | None = None  # limits, where the provider sets them (lxd)
+    memory_bytes: int | None = None
     files: tuple[tuple[str, bytes], ...] = ()  # shipped files: (relative path, content)
 
     @property

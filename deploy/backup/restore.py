@@ -118,6 +118,7 @@ def restore_to_new_volume(
     size_bytes: int,
     label: str,
     filesystem: str = "ext4",
+    project: str | None = None,
 ) -> tuple[VolumeHandle, Comparison]:
     """Restore a snapshot into a volume created now; raises `RestoreError` if it exists.
 
@@ -128,7 +129,7 @@ def restore_to_new_volume(
         raise RestoreError(
             f"volume {volume_id} already exists; restores go to a new volume, pick another id"
         )
-    volume = provider.create_volume(volume_id, size_bytes, label, filesystem)
+    volume = provider.create_volume(volume_id, size_bytes, label, filesystem, project=project)
     try:
         root = provider.mount_on_host(volume)
         repo.restore(snapshot_id, root)
@@ -170,6 +171,7 @@ def drill(
             size_bytes=size_bytes,
             label="drill",
             filesystem=filesystem,
+            project=project,
         )
     except (DeployError, ResticError) as exc:
         history.finish(run_id, RunState.FAILED, error=str(exc))

@@ -111,6 +111,7 @@ def _restore_live(
             size_bytes=live.size_bytes,
             label=live.label,
             filesystem=live.filesystem,
+            project=dep.project,
         ),
     )
     exchanged = False

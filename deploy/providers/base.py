@@ -152,12 +152,20 @@ class Provider:
 
     # -- volumes -----------------------------------------------------------
     def create_volume(
-        self, volume_id: str, size_bytes: int, label: str, filesystem: str = "ext4"
+        self,
+        volume_id: str,
+        size_bytes: int,
+        label: str,
+        filesystem: str = "ext4",
+        *,
+        project: str | None = None,
     ) -> VolumeHandle:
         """Create a volume and format it with `label`; idempotent.
 
         An existing volume, or one that already holds a filesystem, is never
-        formatted again.
+        formatted again. `project` is the swapyard project the volume serves:
+        a driver that keeps projects apart (an LXD project each) creates it
+        there, and may refuse a volume without one.
         """
         raise _missing("create_volume")
 

@@ -14,6 +14,7 @@ from deploy.providers.types import UnknownProvider
 
 DRIVERS: dict[str, tuple[str, str]] = {
     "local": ("deploy.providers.local.provider", "LocalProvider"),
+    "lxd": ("deploy.providers.lxd.provider", "LxdProvider"),
     "memory": ("deploy.providers.memory.provider", "MemoryProvider"),
 }
 

@@ -165,7 +165,9 @@ class SwapEngine:
         if record.kind == "create":
             step(
                 "create_volume",
-                lambda: p.create_volume(vol.id, vol.size_bytes, vol.label, vol.filesystem),
+                lambda: p.create_volume(
+                    vol.id, vol.size_bytes, vol.label, vol.filesystem, project=spec.project
+                ),
             )
         shortid = self.new_shortid()
         new_id = p.instance_id(spec.project, spec.name, shortid)

@@ -7,6 +7,11 @@ a config repository uses and prints the resulting IMAGE_MAP as YAML; with
 `--write-config FILE` it also sets `image_map` in that service config file,
 keeping its other settings.
 
+`swapyard images build-base`: the base image of the `lxd` provider's
+instances (deploy.providers.lxd.image), built from Debian's packages and
+imported into LXD (or Incus) under a content-derived alias; reused when the
+daemon already has it. Prints the alias.
+
 `swapyard githook install BARE`: make a bare git repository deliver its
 pushes to the service as signed GitHub push webhooks (service.quickstart.githook).
 """
@@ -71,6 +76,23 @@ def githook_install(bare: str, url: str, secret_file: str, full_name: str) -> No
 
     hook = install(Path(bare), url, Path(secret_file), full_name)
     click.echo(f"installed {hook}")
+
+
+@images.command("build-base")
+@click.option("--socket", "socket_path", default=None, help="The LXD/Incus unix socket.")
+@click.option("--rebuild", is_flag=True, help="Build again even when the alias exists.")
+def build_base(socket_path: str | None, rebuild: bool) -> None:
+    """Build (or find) the lxd provider's base image; print its alias."""
+    from deploy.providers.lxd.api import Endpoint, LxdClient
+    from deploy.providers.lxd.image import Recipe, compose_binary, ensure_base_image
+
+    client = LxdClient(Endpoint.local(socket_path))
+    recipe = Recipe(compose_binary())
+    click.echo(f"base image {recipe.alias}: building unless LXD has it", err=True)
+    image = ensure_base_image(client, recipe, rebuild=rebuild)
+    verb = "built and imported" if image.built else "already there"
+    click.echo(f"{verb}: {image.alias} ({image.fingerprint[:12]})", err=True)
+    click.echo(image.alias)
 
 
 def register(group: click.Group) -> None:

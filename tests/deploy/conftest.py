@@ -109,3 +109,7 @@ def ignition_v2(test_image: str) -> bytes:
 @pytest.fixture
 def ignition_broken(test_image: str) -> bytes:
     return make_ignition(test_image, "v3", healthy=False)
+
+
+# The lxd provider's fixtures, for its own tests and the swap scenarios on it.
+from tests.deploy.providers.lxd.fixtures import base_image, lxd_client, lxd_provider  # noqa: E402,F401

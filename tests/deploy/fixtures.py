@@ -12,6 +12,11 @@ front `caddy` (maintenance when `maintenance/on` exists, with the health
 pass of renderers/caddyfile.py), a static `web` app, and a writer `notes`
 app (busybox httpd CGI appending to the data volume).
 
+`make_ignition(..., units=True)` adds the units an instance that runs its
+own systemd needs (the lxd provider's): `app-prepare.service` creates the
+compose project, `app.service` starts it once the data is mounted, the same
+shape as renderers/systemd.py.
+
 `make_ignition(..., writer_delay=s)` makes `notes` a slow starter: each
 start waits `s` seconds before httpd listens, and waits for as long as a
 file `.hold` exists in its data, so a test can make it never come back.
@@ -55,7 +60,7 @@ CADDYFILE = """\
 :80 {
 \t@maint {
 \t\tfile {
-\t\t\troot /srv/maintenance
+\t\t\troot /etc/swapyard/maintenance
 \t\t\ttry_files /on
 \t\t}
 HEALTH_PASS\t}
@@ -80,7 +85,7 @@ HEALTH_PASS = """\
 \t\tnot {
 \t\t\theader_regexp X-Swapyard-Health ^[0-9a-f]{32}$
 \t\t\tfile {
-\t\t\t\troot /srv/maintenance
+\t\t\t\troot /etc/swapyard/maintenance
 \t\t\t\ttry_files /health-{http.request.header.X-Swapyard-Health}
 \t\t\t}
 \t\t}
@@ -130,7 +135,7 @@ def compose_yaml(image: str, writer_delay: float | None = None) -> str:
                 "ports": ["80:80", "443:443"],
                 "volumes": [
                     f"{root}/Caddyfile:/etc/caddy/Caddyfile:ro",
-                    f"{root}/maintenance:/srv/maintenance:ro",
+                    f"{root}/maintenance:/etc/swapyard/maintenance:ro",
                     f"{data}/.caddy:/data",  # as the renderer does: certificates on the volume
                 ],
                 "labels": {"org.swapyard.writer": "false"},
@@ -154,12 +159,53 @@ def compose_yaml(image: str, writer_delay: float | None = None) -> str:
     return json.dumps(project, indent=2)  # JSON is YAML
 
 
+COMPOSE = "/usr/bin/docker compose --project-directory /opt/swapyard -f /opt/swapyard/compose.yaml"
+PREPARE_UNIT = f"""\
+[Unit]
+Description=fixture: pull images and create containers
+Wants=network-online.target
+Requires=docker.service
+After=docker.service network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+WorkingDirectory=/opt/swapyard
+ExecStart={COMPOSE} pull --quiet --ignore-pull-failures
+ExecStart={COMPOSE} create
+TimeoutStartSec=30min
+
+[Install]
+WantedBy=multi-user.target
+"""
+APP_UNIT = f"""\
+[Unit]
+Description=fixture: the apps
+Requires=docker.service
+Wants=app-prepare.service
+After=docker.service app-prepare.service
+ConditionPathIsMountPoint=/mnt/data
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+WorkingDirectory=/opt/swapyard
+ExecStart={COMPOSE} up -d --remove-orphans
+ExecStop={COMPOSE} down
+TimeoutStartSec=30min
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 def make_ignition(
     image: str,
     version: str = "v1",
     healthy: bool = True,
     writer_delay: float | None = None,
     health_pass: bool = True,
+    units: bool = False,
 ) -> bytes:
     """An Ignition 3.4.0 config for the fixture instance; `healthy=False` breaks `web`.
 
@@ -178,18 +224,23 @@ def make_ignition(
         _file(f"{opt}/files/notes/cgi-bin/add", ADD.encode(), 0o755),
         _file(f"{opt}/files/notes/cgi-bin/list", LIST.encode(), 0o755),
     ]
+    unit_list = [
+        {
+            "name": "swapyard.service",
+            "enabled": True,
+            "contents": "[Unit]\nDescription=swapyard compose project\n",
+        }
+    ]
+    if units:
+        unit_list = [
+            {"name": "app-prepare.service", "enabled": True, "contents": PREPARE_UNIT},
+            {"name": "app.service", "enabled": True, "contents": APP_UNIT},
+        ]
+        files.append(_file("/etc/hostname", b"fixture\n"))
     config = {
         "ignition": {"version": "3.4.0"},
         "storage": {"directories": [{"path": f"{opt}/secrets", "mode": 0o700}], "files": files},
-        "systemd": {
-            "units": [
-                {
-                    "name": "swapyard.service",
-                    "enabled": True,
-                    "contents": "[Unit]\nDescription=swapyard compose project\n",
-                }
-            ]
-        },
+        "systemd": {"units": unit_list},
     }
     return json.dumps(config, sort_keys=True).encode()
 

@@ -1,9 +1,9 @@
 """The `local` provider: instances are compose projects on the local Docker engine.
 
 The pieces live beside it: `projects.py` (an instance's directory and
-compose project: materialization and inspection), `volumes.py` (loop-mounted
-images), `edge.py` (the edge Caddy) and `switchboard.py` (its stable
-upstream per domain). This class is the instance lifecycle
+compose project: materialization and inspection) and `volumes.py`
+(loop-mounted images); the edge Caddy and its switchboard are the drivers'
+toolkit in `deploy/providers/edge/`. This class is the instance lifecycle
 that puts them together behind the `Provider` interface. Writers (label
 `org.swapyard.writer=true`) are created but only started once the volume is
 attached.
@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.providers.base import InstanceHandle, Option, Provider, Route, VolumeHandle
+from deploy.providers.base import InstanceHandle, Option, Provider, VolumeHandle
 from deploy.providers.edge.proxy import Edge
+from deploy.providers.edge.traffic import EdgeTraffic
 from deploy.providers.local.compose import default_compose, needs_volume
 from deploy.providers.local.projects import OPT, ComposeProjects
 from deploy.providers.local.volumes import LoopVolumes, VolumeInfo
@@ -27,7 +28,7 @@ from renderers.layout import HEALTH_PASS_PREFIX
 __all__ = ["OPT", "LocalProvider"]
 
 
-class LocalProvider(Provider):
+class LocalProvider(EdgeTraffic, Provider):
     """Instances as compose projects, volumes as loop-mounted images, an edge Caddy."""
 
     name = "local"
@@ -232,7 +233,13 @@ class LocalProvider(Provider):
         )
 
     def create_volume(
-        self, volume_id: str, size_bytes: int, label: str, filesystem: str = "ext4"
+        self,
+        volume_id: str,
+        size_bytes: int,
+        label: str,
+        filesystem: str = "ext4",
+        *,
+        project: str | None = None,
     ) -> VolumeHandle:
         """Create a sparse image formatted with `label`; never formats an existing filesystem."""
         return self._volume(self.volumes.create(volume_id, size_bytes, label, filesystem))
@@ -313,24 +320,3 @@ class LocalProvider(Provider):
     def delete_volume_snapshot(self, volume: VolumeHandle, name: str) -> None:
         """Delete a snapshot taken by `snapshot_volume`; a no-op when it is gone."""
         self.volumes.delete_snapshot(volume.id, name)
-
-    # -- traffic -----------------------------------------------------------
-    def switch_traffic(self, route: Route) -> None:
-        """Point `route.domains` at the instance's endpoint through the edge's switchboard.
-
-        The edge Caddy loads a config only when the set of domains changes;
-        a swap re-points the switchboard alone (see `edge.py`).
-        """
-        self.edge.switch(route)
-
-    def remove_traffic(self, domains: tuple[str, ...]) -> None:
-        """Drop `domains` from the edge."""
-        self.edge.remove(domains)
-
-    def routes(self) -> list[Route]:
-        """The edge's current routes."""
-        return self.edge.routes()
-
-    def ex_stop_edge(self) -> None:
-        """Stop the edge Caddy and its switchboard (tests, service shutdown)."""
-        self.edge.stop()

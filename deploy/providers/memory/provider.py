@@ -268,7 +268,13 @@ class MemoryProvider(Provider):
 
     @faultable
     def create_volume(
-        self, volume_id: str, size_bytes: int, label: str, filesystem: str = "ext4"
+        self,
+        volume_id: str,
+        size_bytes: int,
+        label: str,
+        filesystem: str = "ext4",
+        *,
+        project: str | None = None,
     ) -> VolumeHandle:
         """Create an empty volume; an existing one is returned as it is (never formatted again)."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", volume_id):

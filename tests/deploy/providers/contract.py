@@ -86,7 +86,7 @@ class ProviderContract:
     def test_volume_is_formatted_once_and_keeps_data(
         self, provider: Provider, project: str, ignition_v1: bytes
     ) -> None:
-        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata")
+        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata", project=project)
         assert vol.state == VolumeState.AVAILABLE
         inst = self.ready(provider, project, ignition_v1, "v1")
         provider.attach_volume(vol, inst)
@@ -94,7 +94,7 @@ class ProviderContract:
         assert self.get(inst, "notes.test", "/cgi-bin/add?kept").status_code == 200
         provider.stop_writers(inst)
         provider.detach_volume(vol)
-        again = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata")
+        again = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata", project=project)
         assert again.id == vol.id
         provider.attach_volume(again, inst)
         provider.start_writers(inst)
@@ -103,7 +103,7 @@ class ProviderContract:
     def test_volume_is_never_attached_twice(
         self, provider: Provider, project: str, ignition_v1: bytes
     ) -> None:
-        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata")
+        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata", project=project)
         one = self.ready(provider, project, ignition_v1, "one")
         two = provider.create_instance(project, "demo", ignition_v1, shortid="two")
         attached = provider.attach_volume(vol, one)
@@ -127,7 +127,7 @@ class ProviderContract:
     def test_destroy_keeps_the_volume(
         self, provider: Provider, project: str, ignition_v1: bytes
     ) -> None:
-        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata")
+        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "sydata", project=project)
         inst = self.ready(provider, project, ignition_v1, "d1")
         provider.attach_volume(vol, inst)
         provider.destroy_instance(inst)

@@ -1,33 +1,36 @@
-"""A worker that SIGKILLs itself in the middle of a swap (after the detach, before the attach).
+"""A worker that SIGKILLs itself in the middle of a swap (at the step named), on any driver.
 
-Run as `python -m tests.deploy.swap.killed_worker STATE_DIR EDGE ADMIN DB IMAGE PROJECT STEP`.
+Run as `python -m tests.deploy.swap.killed_worker DRIVER STATE_DIR OPTIONS DB IMAGE PROJECT STEP`:
+DRIVER is a registered provider name, OPTIONS the JSON of its constructor keywords
+(lists become tuples), IMAGE the test image of the fixture instance.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 
-from deploy.providers.local.provider import LocalProvider
+from deploy.providers.registry import get_driver
 from deploy.swap.engine import SwapEngine
 from deploy.swap.sqljournal import SqlJournal
 from tests.deploy.fixtures import make_ignition, make_spec
 
 
 def main(
-    state_dir: str, edge: str, admin: str, db: str, image: str, project: str, step: str
+    driver: str, state_dir: str, options: str, db: str, image: str, project: str, step: str
 ) -> None:
-    provider = LocalProvider(
-        state_dir, ex_edge_listen=(edge,), ex_edge_admin=admin, ex_stop_timeout=5
-    )
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(options).items()}
+    provider = get_driver(driver)(state_dir, **kwargs)
 
     def on_step(_swap_id: int, name: str) -> None:
         if name == step:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    engine = SwapEngine(provider, SqlJournal(db), on_step=on_step, ready_timeout=60)
-    engine.deploy(make_spec(project, make_ignition(image, "v2"), "d" * 40))
+    engine = SwapEngine(provider, SqlJournal(db), on_step=on_step, ready_timeout=120)
+    ignition = make_ignition(image, "v2", units=driver == "lxd")
+    engine.deploy(make_spec(project, ignition, "d" * 40))
 
 
 if __name__ == "__main__":

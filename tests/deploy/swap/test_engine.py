@@ -235,9 +235,15 @@ def test_worker_killed_after_detach_then_restart_rolls_back(
             sys.executable,
             "-m",
             "tests.deploy.swap.killed_worker",
+            "local",
             str(h.provider.state_dir),
-            h.provider.edge.listen[0],
-            h.provider.edge.admin,
+            json.dumps(
+                {
+                    "ex_edge_listen": [h.provider.edge.listen[0]],
+                    "ex_edge_admin": h.provider.edge.admin,
+                    "ex_stop_timeout": 5,
+                }
+            ),
             h.db,
             test_image,
             h.project,

@@ -1,0 +1,243 @@
+"""The swap engine on the lxd provider: the local provider's six scenarios on real containers.
+
+First deploy, a swap that keeps the data (the volume attached to exactly
+one instance at every step, as LXD reports it), a failed health check that
+rolls back, SIGKILL between detach and attach then recovery, a request loop
+through the swap with no connection error and no lost write, and a no-op
+push that touches nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from deploy.swap.engine import SwapEngine
+from deploy.swap.journal import SwapState
+from deploy.swap.sqljournal import SqlJournal
+from tests.deploy.fixtures import make_ignition, make_spec
+from tests.deploy.providers.lxd.fixtures import lxd_options
+
+pytestmark = [pytest.mark.docker, pytest.mark.lxd]
+
+
+class Crash(BaseException):
+    """Stands for the worker being killed: not an Exception, so no rollback runs."""
+
+
+class LxdHarness:
+    """An engine on the lxd provider, checking at every step who holds the volume."""
+
+    def __init__(self, provider: Any, db: str, project: str):
+        self.provider = provider
+        self.db = db
+        self.project = project
+        self.journal = SqlJournal(db)
+        self.steps: list[str] = []
+        self.holders: list[tuple[str, tuple[str, ...]]] = []
+        self.crash_after: str | None = None
+        self.engine = self.make_engine()
+
+    def make_engine(self, **kw: Any) -> SwapEngine:
+        return SwapEngine(
+            self.provider,
+            self.journal,
+            ready_timeout=180,
+            health_timeout=30,
+            health_interval=0.2,
+            drain_seconds=0.3,
+            on_step=self.on_step,
+            **kw,
+        )
+
+    @property
+    def volume_id(self) -> str:
+        return f"sy-{self.project}-demo"
+
+    def attached(self) -> tuple[str, ...]:
+        """The instances LXD says use the volume, and those whose devices carry it."""
+        vol = self.provider.volumes.find(self.volume_id)
+        if vol is None:
+            return ()
+        carriers = {
+            i.id for i in self.provider.list_instances() if i.extra.get("data_volume") == vol.name
+        }
+        return tuple(sorted(set(vol.used_by) | carriers))
+
+    def on_step(self, swap_id: int, step: str) -> None:
+        self.steps.append(step)
+        holders = self.attached()
+        self.holders.append((step, holders))
+        assert len(holders) <= 1, f"volume attached to {holders} after {step}"
+        if step == self.crash_after:
+            raise Crash(step)
+
+    def get(self, host: str, path: str = "/", session: Any = requests) -> requests.Response:
+        edge = self.provider.edge.listen[0]
+        return session.get(f"http://{edge}{path}", headers={"Host": host}, timeout=10)
+
+    def deploy(self, ignition: bytes, commit: str) -> Any:
+        return self.engine.deploy(make_spec(self.project, ignition, commit))
+
+
+@pytest.fixture
+def h(lxd_provider: Any, tmp_path: Path, project: str) -> LxdHarness:
+    return LxdHarness(lxd_provider, f"sqlite:///{tmp_path / 'journal.db'}", project)
+
+
+@pytest.fixture
+def v1(test_image: str) -> bytes:
+    return make_ignition(test_image, "v1", units=True)
+
+
+@pytest.fixture
+def v2(test_image: str) -> bytes:
+    return make_ignition(test_image, "v2", units=True)
+
+
+def first_deploy(h: LxdHarness, ignition: bytes) -> str:
+    out = h.deploy(ignition, "a" * 40)
+    assert out.status == "success", out.summary
+    assert out.instance_id is not None
+    return str(out.instance_id)
+
+
+def test_first_deploy_serves_apps_and_writes_data(h: LxdHarness, v1: bytes) -> None:
+    iid = first_deploy(h, v1)
+    assert h.get("web.test").text == "web v1\n"
+    assert h.get("notes.test", "/cgi-bin/add?first").status_code == 200
+    assert h.get("notes.test", "/cgi-bin/list").text == "first\n"
+    assert h.attached() == (iid,)
+    current = h.journal.current(h.project, "demo")
+    assert current is not None and current.instance_id == iid
+
+
+def test_swap_keeps_the_data_in_exactly_one_instance(h: LxdHarness, v1: bytes, v2: bytes) -> None:
+    old = first_deploy(h, v1)
+    h.get("notes.test", "/cgi-bin/add?before-swap")
+    out = h.deploy(v2, "b" * 40)
+    assert out.status == "success", out.summary
+    assert out.instance_id != old
+    assert h.get("web.test").text == "web v2\n"
+    assert h.get("notes.test", "/cgi-bin/list").text == "before-swap\n"
+    assert h.provider.get_instance(old) is None
+    assert h.attached() == (out.instance_id,)
+    held = dict(h.holders)
+    assert held["detach_old"] == () and held["attach_new"] == (out.instance_id,)
+    assert h.journal.get(out.swap_id).state == SwapState.SUCCEEDED  # type: ignore[arg-type]
+
+
+def test_failing_health_check_rolls_back(h: LxdHarness, v1: bytes, test_image: str) -> None:
+    old = first_deploy(h, v1)
+    h.get("notes.test", "/cgi-bin/add?kept")
+    broken = make_ignition(test_image, "v3", healthy=False, units=True)
+    out = h.deploy(broken, "c" * 40)
+    assert out.status == "failure", out.summary
+    assert [i.id for i in h.provider.list_instances()] == [old]
+    assert h.attached() == (old,)
+    assert h.get("web.test").text == "web v1\n"
+    assert h.get("notes.test", "/cgi-bin/list").text == "kept\n"
+
+
+def test_killed_between_detach_and_attach_then_recovery(
+    h: LxdHarness, v1: bytes, test_image: str, tmp_path: Path
+) -> None:
+    old = first_deploy(h, v1)
+    h.get("notes.test", "/cgi-bin/add?precious")
+    options = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in lxd_options(h.provider.state_dir).items()
+    }
+    options |= {
+        "ex_edge_listen": list(h.provider.edge.listen),
+        "ex_edge_admin": h.provider.edge.admin,
+        "ex_lxd_image": h.provider.image,
+    }
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.deploy.swap.killed_worker",
+            "lxd",
+            str(h.provider.state_dir),
+            json.dumps(options),
+            h.db,
+            test_image,
+            h.project,
+            "detach_old",
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr
+    assert h.attached() == () and h.journal.locks() != []
+    (out,) = h.make_engine().recover()
+    assert out.status == "failure" and "stopped after detach_old" in out.summary
+    assert [i.id for i in h.provider.list_instances()] == [old]
+    assert h.attached() == (old,)
+    assert h.get("web.test").text == "web v1\n"
+    assert h.get("notes.test", "/cgi-bin/list").text == "precious\n"
+    assert h.journal.locks() == [] and h.journal.unfinished() == []
+
+
+def test_request_loop_sees_no_connection_error_and_loses_no_write(
+    h: LxdHarness, v1: bytes, v2: bytes
+) -> None:
+    first_deploy(h, v1)
+    stop, log = threading.Event(), []
+
+    def loop() -> None:
+        n, keepalive = 0, requests.Session()
+        while not stop.is_set():
+            n += 1
+            for host, path, session in (
+                ("web.test", "/", keepalive),
+                ("notes.test", f"/cgi-bin/add?w{n}", requests),
+            ):
+                try:
+                    log.append((path, h.get(host, path, session).status_code))
+                except requests.RequestException as exc:
+                    log.append((path, exc))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        out = h.deploy(v2, "e" * 40)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert out.status == "success", out.summary
+    errors = [entry for entry in log if not isinstance(entry[1], int)]
+    assert errors == []
+    assert {code for _, code in log} <= {200, 503}
+    acked = {path.split("?")[1] for path, code in log if "add" in path and code == 200}
+    stored = set(h.get("notes.test", "/cgi-bin/list").text.split())
+    assert acked and acked <= stored
+
+
+def test_noop_touches_nothing(h: LxdHarness, v1: bytes) -> None:
+    iid = first_deploy(h, v1)
+    inst = h.provider.get_instance(iid)
+    engine = h.provider._engine(inst)
+    before = {c.id: c.attrs["State"]["StartedAt"] for c in engine.client.containers.list(all=True)}
+    steps = len(h.steps)
+    out = h.deploy(v1, "f" * 40)
+    assert out.status == "noop" and out.swap_id is None
+    after = {c.id: c.attrs["State"]["StartedAt"] for c in engine.client.containers.list(all=True)}
+    assert len(before) == 3
+    assert after == before and len(h.steps) == steps
+    assert [i.id for i in h.provider.list_instances()] == [iid]
