@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import ipaddress
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,15 @@ class Sites:
 
     # -- locking -----------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """An exclusive lock (threads and processes) around choosing subnets or addresses."""
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_dir / f"{name}.lock", "w") as f:
+    def lock(self, name: str, *, host_wide: bool = False) -> Iterator[None]:
+        """An exclusive lock (threads and processes) around choosing subnets or addresses.
+
+        `host_wide` locks for every swapyard on this control host (subnets are
+        chosen among all of the daemon's networks, whoever made them).
+        """
+        folder = Path(tempfile.gettempdir()) if host_wide else self.lock_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"swapyard-lxd-{name}.lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
@@ -149,7 +155,7 @@ class Sites:
     def _ensure_network(self, lxd_project: str, project: str) -> tuple[str, ipaddress.IPv4Network]:
         name = network_name(lxd_project)
         default = self.client.in_project("default")
-        with self.lock("networks"):
+        with self.lock("networks", host_wide=True):
             try:
                 net = default.get(f"/1.0/networks/{name}", project=False)
                 return name, ipaddress.IPv4Interface(net["config"]["ipv4.address"]).network
