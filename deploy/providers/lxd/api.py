@@ -141,6 +141,9 @@ class LxdClient:
         self.project = project
         self.timeout = timeout
         self.session = requests.Session()
+        # the daemon is dialled directly and verified against its pinned certificate only:
+        # REQUESTS_CA_BUNDLE or a proxy from the environment must not step in
+        self.session.trust_env = False
         if endpoint.socket:
             self.base = UNIX_BASE
             self.session.mount(UNIX_BASE, _UnixAdapter(endpoint.socket, timeout))

@@ -117,7 +117,8 @@ class LxdProvider(EdgeTraffic, Provider):
             "lxd_instance_type",
             str,
             "container",
-            "`container` (system container) or `virtual-machine` (needs KVM and a VM image).",
+            "`container` (system container) or `virtual-machine` (needs KVM and a VM image "
+            "with the base image's contents, given as lxd_image).",
         ),
         Option(
             "lxd_image",
@@ -333,8 +334,8 @@ class LxdProvider(EdgeTraffic, Provider):
                     NAME_KEY: name,
                     ADDRESS_KEY: str(address),
                     COMPOSE_KEY: json.dumps(compose, sort_keys=True),
-                    "security.nesting": "true",
                     **limits,
+                    **({"security.nesting": "true"} if self.instance_type == "container" else {}),
                 },
                 "devices": {
                     "eth0": {
@@ -348,15 +349,36 @@ class LxdProvider(EdgeTraffic, Provider):
             }
             client.request("POST", "/1.0/instances", body=body, wait=600)
         tls = self.ca.issue_server(iid, [str(address)], [iid])
-        client.make_directory(iid, "/etc/swapyard", mode=0o755)
+        raw = self._raw(iid)
+        assert raw is not None
+        if self.instance_type == "container":
+            self._push_tls(client, iid, tls)  # into the stopped container: dockerd finds them
+            self._start(raw)
+        else:
+            # A VM's files are written by its agent, which runs only once it has booted;
+            # its dockerd fails for want of the certificates until then, so restart it.
+            self._start(raw)
+            self._push_tls(client, iid, tls, wait=180)
+            code, _, err = client.execute(iid, ["systemctl", "restart", "docker.service"])
+            if code != 0:
+                raise ProviderError(f"instance {iid}: docker did not restart with TLS: {err}")
+        return self._handle(self._raw(iid) or raw)
+
+    def _push_tls(self, client: LxdClient, iid: str, tls: Any, wait: float = 0) -> None:
+        """The engine's CA, certificate and key into /etc/swapyard/tls (retried for `wait` s)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                client.make_directory(iid, "/etc/swapyard", mode=0o755)
+                break
+            except LxdError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(2)
         client.make_directory(iid, TLS_DIR, mode=0o700)
         client.push_file(iid, f"{TLS_DIR}/ca.pem", tls.ca, mode=0o644)
         client.push_file(iid, f"{TLS_DIR}/server.pem", tls.certificate, mode=0o644)
         client.push_file(iid, f"{TLS_DIR}/server-key.pem", tls.key, mode=0o600)
-        raw = self._raw(iid)
-        assert raw is not None
-        self._start(raw)
-        return self._handle(self._raw(iid) or raw)
 
     def _start(self, raw: dict[str, Any]) -> None:
         client = self.client.in_project(raw.get("project", "default"))

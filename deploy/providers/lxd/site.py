@@ -10,7 +10,8 @@ Each swapyard project gets (Sovereign Stack's arrangement):
   is routed. Bridges live in the `default` project because LXD 5.0 creates
   only OVN networks inside projects; the project uses it through its profile;
 - a `default` profile in that project: root disk on the storage pool, eth0
-  on the bridge, nesting on (each instance runs its own Docker engine).
+  on the bridge. (Nesting, which a container needs to run its own Docker
+  engine, is set per instance: VMs take no such key.)
 
 Each instance gets a static address in its project's /24, chosen before it
 is created so its TLS certificate can name it; LXD's DHCP hands it out.
@@ -78,7 +79,7 @@ class Sites:
         self.prefix = prefix
         self.subnets = ipaddress.ip_network(subnets)
         self.lock_dir = lock_dir
-        self.instance_config = dict(instance_config or {"security.nesting": "true"})
+        self.instance_config = dict(instance_config or {})
         self._known: dict[str, Site] = {}
 
     # -- locking -----------------------------------------------------------
