@@ -43,7 +43,7 @@ from deploy.providers.edge.proxy import Edge
 from deploy.providers.edge.traffic import EdgeTraffic
 from deploy.providers.lxd.api import Endpoint, LxdClient, LxdError, LxdNotFound
 from deploy.providers.lxd.image import ENGINE_PORT, TLS_DIR, ensure_base_image
-from deploy.providers.lxd.site import OWNER_KEY, PROJECT_KEY, Sites
+from deploy.providers.lxd.site import DATA_PATH, OWNER_KEY, PROJECT_KEY, Sites
 from deploy.providers.lxd.volumes import DEVICE, LxdVolume, Volumes
 from deploy.providers.remote.engine import RemoteEngine
 from deploy.providers.remote.pki import CertificateAuthority
@@ -62,6 +62,9 @@ from renderers.cloudinit import render_cloudinit
 log = logging.getLogger(__name__)
 
 NAME_KEY = "user.swapyard.name"
+# when a data volume was first attached (Unix time): containers started before it
+# bound the empty directory, and start_writers restarts them once
+FIRST_ATTACH_KEY = "user.swapyard.first-attach"
 ADDRESS_KEY = "user.swapyard.address"
 COMPOSE_KEY = "user.swapyard.compose"  # JSON: the compose project's name, services, images
 INSTANCE_TYPES = ("container", "virtual-machine")
@@ -229,7 +232,22 @@ class LxdProvider(EdgeTraffic, Provider):
                 self._local_docker = False
         return self._local_docker or None
 
-    def _raw(self, instance_id: str) -> dict[str, Any] | None:
+    def _raw(self, instance_id: str, lxd_project: str | None = None) -> dict[str, Any] | None:
+        """The instance as LXD reports it (only this provider's), or None.
+
+        With its LXD project known (a handle's `extra`) one GET finds it;
+        otherwise every project is listed.
+        """
+        if lxd_project:
+            try:
+                raw = self.client.in_project(lxd_project).get(f"/1.0/instances/{instance_id}")
+            except LxdNotFound:
+                raw = None
+            if raw is not None and (raw.get("config") or {}).get(OWNER_KEY) == self.owner:
+                raw.setdefault("project", lxd_project)
+                return raw
+            if raw is not None:
+                return None
         found = self.client.in_project("default").get(
             "/1.0/instances",
             params={"recursion": "1", "all-projects": "true"},
@@ -244,7 +262,7 @@ class LxdProvider(EdgeTraffic, Provider):
         return None
 
     def _require(self, instance: InstanceHandle) -> dict[str, Any]:
-        raw = self._raw(instance.id)
+        raw = self._raw(instance.id, (instance.extra or {}).get("lxd_project"))
         if raw is None:
             raise InstanceNotFound(f"instance {instance.id} does not exist on the lxd provider")
         return raw
@@ -492,6 +510,9 @@ class LxdProvider(EdgeTraffic, Provider):
             raise ProviderError(f"instance {instance.id} has no volume attached; attach one first")
         engine = self._engine(self._handle(raw))
         engine.start_writers()
+        first = float((raw.get("config") or {}).get(FIRST_ATTACH_KEY) or 0)
+        if first:
+            engine.restart_early_binds(DATA_PATH, first)
 
     # -- volumes ----------------------------------------------------------------
     def _volume(self, vol: LxdVolume) -> VolumeHandle:
@@ -565,7 +586,10 @@ class LxdProvider(EdgeTraffic, Provider):
         current = self.volumes.attached_volume(raw)
         if current and current != vol.name:
             raise ProviderError(f"instance {instance.id} already holds volume {current}")
-        self._update_devices(raw, add={DEVICE: self.volumes.device(vol)})
+        config = {}
+        if not (raw.get("config") or {}).get(FIRST_ATTACH_KEY):
+            config[FIRST_ATTACH_KEY] = f"{time.time():.6f}"
+        self._update_devices(raw, add={DEVICE: self.volumes.device(vol)}, config=config)
         return self._volume(self._find(volume.id))
 
     def detach_volume(self, volume: VolumeHandle) -> VolumeHandle:
@@ -590,6 +614,7 @@ class LxdProvider(EdgeTraffic, Provider):
         *,
         add: dict[str, dict[str, str]] | None = None,
         remove: tuple[str, ...] = (),
+        config: dict[str, str] | None = None,
     ) -> None:
         """Change the instance's own devices with its ETag, so a concurrent change is refused."""
         client = self.client.in_project(raw.get("project", "default"))
@@ -604,7 +629,7 @@ class LxdProvider(EdgeTraffic, Provider):
             devices.update(add or {})
             body = {
                 "architecture": current.get("architecture"),
-                "config": current.get("config") or {},
+                "config": {**(current.get("config") or {}), **(config or {})},
                 "devices": devices,
                 "ephemeral": current.get("ephemeral", False),
                 "profiles": current.get("profiles") or [],

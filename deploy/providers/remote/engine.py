@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import io
 import re
 import secrets
@@ -126,6 +127,17 @@ class JobResult:
 
     exit_code: int
     logs: str
+
+
+def _docker_time(text: str) -> float | None:
+    """Unix time of Docker's RFC 3339 timestamp (nanoseconds cut to microseconds), or None."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if not match:
+        return None
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    fraction = (match[2] or "0")[:6].ljust(6, "0")
+    stamp = datetime.datetime.fromisoformat(f"{match[1]}.{fraction}{zone}")
+    return stamp.timestamp()
 
 
 def _tail(chunks: Iterable[bytes], limit: int) -> str:
@@ -513,6 +525,30 @@ class RemoteEngine:
     def start_writers(self, timeout: float = 120) -> None:
         """Start the writers (and whatever they depend on that is not running)."""
         self.start(writers=True, timeout=timeout)
+
+    def restart_early_binds(self, under: str, before: float) -> list[str]:
+        """Restart running non-writers that bind something below `under` and started
+        before `before` (a Unix time); return their services.
+
+        A bind mount is resolved when a container starts: one started while
+        nothing was mounted at `under` (Caddy before the data volume came)
+        sees the instance's empty directory until it restarts.
+        """
+        restarted = []
+        writers = {c.id for c in self.containers(writers=True)}
+        for raw in self._raw_containers():
+            if raw.id in writers or raw.status != "running":
+                continue
+            sources = [m.get("Source", "") for m in raw.attrs.get("Mounts") or []]
+            if not any(s == under or s.startswith(under.rstrip("/") + "/") for s in sources):
+                continue
+            started = _docker_time(raw.attrs.get("State", {}).get("StartedAt", ""))
+            if started is not None and started >= before:
+                continue
+            with self._api(f"restarting {raw.name}"):
+                raw.restart(timeout=10)
+            restarted.append((raw.labels or {}).get(SERVICE_LABEL, raw.name))
+        return sorted(restarted)
 
     def stop_writers(self, timeout: int = 10) -> None:
         """Stop the writers, dependents first, each given `timeout` s before it is killed."""

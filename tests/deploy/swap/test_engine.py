@@ -15,70 +15,15 @@ import pytest
 import requests
 
 from deploy.providers.local.provider import LocalProvider
-from deploy.providers.local.volumes import loop_devices_of, mountpoints_of
-from deploy.spec import AppCheck, DeploySpec
-from deploy.swap.engine import SwapEngine
+from deploy.providers.local.volumes import loop_devices_of
+from deploy.spec import AppCheck
 from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
-from tests.deploy.fixtures import make_spec
+from tests.deploy.swap.harness import Crash, Harness, spec
 
 pytestmark = pytest.mark.docker
 
 APPS = (AppCheck("web", "web.test", "/"), AppCheck("notes", "notes.test", "/"))
-
-
-class Crash(BaseException):
-    """Stands for the worker being killed: not an Exception, so no rollback runs."""
-
-
-def spec(project: str, ignition: bytes, commit: str) -> DeploySpec:
-    return make_spec(project, ignition, commit)
-
-
-class Harness:
-    """An engine plus helpers to talk through the edge and to check the volume invariants."""
-
-    def __init__(self, provider: LocalProvider, db: str, project: str):
-        self.provider = provider
-        self.db = db
-        self.project = project
-        self.journal = SqlJournal(db)
-        self.crash_after: str | None = None
-        self.steps: list[str] = []
-        self.engine = self.make_engine()
-
-    def make_engine(self, **kw: Any) -> SwapEngine:
-        return SwapEngine(
-            self.provider,
-            self.journal,
-            ready_timeout=60,
-            health_timeout=20,
-            health_interval=0.2,
-            drain_seconds=0.3,
-            on_step=self.on_step,
-            **kw,
-        )
-
-    @property
-    def image(self) -> Path:
-        return self.provider.volumes.image(f"sy-{self.project}-demo")
-
-    def mounts(self) -> list[Path]:
-        return [p for d in loop_devices_of(self.image) for p in mountpoints_of(d)]
-
-    def on_step(self, swap_id: int, step: str) -> None:
-        self.steps.append(step)
-        assert len(loop_devices_of(self.image)) <= 1, f"two loop devices after {step}"
-        assert len(self.mounts()) <= 1, f"volume mounted twice after {step}"
-        if step == self.crash_after:
-            raise Crash(step)
-
-    def get(self, host: str, path: str = "/", session: Any = requests) -> requests.Response:
-        edge = self.provider.edge.listen[0]
-        return session.get(f"http://{edge}{path}", headers={"Host": host}, timeout=5)
-
-    def containers(self, instance_id: str) -> list[Any]:
-        return self.provider.projects.containers(instance_id)
 
 
 @pytest.fixture

@@ -21,43 +21,22 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.swap.engine import SwapEngine
 from deploy.swap.journal import SwapState
-from deploy.swap.sqljournal import SqlJournal
 from tests.deploy.fixtures import make_ignition, make_spec
 from tests.deploy.providers.lxd.fixtures import lxd_options
+from tests.deploy.swap.harness import Crash, Harness
 
 pytestmark = [pytest.mark.docker, pytest.mark.lxd]
 
 
-class Crash(BaseException):
-    """Stands for the worker being killed: not an Exception, so no rollback runs."""
+class LxdHarness(Harness):
+    """The local harness's engine and edge helpers; the invariant read from LXD instead."""
 
-
-class LxdHarness:
-    """An engine on the lxd provider, checking at every step who holds the volume."""
+    ready_timeout, health_timeout = 180.0, 30.0
 
     def __init__(self, provider: Any, db: str, project: str):
-        self.provider = provider
-        self.db = db
-        self.project = project
-        self.journal = SqlJournal(db)
-        self.steps: list[str] = []
         self.holders: list[tuple[str, tuple[str, ...]]] = []
-        self.crash_after: str | None = None
-        self.engine = self.make_engine()
-
-    def make_engine(self, **kw: Any) -> SwapEngine:
-        return SwapEngine(
-            self.provider,
-            self.journal,
-            ready_timeout=180,
-            health_timeout=30,
-            health_interval=0.2,
-            drain_seconds=0.3,
-            on_step=self.on_step,
-            **kw,
-        )
+        super().__init__(provider, db, project)
 
     @property
     def volume_id(self) -> str:
@@ -80,10 +59,6 @@ class LxdHarness:
         assert len(holders) <= 1, f"volume attached to {holders} after {step}"
         if step == self.crash_after:
             raise Crash(step)
-
-    def get(self, host: str, path: str = "/", session: Any = requests) -> requests.Response:
-        edge = self.provider.edge.listen[0]
-        return session.get(f"http://{edge}{path}", headers={"Host": host}, timeout=10)
 
     def deploy(self, ignition: bytes, commit: str) -> Any:
         return self.engine.deploy(make_spec(self.project, ignition, commit))

@@ -155,3 +155,29 @@ class TestLxdProvider(ProviderContract):
         assert raw["config"]["limits.memory"] == str(512 << 20)
         _, cpus, _ = provider.ex_execute(inst, ["nproc"])
         assert cpus.strip() == "1"
+
+    def test_caddy_sees_the_volume_once_it_is_attached(
+        self, provider: Any, project: str, ignition_v1: bytes
+    ) -> None:
+        """Caddy starts before the volume comes (its certificates live there): it is restarted
+        once after the first attach, and not again when writers restart later."""
+        vol = provider.create_volume(f"sy-{project}-demo", 64 * MIB, "d", project=project)
+        marker = provider.mount_on_host(vol) / ".caddy" / "marker"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("certificates\n")
+        inst = self.ready(provider, project, ignition_v1, "c1")
+        engine = provider._engine(inst)
+
+        def caddy() -> Any:
+            (c,) = [c for c in engine.client.containers.list() if "caddy" in c.name]
+            return c
+
+        assert caddy().exec_run(["cat", "/data/marker"]).exit_code != 0
+        provider.attach_volume(vol, inst)
+        provider.start_writers(inst)
+        seen = caddy().exec_run(["cat", "/data/marker"])
+        assert seen.exit_code == 0 and seen.output == b"certificates\n"
+        started = caddy().attrs["State"]["StartedAt"]
+        provider.stop_writers(inst)
+        provider.start_writers(inst)
+        assert caddy().attrs["State"]["StartedAt"] == started
