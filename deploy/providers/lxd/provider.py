@@ -198,6 +198,7 @@ class LxdProvider(EdgeTraffic, Provider):
             prefix=ex_lxd_project_prefix,
             subnets=ex_lxd_subnets,
             lock_dir=self.state_dir / "locks",
+            state_dir=self.state_dir,
         )
         lxd_dir = Path(endpoint.socket).parent if endpoint.socket else None
         self.volumes = Volumes(self.client, ex_lxd_pool, self.owner, lxd_dir)
@@ -508,11 +509,12 @@ class LxdProvider(EdgeTraffic, Provider):
         raw = self._require(instance)
         if not self.volumes.attached_volume(raw):
             raise ProviderError(f"instance {instance.id} has no volume attached; attach one first")
-        engine = self._engine(self._handle(raw))
+        handle = self._handle(raw)
+        engine = self._engine(handle)
         engine.start_writers()
         first = float((raw.get("config") or {}).get(FIRST_ATTACH_KEY) or 0)
-        if first:
-            engine.restart_early_binds(DATA_PATH, first)
+        if first and engine.restart_early_binds(DATA_PATH, first):
+            self._wait_http(handle, 60)  # the front proxy answers again before we return
 
     # -- volumes ----------------------------------------------------------------
     def _volume(self, vol: LxdVolume) -> VolumeHandle:

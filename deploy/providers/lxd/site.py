@@ -35,6 +35,7 @@ from typing import Any
 from deploy.providers.lxd.api import LxdClient, LxdError, LxdNotFound
 
 OWNER_KEY = "user.swapyard.owner"
+STATE_KEY = "user.swapyard.state-dir"  # the owner's state directory, for finding leftovers
 PROJECT_KEY = "user.swapyard.project"
 FIRST_HOST = 10  # .1 is the bridge; .2-.9 stay free for the operator
 DATA_PATH = "/mnt/data"
@@ -72,6 +73,7 @@ class Sites:
         subnets: str,
         lock_dir: Path,
         instance_config: dict[str, str] | None = None,
+        state_dir: Path | None = None,
     ):
         self.client = client
         self.owner = owner
@@ -80,6 +82,7 @@ class Sites:
         self.subnets = ipaddress.ip_network(subnets)
         self.lock_dir = lock_dir
         self.instance_config = dict(instance_config or {})
+        self.state_dir = state_dir
         self._known: dict[str, Site] = {}
 
     # -- locking -----------------------------------------------------------
@@ -126,6 +129,7 @@ class Sites:
                             "features.networks": "false",
                             OWNER_KEY: self.owner,
                             PROJECT_KEY: project,
+                            **({STATE_KEY: str(self.state_dir)} if self.state_dir else {}),
                         },
                     },
                     project=False,

@@ -38,8 +38,33 @@ def lxd_client() -> Any:
         pytest.skip(f"no LXD daemon ({exc}); scripts/setup --lxd starts one")
     with contextlib.suppress(LxdError):
         client.get(f"/1.0/storage-pools/{POOL}")
+        sweep_leftovers(client)
         return client
     pytest.skip(f"LXD has no storage pool {POOL!r}; scripts/setup --lxd creates it")
+
+
+def sweep_leftovers(client: Any) -> None:
+    """Remove what killed test runs left: test projects whose state directory is gone."""
+    from deploy.providers.lxd.api import LxdError
+    from deploy.providers.lxd.site import STATE_KEY, network_name
+
+    default = client.in_project("default")
+    for project in default.get("/1.0/projects", params={"recursion": "1"}, project=False):
+        name, config = project["name"], project.get("config") or {}
+        if not name.startswith(PREFIX) or Path(config.get(STATE_KEY, "/")).exists():
+            continue
+        inside = client.in_project(name)
+        with contextlib.suppress(LxdError):
+            for url in inside.get("/1.0/instances"):
+                inst = url.split("?")[0]
+                with contextlib.suppress(LxdError):
+                    inside.request("PUT", f"{inst}/state", body={"action": "stop", "force": True})
+                inside.request("DELETE", inst)
+            for url in inside.get(f"/1.0/storage-pools/{POOL}/volumes/custom"):
+                inside.request("DELETE", url.split("?")[0])
+            inside.request("PUT", "/1.0/profiles/default", body={"config": {}, "devices": {}})
+            default.request("DELETE", f"/1.0/projects/{name}", project=False)
+            default.request("DELETE", f"/1.0/networks/{network_name(name)}", project=False)
 
 
 @pytest.fixture(scope="session")
