@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,17 @@ def free_port() -> int:
 
 @pytest.fixture
 def https_daemon(lxd_client: LxdClient, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The daemon also listening on HTTPS on loopback, trusting one client certificate."""
+    """The daemon also listening on HTTPS on loopback, trusting one client certificate.
+
+    The listener is the daemon's own setting: test runs sharing the daemon take turns
+    (a lock file beside every run's), so one never turns it off under another.
+    """
+    with open(Path(tempfile.gettempdir()) / "swapyard-lxd-https-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _https_daemon(lxd_client, tmp_path)
+
+
+def _https_daemon(lxd_client: LxdClient, tmp_path: Path) -> Iterator[dict[str, Any]]:
     before = lxd_client.server()["config"].get("core.https_address", "")
     address = before or f"127.0.0.1:{free_port()}"
     if not before:
