@@ -26,6 +26,7 @@ imported as LXD's split format: a metadata tarball and the rootfs tarball.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -338,6 +339,18 @@ def ensure_base_image(
     found = find_image(client, alias)
     if found and not rebuild:
         return BaseImage(alias, found, built=False)
+    # one build at a time on this host: a second caller waits, then finds the image
+    with open(Path(tempfile.gettempdir()) / "swapyard-base-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = find_image(client, alias)
+        if found and not rebuild:
+            return BaseImage(alias, found, built=False)
+        return _build(client, recipe, alias, found, workdir)
+
+
+def _build(
+    client: LxdClient, recipe: Recipe, alias: str, found: str | None, workdir: Path | None
+) -> BaseImage:
     with tempfile.TemporaryDirectory(prefix="swapyard-image-", dir=workdir) as tmp:
         work = Path(tmp)
         # the log outlives the build directory, so a failure can be read afterwards
