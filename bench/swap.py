@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/swap.py [--runs 3]
     .venv/bin/python bench/swap.py --swaps [100]
+    .venv/bin/python bench/swap.py --provider lxd [--runs 3]
 
 Needs root, a running dockerd, Debian's `caddy` and `busybox-static`, loop
 devices; pulls nothing (the images are built locally, see `local_images`).
@@ -370,16 +371,19 @@ class SwapSide:
         self.project = project
         work.mkdir(parents=True)
         self.port = free_port()
-        self.provider = LocalProvider(
-            work / "state",
-            ex_edge_listen=(f"127.0.0.1:{self.port}",),
-            ex_edge_admin=f"127.0.0.1:{free_port()}",
-        )
+        self.provider: Any = self.open_provider(work / "state")
         if reloading_edge:
             e = self.provider.edge
             self.provider.edge = ReloadingEdge(e.dir.parent, e.listen, e.admin)
         self.journal = SqlJournal(f"sqlite:///{work / 'journal.db'}")
         self.engine = SwapEngine(self.provider, self.journal)  # the service's defaults
+
+    def open_provider(self, state: Path) -> Any:
+        return LocalProvider(
+            state,
+            ex_edge_listen=(f"127.0.0.1:{self.port}",),
+            ex_edge_admin=f"127.0.0.1:{free_port()}",
+        )
 
     def deploy(self, instance: Any, artifacts: ArtifactSet, commit: str) -> Any:
         spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
@@ -421,6 +425,57 @@ class SwapSide:
         for point in p.instances_dir.glob("*/data"):
             p.volumes.release_mountpoint(point)  # lift chattr +i so the directory can go
         p.ex_stop_edge()  # by the pid in its pid file
+
+
+class LxdSwapSide(SwapSide):
+    """The swap engine on the lxd provider: system containers on this machine's LXD daemon.
+
+    Its own LXD project prefix and address space, so nothing it makes meets
+    a user's or a test's projects; the base image is built before any timing.
+    """
+
+    PREFIX = "swapyard-bench-"
+    SUBNETS = "10.215.0.0/16"
+
+    def __init__(self, work: Path, project: str, image: str):
+        self.image = image
+        super().__init__(work, project)
+
+    def open_provider(self, state: Path) -> Any:
+        from deploy.providers.lxd.provider import LxdProvider
+
+        return LxdProvider(
+            state,
+            ex_lxd_image=self.image,
+            ex_lxd_project_prefix=self.PREFIX,
+            ex_lxd_subnets=self.SUBNETS,
+            ex_edge_listen=(f"127.0.0.1:{self.port}",),
+            ex_edge_admin=f"127.0.0.1:{free_port()}",
+        )
+
+    def cleanup(self) -> None:
+        """Remove the instances, volumes, the LXD project and bridge, and the edge."""
+        p = self.provider
+        for inst in p.list_instances():
+            with contextlib.suppress(Exception):
+                p.destroy_instance(inst)
+        for vol in p.list_volumes():
+            with contextlib.suppress(Exception):
+                p.destroy_volume(vol)
+        with contextlib.suppress(Exception):
+            p.ex_remove_project(self.project)
+        p.ex_stop_edge()
+
+
+def lxd_base_image() -> str:
+    """The base image's alias on the local daemon, built first when missing."""
+    from deploy.providers.lxd.api import Endpoint, LxdClient
+    from deploy.providers.lxd.image import ensure_base_image
+
+    image = ensure_base_image(LxdClient(Endpoint.local()))
+    if image.built:
+        print(f"built the base image {image.alias}", flush=True)
+    return image.alias
 
 
 def remove_compose_leftovers(client: Any, ours: Callable[[str], bool]) -> None:
@@ -573,6 +628,127 @@ def report(swaps: list[Measure], inplace: list[Measure], cores: int) -> None:
         f"  push-to-live under {GOAL_PUSH_TO_LIVE:g} s:                 "
         f"{'met' if live < GOAL_PUSH_TO_LIVE else 'NOT met'} (max {live:.2f} s)"
     )
+
+
+# -- the lxd provider beside the local one ------------------------------------------
+GOAL_LXD_PUSH_TO_LIVE = 30.0  # seconds, issue 11, with the base image built
+GOAL_LXD_WINDOW_RATIO = 2.0  # the lxd 503 window at most twice the local provider's
+
+
+def window_503(m: Measure) -> float:
+    """The swap's 503 window: the first failed answer to the first 200 of the new version.
+
+    Failures during a swap are the maintenance page's 503s (connection
+    errors are counted apart), so this is `downtime` under the name the
+    issue gives it.
+    """
+    return m.downtime
+
+
+def provider_report(local: list[Measure], lxd: list[Measure], cores: int) -> None:
+    """The lxd provider's figures beside the local provider's, with the goals of issue 11."""
+    print(f"\nmedians of {len(lxd)} swap(s) per provider, {cores} cores\n")
+    head = f"{'':32} {'local':>9} {'lxd':>9} {'ratio':>7}   goal (issue 11)"
+    print(head)
+    print("-" * len(head))
+
+    def row(label: str, key: Callable[[Measure], float], unit: str = "", goal: str = "") -> None:
+        a, b = med([key(m) for m in local]), med([key(m) for m in lxd])
+        fa, fb = (f"{a:.2f} s", f"{b:.2f} s") if unit else (f"{a:g}", f"{b:g}")
+        print(f"{label:32} {fa:>9} {fb:>9} {ratio(b, a):>7}   {goal}")
+
+    row("503 window", window_503, "s", f"lxd <= {GOAL_LXD_WINDOW_RATIO:g}x local")
+    row("503 answers", lambda m: m.non200.get(503, 0))
+    row("connection errors", lambda m: m.errors, goal="0")
+    row("other non-200 answers", lambda m: sum(n for c, n in m.non200.items() if c != 503))
+    row("push-to-live", lambda m: m.push_to_live, "s", f"lxd < {GOAL_LXD_PUSH_TO_LIVE:g} s")
+    row("engine returned after", lambda m: m.engine_total, "s")
+    row("acknowledged writes lost", lambda m: m.lost_writes, goal="0")
+    print("\nswap steps (journal), median seconds:")
+    print(f"  {'':30} {'local':>8} {'lxd':>8}")
+
+    def took(step: str, ms: list[Measure]) -> float:
+        return med([m.steps.get(step, 0.0) for m in ms])
+
+    for name, names in [*STEP_GROUPS, ("drain (sleep)", ())]:
+        print(f"  {name:30} {took(name, local):6.2f} s {took(name, lxd):6.2f} s")
+        for step in names if len(names) > 1 else ():
+            print(f"    {step:28} {took(step, local):6.2f} s {took(step, lxd):6.2f} s")
+    for side, ms in (("local", local), ("lxd", lxd)):
+        per_run = "; ".join(
+            f"{window_503(m):.2f} s window, {m.errors} errors, live {m.push_to_live:.2f} s"
+            for m in ms
+        )
+        print(f"{side:6} per run: {per_run}")
+    window = (med([window_503(m) for m in lxd]), med([window_503(m) for m in local]))
+    errors = max((m.errors for m in local + lxd), default=0)
+    live = max((m.push_to_live for m in lxd), default=float("nan"))
+    lost = max((m.lost_writes for m in local + lxd), default=0)
+    met = window[0] <= GOAL_LXD_WINDOW_RATIO * window[1]
+    median_live = med([m.push_to_live for m in lxd])
+    goals = [
+        ("zero connection errors", errors == 0, f"max {errors} over both providers"),
+        (
+            f"503 window at most {GOAL_LXD_WINDOW_RATIO:g}x local's",
+            met,
+            f"{window[0]:.2f} s vs {window[1]:.2f} s, {ratio(*window)}",
+        ),
+        (
+            f"push-to-live under {GOAL_LXD_PUSH_TO_LIVE:g} s (base image built)",
+            live < GOAL_LXD_PUSH_TO_LIVE,
+            f"max {live:.2f} s, median {median_live:.2f} s",
+        ),
+        ("no acknowledged write lost", lost == 0, f"max {lost}"),
+    ]
+    print("\ngoals:")
+    for label, ok, detail in goals:
+        print(f"  {label + ':':46} {'met' if ok else 'NOT met'} ({detail})")
+
+
+def main_lxd(runs: int) -> int:
+    """`--provider lxd`: the same swaps on the local provider and on lxd, in one invocation."""
+    images = local_images()  # before any timing: "images present"
+    image = lxd_base_image()  # and the base image built
+    project = "bench" + secrets.token_hex(3)
+    work = Path(tempfile.mkdtemp(prefix="swapyard-bench-"))
+    sides: list[SwapSide] = []
+    measures: dict[str, list[Measure]] = {"local": [], "lxd": []}
+    try:
+        with interrupts_as_exceptions():
+            repo = ConfigRepo(work / "repo", project, images)
+            sides.append(SwapSide(work / "local", project))
+            sides.append(LxdSwapSide(work / "lxd", project, image))
+            instance, artifacts = repo.render("v1")
+            for name, side in zip(measures, sides, strict=True):
+                started = time.monotonic()
+                side.deploy(instance, artifacts, "0" * 40)
+                print(f"{name}: first deploy (create) {time.monotonic() - started:.2f} s")
+            for run in range(1, runs + 1):
+                version = f"v{run + 1}"
+                instance, artifacts = repo.render(version)
+                line = []
+                for name, side in zip(measures, sides, strict=True):
+                    m = side.push(instance, artifacts, version, f"{name}{run}")
+                    measures[name].append(m)
+                    line.append(
+                        f"{name} 503 window {window_503(m):.2f} s, {m.errors} errors, "
+                        f"live after {m.push_to_live:.2f} s"
+                    )
+                print(f"run {run}: " + " | ".join(line), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for side in sides:
+            side.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    local, lxd = measures["local"], measures["lxd"]
+    if lxd and len(local) == len(lxd):
+        provider_report(local, lxd, os.cpu_count() or 0)
+        return 0
+    return 1
 
 
 # -- many swaps in a row: the edge -----------------------------------------------
@@ -818,9 +994,19 @@ def main() -> int:
         action="store_true",
         help="with --swaps: skip the baseline edge that reloads Caddy per switch",
     )
+    parser.add_argument(
+        "--provider",
+        choices=("local", "lxd"),
+        default="local",
+        help="lxd: the swap on the lxd provider beside the local provider's, in one run",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root: loop devices and mounts")
+    if args.provider == "lxd":
+        if args.swaps is not None:
+            sys.exit("--swaps measures the edge, the same for both providers: without --provider")
+        return main_lxd(args.runs)
     if args.swaps is not None:
         if args.swaps < 1:
             sys.exit("--swaps needs a positive number")

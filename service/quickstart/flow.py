@@ -15,8 +15,16 @@
    prints which URLs answer through the edge;
 5. commits a change to the static site and pushes again: a swap.
 
+`--provider lxd` runs the same flow on LXD (the `lxd` provider): each
+instance a system container on this machine's daemon, booted from
+swapyard's base image (built first when the daemon lacks it), its local
+images copied in, its data on an LXD custom volume, the same edge in front.
+`scripts/quickstart` starts the daemon first (`scripts/setup --lxd`). The
+provider is the quick start directory's: another one there is refused until
+`--stop`, which reads the provider from the config it wrote.
+
 `--stop` stops the service, destroys the quick start's instances (their
-volumes stay in the state directory) and stops the edge.
+volumes stay: in the state directory, or in LXD's pool) and stops the edge.
 """
 
 from __future__ import annotations
@@ -27,16 +35,21 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from schemas.errors import SwapyardError
 from service.quickstart.steps import (
+    PROVIDERS,
     ROOT,
     Layout,
+    QuickstartError,
     app_urls,
     backup_now,
+    configured_provider,
     fill_secrets,
+    lxd_settings,
     probe,
     push,
     registry_reachable,
@@ -70,21 +83,34 @@ def change_site(clone: Path) -> str:
     return line
 
 
-def teardown(lay: Layout) -> None:
-    """Stop the service, destroy the quick start's instances, stop the edge."""
-    stop_service(lay)
-    if not lay.config.exists():
-        return
-    from deploy.providers.local.provider import LocalProvider
+def _provider(lay: Layout) -> Any:
+    """The provider of the quick start's service config, opened as the service opens it."""
     from service.settings import load_settings
     from service.worker.deployer import open_provider
 
-    provider = open_provider(load_settings({"config_file": str(lay.config)}, environ={}))
-    assert isinstance(provider, LocalProvider)  # the quick start's config names it
+    return open_provider(load_settings({"config_file": str(lay.config)}, environ={}))
+
+
+def _show_instances(lay: Layout) -> None:
+    """Where each instance answers on its own (the edge proxies each domain to one of them)."""
+    for instance in sorted(_provider(lay).list_instances(), key=lambda i: i.id):
+        host, port = instance.endpoint or ("?", "?")
+        print(f"  {instance.project}/{instance.name}: {instance.id} at http://{host}:{port}/")
+
+
+def teardown(lay: Layout) -> None:
+    """Stop the service, destroy the quick start's instances, stop the edge."""
+    from deploy.providers.edge.traffic import EdgeTraffic
+
+    stop_service(lay)
+    if not lay.config.exists():
+        return
+    provider = _provider(lay)
     for instance in provider.list_instances():
         provider.destroy_instance(instance)
         print(f"destroyed {instance.id}")
-    provider.ex_stop_edge()
+    if isinstance(provider, EdgeTraffic):  # the quick start's providers have the edge
+        provider.ex_stop_edge()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--stop", action="store_true", help="stop and remove what it started")
     p.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default=os.environ.get("QUICKSTART_PROVIDER", "local"),
+        help="where the instances run: local (compose projects, default) or lxd",
+    )
+    p.add_argument(
         "--dir",
         help="where everything lives (default ./.quickstart)",
         default=os.environ.get("QUICKSTART_DIR", str(ROOT / ".quickstart")),
@@ -120,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             teardown(lay)
             print("quickstart: stopped")
             return 0
+        before = configured_provider(lay)
+        if before not in (None, args.provider):
+            raise QuickstartError(
+                f"{lay.base} runs the {before} provider's instances; `scripts/quickstart "
+                f"--stop` first (or --dir elsewhere) to start over with --provider {args.provider}"
+            )
         lay.base.mkdir(parents=True, exist_ok=True)
         if stop_service(lay):
             print("quickstart: stopped the running service")
@@ -138,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
             image_map = image_map_for_repository(lay.clone)
             print(f"quickstart: {len(image_map)} upstream image(s) mapped to local images")
-        write_config(lay, args.port, args.edge, args.edge_admin, image_map)
+        extra = lxd_settings() if args.provider == "lxd" else {}
+        write_config(lay, args.port, args.edge, args.edge_admin, image_map, args.provider, extra)
         pid = start_service(lay, args.port)
         print(f"quickstart: swapyard serve on {url} (pid {pid}, log {lay.log})")
         token = (lay.base / "api-token").read_text().strip()
@@ -148,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         if "delivered" in out:
             for d in wait_for_push(url, token, sha):
                 print(f"  {d['instance']}: {d['status']} {d['action'] or ''} {d['summary'] or ''}")
+        if args.provider != "local":
+            print(f"quickstart: the instances on {args.provider}:")
+            _show_instances(lay)
         print(f"quickstart: through the edge {args.edge}:")
         _show(args.edge, lay.clone)
         line = change_site(lay.clone)
@@ -159,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = "shows" if line in page.text else "does NOT show"
         print(f"quickstart: example.org {shown} the change after the swap")
         ok = _show(args.edge, lay.clone)
+        if args.provider != "local":
+            print(f"quickstart: the instances on {args.provider} after the swap:")
+            _show_instances(lay)
         total = len(app_urls(lay.clone))
         print("quickstart: a backup of production/www now (maintenance page while it runs):")
         print(f"  {backup_now(lay, 'production/www')}")

@@ -135,10 +135,25 @@ def _generated(path: Path) -> str:
     return path.read_text().strip()
 
 
+PROVIDERS = ("local", "lxd")  # what the quick start can run on
+
+
 def write_config(
-    lay: Layout, port: int, edge: str, admin: str, image_map: dict[str, str]
+    lay: Layout,
+    port: int,
+    edge: str,
+    admin: str,
+    image_map: dict[str, str],
+    provider: str = "local",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The service config of the quick start; returns it."""
+    """The service config of the quick start; returns it.
+
+    `extra`: the provider's own settings (lxd: the base image's alias, so no
+    deploy ever builds it) and timeouts it needs longer than the defaults.
+    """
+    if provider not in PROVIDERS:
+        raise QuickstartError(f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}")
     config = {
         "data_dir": str(lay.data),
         "webhook_secret_file": str(lay.base / "webhook-secret"),
@@ -149,11 +164,12 @@ def write_config(
         # No forge here: without a token each status is recorded once as not sent.
         "github_token": None,
         "deploy": True,
-        "provider": "local",
+        "provider": provider,
         "state_dir": str(lay.data / "state"),
         "secrets_dir": str(lay.secrets),
         "edge_listen": edge,
         "edge_admin": admin,
+        **(extra or {}),
         "image_map": image_map,
         "render_https": False,
     }
@@ -164,6 +180,41 @@ def write_config(
         + yaml.safe_dump(config, sort_keys=False)
     )
     return config
+
+
+def configured_provider(lay: Layout) -> str | None:
+    """The provider named by the quick start's existing service config, or None."""
+    if not lay.config.exists():
+        return None
+    data = yaml.safe_load(lay.config.read_text()) or {}
+    return str(data.get("provider", "local"))
+
+
+def lxd_settings() -> dict[str, Any]:
+    """Settings for the lxd provider on this machine's daemon; builds the base image if missing.
+
+    The daemon and its storage pool come from `scripts/setup --lxd`; a daemon
+    that does not answer, or lacks the pool, is a QuickstartError saying so.
+    """
+    from deploy.providers.lxd.api import Endpoint, LxdClient, LxdError
+    from deploy.providers.lxd.image import Recipe, compose_binary, ensure_base_image, find_image
+    from deploy.providers.lxd.provider import LxdProvider
+
+    (pool,) = [o.default for o in LxdProvider.options if o.name == "lxd_pool"]
+    try:
+        client = LxdClient(Endpoint.local())
+        client.get(f"/1.0/storage-pools/{pool}")
+        recipe = Recipe(compose_binary())
+        if find_image(client, recipe.alias) is None:
+            print(f"quickstart: building the base image {recipe.alias} (about a minute, once)")
+        image = ensure_base_image(client, recipe)
+    except LxdError as exc:
+        raise QuickstartError(
+            f"LXD is not ready ({exc}); `scripts/setup --lxd` starts it and makes the "
+            f"{pool!r} storage pool"
+        ) from None
+    # several instances boot at once on a small machine: give them longer than one
+    return {"lxd_image": image.alias, "ready_timeout": 300.0}
 
 
 def _pid(lay: Layout) -> int | None:

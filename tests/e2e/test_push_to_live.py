@@ -267,13 +267,15 @@ def _stop_waitress(server: Any, thread: threading.Thread) -> None:
     thread.join(10)
 
 
-def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> None:
-    from service.quickstart.steps import api, wait_for_push
+def push_then_swap(world: World, timeout: float = 120) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Push the notes instance (a create), write a note, push a change (a swap); the note and
+    the change are there, the volume attached to the one instance left. Returns both
+    deployments as the API shows them."""
+    from service.quickstart.steps import wait_for_push
 
-    started = time.monotonic()
     sha, out = world.push()
     assert "delivered -> HTTP 202" in out, out  # the hook signed it; the service accepted it
-    [first] = wait_for_push(world.url, TOKEN, sha, timeout=120)
+    [first] = wait_for_push(world.url, TOKEN, sha, timeout=timeout)
     assert (first["status"], first["action"]) == ("success", "create"), first
 
     site = world.get("site.test")
@@ -284,7 +286,7 @@ def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> N
     world.commit("change the site", {"instances/notes/files/site/index.html": "<h1>v2</h1>\n"})
     sha2, out = world.push()
     assert "delivered -> HTTP 202" in out, out
-    [second] = wait_for_push(world.url, TOKEN, sha2, timeout=120)
+    [second] = wait_for_push(world.url, TOKEN, sha2, timeout=timeout)
     assert (second["status"], second["action"]) == ("success", "replace"), second
 
     assert "v2" in world.get("site.test").text
@@ -295,7 +297,15 @@ def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> N
     assert live.id in second["summary"]
     [volume] = world.provider.list_volumes()
     assert volume.attached_to == live.id, volume
+    assert (first["sha"], second["sha"]) == (sha, sha2)
+    return first, second
 
+
+def test_push_goes_live_and_a_second_push_swaps_with_the_data(world: World) -> None:
+    from service.quickstart.steps import api
+
+    started = time.monotonic()
+    push_then_swap(world)
     key = f"{world.project}/notes"
     history = [
         d for d in api(world.url, TOKEN, "/deployments?limit=50") if d["instance"] == "notes"

@@ -169,6 +169,18 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def _save(api: Any, refs: Sequence[str]) -> Iterator[bytes]:
+    """`docker save` of several images as one tarball (the engine's `GET /images/get?names=`),
+    in chunks. docker-py's `get_image` saves one image; this is the same call with more names.
+    """
+    if len(refs) == 1:
+        yield from api.get_image(refs[0], chunk_size=CHUNK)
+        return
+    response = api._get(api._url("/images/get"), params={"names": list(refs)}, stream=True)
+    api._raise_for_status(response)
+    yield from api._stream_raw_result(response, CHUNK, False)
+
+
 def _ordered(containers: Sequence[Container]) -> list[Container]:
     """Dependencies before their dependents (compose's `depends_on`), then by service name."""
     by_service = {c.service: c for c in containers}
@@ -326,7 +338,9 @@ class RemoteEngine:
         """Copy each image this engine lacks (or holds in another version) from `local_client`.
 
         The control host's `docker save` is streamed into the instance's
-        `docker load` a chunk at a time, never held whole. An image neither
+        `docker load` a chunk at a time, never held whole: one save of every
+        image to copy, so a layer they share (the local images share their
+        Debian root) crosses once, not once per image. An image neither
         engine holds is a `ProviderError` naming them all, after the others were
         copied, unless `missing_ok`, when they are listed in the result.
         """
@@ -348,8 +362,9 @@ class RemoteEngine:
             if remote_id == local_id:
                 present.append(ref)
                 continue
-            total += self._stream_image(local_client, ref)
             copied.append(ref)
+        if copied:
+            total = self._stream_images(local_client, copied)
         if missing and not missing_ok:
             raise ProviderError(
                 f"{self._where()}: neither the control host's engine nor the instance holds "
@@ -358,30 +373,35 @@ class RemoteEngine:
             )
         return ImageCopy(tuple(copied), tuple(present), tuple(missing), total)
 
-    def _stream_image(self, local_client: Any, ref: str) -> int:
+    def _stream_images(self, local_client: Any, refs: Sequence[str]) -> int:
+        """Stream one `docker save` of `refs` into this engine's `docker load`; bytes sent."""
         sent = 0
+        names = ", ".join(refs)
 
         def counted() -> Iterator[bytes]:
             nonlocal sent
             try:
-                for chunk in local_client.api.get_image(ref, chunk_size=CHUNK):
+                for chunk in _save(local_client.api, refs):
                     sent += len(chunk)
                     yield chunk
             except LOCAL_ERRORS as exc:  # not the instance's: say whose
-                raise ProviderError(f"the control host's engine: saving {ref}: {exc}") from None
+                raise ProviderError(f"the control host's engine: saving {names}: {exc}") from None
 
-        with self._api(f"loading image {ref}"):
+        with self._api(f"loading image {names}"):
             for line in self.client.api.load_image(counted()):
                 error = line.get("error") or (line.get("errorDetail") or {}).get("message")
                 if error:
-                    raise ProviderError(f"{self._where()}: loading image {ref}: {error}")
-        if self._image_id(ref) is None:
-            hint = (
-                " (`docker load` keeps no registry digest: refer to the image by a tag)"
-                if "@" in ref
-                else ""
-            )
-            raise ProviderError(f"{self._where()}: image {ref} is not there after loading it{hint}")
+                    raise ProviderError(f"{self._where()}: loading image {names}: {error}")
+        for ref in refs:
+            if self._image_id(ref) is None:
+                hint = (
+                    " (`docker load` keeps no registry digest: refer to the image by a tag)"
+                    if "@" in ref
+                    else ""
+                )
+                raise ProviderError(
+                    f"{self._where()}: image {ref} is not there after loading it{hint}"
+                )
         return sent
 
     # -- the compose project -----------------------------------------------

@@ -8,6 +8,7 @@ port 80 on loopback, so maintenance and the health pass are observed over real H
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import secrets
 import socket
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 import requests
 import yaml
@@ -262,6 +264,30 @@ def test_images_are_copied_once_and_missing_ones_named(
         remote.copy_images(docker_client, [missing])
     report = remote.copy_images(docker_client, [missing, images["caddy"]], missing_ok=True)
     assert report.missing == (missing,) and report.present == (images["caddy"],)
+
+
+def test_images_sharing_a_layer_are_copied_in_one_save_that_carries_it_once(
+    tls_engine: TLSEngine, docker_client: Any, images: dict[str, str]
+) -> None:
+    layers = [set(docker_client.images.get(images[k]).attrs["RootFS"]["Layers"]) for k in images]
+    assert layers[0] & layers[1], "the local images are expected to share their Debian root"
+    # fresh tags of them, so the test engine lacks these references whatever ran before
+    tag = secrets.token_hex(4)
+    refs = [f"swapyard-test/shared-{name}:{tag}" for name in images]
+    for name, ref in zip(images, refs, strict=True):
+        docker_client.images.get(images[name]).tag(ref)
+    try:
+        apart = sum(len(chunk) for r in refs for chunk in docker_client.api.get_image(r))
+        report = tls_engine.remote("shared").copy_images(docker_client, refs)
+        assert report.copied == tuple(refs)
+        assert report.bytes < 0.75 * apart, (report.bytes, apart)  # the shared layer went once
+        for ref in refs:
+            assert tls_engine.local().images.get(ref).id == docker_client.images.get(ref).id
+    finally:
+        for client in (docker_client, tls_engine.local()):
+            for ref in refs:
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    client.images.remove(ref)  # the tag only: the image keeps its others
 
 
 # -- the project -----------------------------------------------------------------
