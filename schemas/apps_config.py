@@ -198,9 +198,11 @@ APP = {
 INSTANCE = {
     "provider": field(
         "string",
-        "Where the instance runs: `local`, or a cloud provider.",
+        "Where the instance runs (`local`, `lxd`, ...); unset: the service's provider. "
+        "A service does not deploy an instance that names another provider.",
         regex=NAME,
-        default="local",
+        nullable=True,
+        default=None,
     ),
     "size": field(
         "string",

@@ -155,7 +155,7 @@ class Instance:
     project: str
     name: str
     source: str  # the apps.config path, relative to the repository root
-    provider: str
+    provider: str | None  # None: whichever provider the service deploys with
     size: str
     region: str
     channel: str

@@ -145,6 +145,15 @@ class Deployer:
     def __call__(self, instance: Instance, commit: str) -> Execution:
         """Deploy (or destroy, for `state: absent`) one instance at one commit."""
         steps: tuple[HistoryStep, ...] = ()
+        wanted = instance.provider
+        if wanted is not None and wanted != self.settings.provider:
+            return Execution(
+                DeploymentStatus.FAILURE,
+                "noop",
+                f"{instance.source}: instance.provider is {wanted!r}, but this service deploys "
+                f"with {self.settings.provider!r} (PROVIDER); nothing was changed. Remove the "
+                "setting to use the service's provider, or deploy it with a service of its own",
+            )
         if instance.state == "absent":
             result = self.engine.destroy(
                 instance.project,

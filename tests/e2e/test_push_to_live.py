@@ -35,8 +35,6 @@ TOKEN = "e2e-api-token"
 FULL_NAME = "e2e/config"
 
 SITE_CONFIG = """\
-instance:
-  provider: local
 volume:
   size: 64M
 apps:
