@@ -12,6 +12,13 @@ provider) keeps the window as short as a consistent copy takes:
     -> start_writers -> health_check -> maintenance_off
     -> restic_backup (from the snapshot) -> delete_snapshot
 
+restic runs where the provider says (`Provider.volume_runner`): on this
+host for the `local` provider, in a container on the instance's own engine
+for a driver whose volumes this host cannot read (`lxd`). What it needs for
+that (a temporary copy of the snapshot, a device) is set up and undone
+inside `restic_backup`; `delete_snapshot` removes whatever a crash left of
+it, so `recover()` does too.
+
 `flush` writes the volume's dirty data to disk while the apps still serve
 (syncfs of that filesystem only), so the snapshot inside the window waits
 only for what was written in the last moment, not for everything the page
@@ -45,7 +52,7 @@ from deploy.backup.journal import BackupJournal, BackupRun, RunState
 from deploy.backup.restic import BackupSummary, ResticError, ResticRepo
 from deploy.live import LiveRecord, LiveStore
 from deploy.maintenance import MaintenanceKept, end_maintenance
-from deploy.providers.base import InstanceHandle, Provider
+from deploy.providers.base import InstanceHandle, Provider, VolumeHandle
 from deploy.providers.types import SNAPSHOT_DIR, SwapInProgress
 from deploy.steps.runner import StepHook, Steps, describe
 from schemas.model import Retention
@@ -165,7 +172,7 @@ class BackupRunner:
         snap = f"backup-{run_id}"
         summary: BackupSummary | None = None
         error: str | None = None
-        source = None
+        taken = False
         if use_snapshot:  # outside the window: the apps still serve
             try:
                 step("flush", lambda: p.flush_volume(vol))
@@ -175,9 +182,10 @@ class BackupRunner:
             step("maintenance_on", lambda: p.set_maintenance(inst, True))
             step("stop_writers", lambda: p.stop_writers(inst))
             if use_snapshot:
-                source = step("snapshot", lambda: p.snapshot_volume(vol, snap))
+                step("snapshot", lambda: p.snapshot_volume(vol, snap))
+                taken = True
             else:
-                summary, error = self._backup(run_id, repo, p.volume_path(vol), tags)
+                summary, error = self._backup(run_id, repo, vol, None, tags)
         except Exception as exc:
             error = describe(exc)
         finally:
@@ -185,8 +193,8 @@ class BackupRunner:
             self.history.update(run_id, window=self.history.window(run_id))
         if use_snapshot:
             try:
-                if source is not None and error is None:
-                    summary, error = self._backup(run_id, repo, source, tags)
+                if taken and error is None:
+                    summary, error = self._backup(run_id, repo, vol, snap, tags)
             finally:
                 try:
                     step("delete_snapshot", lambda: p.delete_volume_snapshot(vol, snap))
@@ -195,14 +203,24 @@ class BackupRunner:
         self._judge(run_id, repo, tags, summary, error, problems)
 
     def _backup(
-        self, run_id: int, repo: ResticRepo, source: Any, tags: list[str]
+        self,
+        run_id: int,
+        repo: ResticRepo,
+        vol: VolumeHandle,
+        snapshot: str | None,
+        tags: list[str],
     ) -> tuple[BackupSummary | None, str | None]:
-        """restic backup; an error is kept for the verdict, the repository has the last word."""
+        """restic backup where the provider runs it (`volume_runner`) of the volume or a
+        snapshot; an error is kept for the verdict, the repository has the last word."""
+        step = self._steps(run_id)
+
+        def backup() -> BackupSummary:
+            with self.provider.volume_runner(vol, snapshot=snapshot) as runner:
+                root = runner.root
+                return repo.backup(root, tags, exclude=[f"{root}/{SNAPSHOT_DIR}"], runner=runner)
+
         try:
-            summary = self._steps(run_id)(
-                "restic_backup",
-                lambda: repo.backup(source, tags, exclude=[f"{source}/{SNAPSHOT_DIR}"]),
-            )
+            summary = step("restic_backup", backup)
         except Exception as exc:
             return None, describe(exc)
         return summary, None
