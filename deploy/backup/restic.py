@@ -54,6 +54,10 @@ class ResticError(DeployError, RuntimeError):
     """restic failed or answered something unexpected; the message never holds a secret."""
 
 
+class RepositoryUnreachable(ResticError):
+    """The repository did not answer where restic runs (the probe before a long command)."""
+
+
 @dataclass(frozen=True)
 class _Call:
     env: Mapping[str, str]
@@ -138,12 +142,14 @@ class ResticRepo:
         binary: str = "restic",
         cache_dir: str | Path | None = None,
         timeout: float | None = 6 * 3600,
+        probe_timeout: float = 60,
     ):
         if "RESTIC_PASSWORD" not in env:
             raise ResticError(f"restic repository {repository}: no password given")
         self.repository = repository
         self.binary = binary
         self.timeout = timeout
+        self.probe_timeout = probe_timeout
         self._env = dict(env)
         if cache_dir is not None:
             self._env["RESTIC_CACHE_DIR"] = str(cache_dir)
@@ -164,12 +170,16 @@ class ResticRepo:
 
     @contextmanager
     def _call(
-        self, what: str, cwd: str | Path | None = None, runner: VolumeRunner | None = None
+        self,
+        what: str,
+        cwd: str | Path | None = None,
+        runner: VolumeRunner | None = None,
+        timeout: float | None = None,
     ) -> Iterator[None]:
         # where restic ran, in every message, unless on this host as always
         where = f" from {runner.where}" if runner is not None else ""
         runner = runner or LocalRunner(".")
-        call = _Call(self._env, str(cwd) if cwd else None, self.timeout, runner)
+        call = _Call(self._env, str(cwd) if cwd else None, timeout or self.timeout, runner)
         token = _CALL.set(call)
         try:
             yield
@@ -200,6 +210,17 @@ class ResticRepo:
             return False
         return True
 
+    def _probe(self, runner: VolumeRunner | None) -> None:
+        """On a remote runner, `cat config` within `probe_timeout` first: a repository the
+        runner cannot reach fails in seconds, not after restic's own retries."""
+        if runner is None or not runner.remote:
+            return
+        try:
+            with self._call("cat config", runner=runner, timeout=self.probe_timeout):
+                command_executor.execute([*self._base(), "cat", "config"])
+        except ResticError as exc:
+            raise RepositoryUnreachable(f"the repository cannot be reached: {exc}") from None
+
     def init_if_missing(self) -> bool:
         """Initialize the repository unless it exists; True when it was created now."""
         if self.exists():
@@ -221,6 +242,7 @@ class ResticRepo:
 
         `source` is a path as `runner` sees it (default: a subprocess here).
         """
+        self._probe(runner)
         with self._call("backup", cwd=source, runner=runner):
             out = r_backup.run(
                 self._base(), paths=["."], tags=tags, exclude_patterns=exclude, host=host
@@ -281,6 +303,7 @@ class ResticRepo:
         self, snapshot_id: str, target: str | Path, *, runner: VolumeRunner | None = None
     ) -> None:
         """Restore a snapshot's content into directory `target` (as `runner` sees it)."""
+        self._probe(runner)
         with self._call("restore", runner=runner):
             r_restore.run(self._base(), snapshot_id=snapshot_id, target_dir=str(target))
 

@@ -49,7 +49,7 @@ import secrets
 from typing import Any
 
 from deploy.backup.journal import BackupJournal, BackupRun, RunState
-from deploy.backup.restic import BackupSummary, ResticError, ResticRepo
+from deploy.backup.restic import BackupSummary, RepositoryUnreachable, ResticError, ResticRepo
 from deploy.live import LiveRecord, LiveStore
 from deploy.maintenance import MaintenanceKept, end_maintenance
 from deploy.providers.base import InstanceHandle, Provider, VolumeHandle
@@ -172,6 +172,7 @@ class BackupRunner:
         snap = f"backup-{run_id}"
         summary: BackupSummary | None = None
         error: str | None = None
+        unreachable = False  # restic found no repository where it runs: nothing stored
         taken = False
         if use_snapshot:  # outside the window: the apps still serve
             try:
@@ -185,7 +186,7 @@ class BackupRunner:
                 step("snapshot", lambda: p.snapshot_volume(vol, snap))
                 taken = True
             else:
-                summary, error = self._backup(run_id, repo, vol, None, tags)
+                summary, error, unreachable = self._backup(run_id, repo, vol, None, tags)
         except Exception as exc:
             error = describe(exc)
         finally:
@@ -194,13 +195,13 @@ class BackupRunner:
         if use_snapshot:
             try:
                 if taken and error is None:
-                    summary, error = self._backup(run_id, repo, vol, snap, tags)
+                    summary, error, unreachable = self._backup(run_id, repo, vol, snap, tags)
             finally:
                 try:
                     step("delete_snapshot", lambda: p.delete_volume_snapshot(vol, snap))
                 except Exception as exc:
                     problems.append(f"delete_snapshot: {describe(exc)}")
-        self._judge(run_id, repo, tags, summary, error, problems)
+        self._judge(run_id, repo, tags, summary, error, problems, verify=not unreachable)
 
     def _backup(
         self,
@@ -209,9 +210,10 @@ class BackupRunner:
         vol: VolumeHandle,
         snapshot: str | None,
         tags: list[str],
-    ) -> tuple[BackupSummary | None, str | None]:
+    ) -> tuple[BackupSummary | None, str | None, bool]:
         """restic backup where the provider runs it (`volume_runner`) of the volume or a
-        snapshot; an error is kept for the verdict, the repository has the last word."""
+        snapshot; an error is kept for the verdict, the repository has the last word
+        (unless restic could not reach it: the third value)."""
         step = self._steps(run_id)
 
         def backup() -> BackupSummary:
@@ -221,9 +223,11 @@ class BackupRunner:
 
         try:
             summary = step("restic_backup", backup)
+        except RepositoryUnreachable as exc:
+            return None, str(exc), True
         except Exception as exc:
-            return None, describe(exc)
-        return summary, None
+            return None, describe(exc), False
+        return summary, None, False
 
     def _bring_back(self, run_id: int, inst: InstanceHandle, project: str, name: str) -> list[str]:
         """`end_maintenance` of instance `project/name`; what kept the page on, if anything."""
@@ -250,13 +254,19 @@ class BackupRunner:
         summary: BackupSummary | None,
         error: str | None,
         problems: list[str],
+        *,
+        verify: bool = True,
     ) -> None:
-        """Success when the repository lists the run's snapshot; the apps must be back too."""
+        """Success when the repository lists the run's snapshot; the apps must be back too.
+
+        Without `verify` (restic could not reach the repository) nothing is
+        listed: the control host's listing would wait for restic's retries again.
+        """
         fields: dict[str, Any] = {}
         if summary is not None:
             fields = {"files": summary.files, "bytes": summary.bytes, "duration": summary.duration}
         try:
-            listed = self._steps(run_id)("verify", lambda: repo.snapshots(tags))
+            listed = self._steps(run_id)("verify", lambda: repo.snapshots(tags)) if verify else []
         except ResticError as exc:
             listed, error = [], error or describe(exc)
         if listed:

@@ -49,7 +49,10 @@ class VolumeRunner(ABC):
     """Runs programs where the files of one volume (or of a snapshot of it) are at `root`."""
 
     root: str  # the volume's root directory as the programs see it
-    where: str  # for messages: "this host", "instance sy-... (https://...)"
+    where: str  # for messages: "this host", "instance sy-..."
+    # across a network from the control host: a caller checks that a remote service
+    # answers from there, in a short time, before a long command depends on it
+    remote: bool = False
 
     @abstractmethod
     def run(

@@ -113,6 +113,7 @@ class EngineRunner(VolumeRunner):
         self.local = local
         self.root = ROOT
         self.where = f"instance {engine.instance}"
+        self.remote = True
         self._image_ready = False
 
     def _ensure_image(self) -> None:
