@@ -57,9 +57,14 @@ WORKER_PARTS = tuple(
         "workspace",
     )
 )
-CONTRACT = ("deploy.providers.base", "deploy.providers.types")
+CONTRACT = ("deploy.providers.base", "deploy.providers.runner", "deploy.providers.types")
 # What drivers share beside the contract; a toolkit imports only the contract and toolkits.
-TOOLKITS = ("deploy.providers.commands", "deploy.providers.edge", "deploy.providers.remote")
+TOOLKITS = (
+    "deploy.providers.commands",
+    "deploy.providers.edge",
+    "deploy.providers.remote",
+    "deploy.providers.rootfs",
+)
 SHARED = ("deploy.steps", "deploy.live", "deploy.maintenance", "deploy.spec")
 ENGINES = ("deploy.swap", "deploy.backup", *SHARED)
 

@@ -4,10 +4,14 @@ Commands are built and their JSON parsed by resticpy (`restic.internal.*`),
 called with our own base command, never through resticpy's module globals,
 so several repositories can be used from several threads at once. resticpy
 runs restic through `restic.internal.command_executor.execute`; we replace
-that function once with one that passes a per-call environment (the
-password, S3 credentials) and working directory from a context variable.
+that function once with one that hands the command, a per-call environment
+(the password, S3 credentials) and working directory from a context
+variable to a `VolumeRunner` (`deploy.providers.runner`): a subprocess here
+by default, or whatever runner the provider gave for a volume (restic in a
+container on the instance that holds it), so `backup` and `restore` run
+where the files are while the commands and their parsing stay here.
 The environment is never logged, never put on a command line, and secret
-values are scrubbed from every error message.
+values are scrubbed from every error message, whichever runner ran it.
 
 Secrets come from a lookup callable (the service's secret store), never
 from config values: `repository_for` resolves the `SecretRef`s of an
@@ -19,9 +23,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import json
-import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +38,8 @@ from restic.internal import init as r_init
 from restic.internal import restore as r_restore
 from restic.internal import snapshots as r_snapshots
 
-from deploy.providers.types import DeployError
+from deploy.providers.runner import LocalRunner, VolumeRunner
+from deploy.providers.types import DeployError, ProviderError
 from schemas.model import Backup, Retention, SecretRef
 
 SecretLookup = Callable[[str], str]
@@ -45,12 +48,14 @@ SecretLookup = Callable[[str], str]
 SECRET_VARIABLES = frozenset(
     {"RESTIC_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "B2_ACCOUNT_KEY"}
 )
-# What restic gets from our own environment; nothing else leaks into it.
-PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "LANG", "SSL_CERT_FILE")
 
 
 class ResticError(DeployError, RuntimeError):
     """restic failed or answered something unexpected; the message never holds a secret."""
+
+
+class RepositoryUnreachable(ResticError):
+    """The repository did not answer where restic runs (the probe before a long command)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class _Call:
     env: Mapping[str, str]
     cwd: str | None
     timeout: float | None
+    runner: VolumeRunner
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("restic_call", default=None)
@@ -65,30 +71,16 @@ _original_execute = command_executor.execute
 
 
 def _execute(cmd: list[str]) -> str:
-    """resticpy's executor with our per-call environment and working directory."""
+    """resticpy's executor: the command goes to the call's runner, with its environment."""
     call = _CALL.get()
     if call is None:
         return _original_execute(cmd)
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            check=False,
-            encoding="utf-8",
-            env=dict(call.env),
-            cwd=call.cwd,
-            timeout=call.timeout,
-        )
-    except FileNotFoundError as exc:
-        raise restic.errors.NoResticBinaryEror(f"cannot run {cmd[0]}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise restic.errors.ResticFailedError(f"timed out after {exc.timeout:g} s") from None
-    if proc.returncode != 0:
+    result = call.runner.run(cmd, call.env, cwd=call.cwd, timeout=call.timeout)
+    if result.returncode != 0:
         raise restic.errors.ResticFailedError(
-            f"Restic failed with exit code {proc.returncode}: {proc.stderr}"
+            f"Restic failed with exit code {result.returncode}: {result.stderr}"
         )
-    return proc.stdout
+    return result.stdout
 
 
 command_executor.execute = _execute
@@ -150,14 +142,15 @@ class ResticRepo:
         binary: str = "restic",
         cache_dir: str | Path | None = None,
         timeout: float | None = 6 * 3600,
+        probe_timeout: float = 60,
     ):
         if "RESTIC_PASSWORD" not in env:
             raise ResticError(f"restic repository {repository}: no password given")
         self.repository = repository
         self.binary = binary
         self.timeout = timeout
-        base = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
-        self._env = {**base, **env}
+        self.probe_timeout = probe_timeout
+        self._env = dict(env)
         if cache_dir is not None:
             self._env["RESTIC_CACHE_DIR"] = str(cache_dir)
         self._secrets = sorted(
@@ -176,18 +169,33 @@ class ResticRepo:
         return text
 
     @contextmanager
-    def _call(self, what: str, cwd: str | Path | None = None) -> Iterator[None]:
-        token = _CALL.set(_Call(self._env, str(cwd) if cwd else None, self.timeout))
+    def _call(
+        self,
+        what: str,
+        cwd: str | Path | None = None,
+        runner: VolumeRunner | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[None]:
+        # where restic ran, in every message, unless on this host as always
+        where = f" from {runner.where}" if runner is not None else ""
+        runner = runner or LocalRunner(".")
+        call = _Call(self._env, str(cwd) if cwd else None, timeout or self.timeout, runner)
+        token = _CALL.set(call)
         try:
             yield
+        except ProviderError as exc:  # restic could not run there at all
+            raise ResticError(
+                f"restic {what} on {self.repository}{where}: {self._scrub(str(exc))}"
+            ) from None
         except restic.errors.Error as exc:
             lines = self._scrub(str(exc)).strip().splitlines()
             raise ResticError(
-                f"restic {what} on {self.repository} failed: " + " | ".join(lines[-4:])
+                f"restic {what} on {self.repository}{where} failed: " + " | ".join(lines[-4:])
             ) from None
         except (r_backup.Error, json.JSONDecodeError) as exc:
             raise ResticError(
-                f"restic {what} on {self.repository}: unexpected output: {self._scrub(str(exc))}"
+                f"restic {what} on {self.repository}{where}: unexpected output: "
+                f"{self._scrub(str(exc))}"
             ) from None
         finally:
             _CALL.reset(token)
@@ -201,6 +209,17 @@ class ResticRepo:
         except ResticError:
             return False
         return True
+
+    def _probe(self, runner: VolumeRunner | None) -> None:
+        """On a remote runner, `cat config` within `probe_timeout` first: a repository the
+        runner cannot reach fails in seconds, not after restic's own retries."""
+        if runner is None or not runner.remote:
+            return
+        try:
+            with self._call("cat config", runner=runner, timeout=self.probe_timeout):
+                command_executor.execute([*self._base(), "cat", "config"])
+        except ResticError as exc:
+            raise RepositoryUnreachable(f"the repository cannot be reached: {exc}") from None
 
     def init_if_missing(self) -> bool:
         """Initialize the repository unless it exists; True when it was created now."""
@@ -217,9 +236,14 @@ class ResticRepo:
         *,
         exclude: list[str] | None = None,
         host: str | None = None,
+        runner: VolumeRunner | None = None,
     ) -> BackupSummary:
-        """Back up the content of directory `source` (snapshot paths relative to it)."""
-        with self._call("backup", cwd=source):
+        """Back up the content of directory `source` (snapshot paths relative to it).
+
+        `source` is a path as `runner` sees it (default: a subprocess here).
+        """
+        self._probe(runner)
+        with self._call("backup", cwd=source, runner=runner):
             out = r_backup.run(
                 self._base(), paths=["."], tags=tags, exclude_patterns=exclude, host=host
             )
@@ -275,9 +299,12 @@ class ResticRepo:
             )
         return out  # not resticpy's check: it swallows failures
 
-    def restore(self, snapshot_id: str, target: str | Path) -> None:
-        """Restore a snapshot's content into directory `target`."""
-        with self._call("restore"):
+    def restore(
+        self, snapshot_id: str, target: str | Path, *, runner: VolumeRunner | None = None
+    ) -> None:
+        """Restore a snapshot's content into directory `target` (as `runner` sees it)."""
+        self._probe(runner)
+        with self._call("restore", runner=runner):
             r_restore.run(self._base(), snapshot_id=snapshot_id, target_dir=str(target))
 
     def ls(self, snapshot_id: str) -> list[Node]:

@@ -1,9 +1,12 @@
 """Restores and drills: a snapshot into a NEW volume, compared with what the snapshot lists.
 
 `restore_to_new_volume` creates a volume (never an existing one: a volume
-is never formatted twice), mounts it on the host, runs `restic restore`
-into it, compares every file and size with the snapshot's listing and
-unmounts it. The volume is then free to be attached (or swapped in) like
+is never formatted twice), has the provider make it writable where restic
+runs (`Provider.volume_runner`: mounted on this host for the `local`
+provider, attached at a scratch path of a running instance of the project
+for `lxd`), runs `restic restore` into it there, compares every file and
+size with the snapshot's listing as that runner sees the tree, and
+detaches it. The volume is then free to be attached (or swapped in) like
 any other. `drill` does the same into a scratch volume it deletes
 afterwards, and journals the outcome, so a schedulable job proves that the
 backups can be read back.
@@ -12,14 +15,13 @@ backups can be read back.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from deploy.backup.journal import BackupJournal, RunState
 from deploy.backup.restic import ResticError, ResticRepo
 from deploy.backup.run import tags_of
 from deploy.providers.base import Provider, VolumeHandle
+from deploy.providers.runner import VolumeRunner
 from deploy.providers.types import SNAPSHOT_DIR, DeployError
 
 log = logging.getLogger(__name__)
@@ -68,25 +70,13 @@ class RestoreReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def compare(root: Path, repo: ResticRepo, snapshot_id: str) -> Comparison:
-    """Compare the tree under `root` with the file list and sizes of a snapshot."""
+def compare(runner: VolumeRunner, repo: ResticRepo, snapshot_id: str) -> Comparison:
+    """Compare the tree under `runner.root` with the file list and sizes of a snapshot."""
+    skipped = (SNAPSHOT_DIR, "lost+found")
     expected = {
-        n.path: n
-        for n in repo.ls(snapshot_id)
-        if n.path and not n.path.startswith(SNAPSHOT_DIR) and n.path != "lost+found"
+        n.path: n for n in repo.ls(snapshot_id) if n.path and n.path.split("/", 1)[0] not in skipped
     }
-    found: dict[str, tuple[str, int]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d not in (SNAPSHOT_DIR, "lost+found")]
-        for name in dirnames + filenames:
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            full = Path(dirpath) / name
-            kind = "dir" if full.is_dir() and not full.is_symlink() else "file"
-            kind = "symlink" if full.is_symlink() else kind
-            size = full.lstat().st_size if kind == "file" else 0
-            found[rel] = (kind, size)
+    found = {p: v for p, v in runner.tree().items() if p.split("/", 1)[0] not in skipped}
     missing = tuple(sorted(p for p in expected if p not in found))
     extra = tuple(sorted(p for p in found if p not in expected))
     different = tuple(
@@ -131,9 +121,9 @@ def restore_to_new_volume(
         )
     volume = provider.create_volume(volume_id, size_bytes, label, filesystem, project=project)
     try:
-        root = provider.mount_on_host(volume)
-        repo.restore(snapshot_id, root)
-        result = compare(root, repo, snapshot_id)
+        with provider.volume_runner(volume, restore=True) as runner:
+            repo.restore(snapshot_id, runner.root, runner=runner)
+            result = compare(runner, repo, snapshot_id)
     finally:
         volume = provider.detach_volume(provider.get_volume(volume_id) or volume)
     if not result.ok:

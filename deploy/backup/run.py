@@ -12,6 +12,13 @@ provider) keeps the window as short as a consistent copy takes:
     -> start_writers -> health_check -> maintenance_off
     -> restic_backup (from the snapshot) -> delete_snapshot
 
+restic runs where the provider says (`Provider.volume_runner`): on this
+host for the `local` provider, in a container on the instance's own engine
+for a driver whose volumes this host cannot read (`lxd`). What it needs for
+that (a temporary copy of the snapshot, a device) is set up and undone
+inside `restic_backup`; `delete_snapshot` removes whatever a crash left of
+it, so `recover()` does too.
+
 `flush` writes the volume's dirty data to disk while the apps still serve
 (syncfs of that filesystem only), so the snapshot inside the window waits
 only for what was written in the last moment, not for everything the page
@@ -42,10 +49,10 @@ import secrets
 from typing import Any
 
 from deploy.backup.journal import BackupJournal, BackupRun, RunState
-from deploy.backup.restic import BackupSummary, ResticError, ResticRepo
+from deploy.backup.restic import BackupSummary, RepositoryUnreachable, ResticError, ResticRepo
 from deploy.live import LiveRecord, LiveStore
 from deploy.maintenance import MaintenanceKept, end_maintenance
-from deploy.providers.base import InstanceHandle, Provider
+from deploy.providers.base import InstanceHandle, Provider, VolumeHandle
 from deploy.providers.types import SNAPSHOT_DIR, SwapInProgress
 from deploy.steps.runner import StepHook, Steps, describe
 from schemas.model import Retention
@@ -165,7 +172,8 @@ class BackupRunner:
         snap = f"backup-{run_id}"
         summary: BackupSummary | None = None
         error: str | None = None
-        source = None
+        unreachable = False  # restic found no repository where it runs: nothing stored
+        taken = False
         if use_snapshot:  # outside the window: the apps still serve
             try:
                 step("flush", lambda: p.flush_volume(vol))
@@ -175,9 +183,10 @@ class BackupRunner:
             step("maintenance_on", lambda: p.set_maintenance(inst, True))
             step("stop_writers", lambda: p.stop_writers(inst))
             if use_snapshot:
-                source = step("snapshot", lambda: p.snapshot_volume(vol, snap))
+                step("snapshot", lambda: p.snapshot_volume(vol, snap))
+                taken = True
             else:
-                summary, error = self._backup(run_id, repo, p.volume_path(vol), tags)
+                summary, error, unreachable = self._backup(run_id, repo, vol, None, tags)
         except Exception as exc:
             error = describe(exc)
         finally:
@@ -185,27 +194,40 @@ class BackupRunner:
             self.history.update(run_id, window=self.history.window(run_id))
         if use_snapshot:
             try:
-                if source is not None and error is None:
-                    summary, error = self._backup(run_id, repo, source, tags)
+                if taken and error is None:
+                    summary, error, unreachable = self._backup(run_id, repo, vol, snap, tags)
             finally:
                 try:
                     step("delete_snapshot", lambda: p.delete_volume_snapshot(vol, snap))
                 except Exception as exc:
                     problems.append(f"delete_snapshot: {describe(exc)}")
-        self._judge(run_id, repo, tags, summary, error, problems)
+        self._judge(run_id, repo, tags, summary, error, problems, verify=not unreachable)
 
     def _backup(
-        self, run_id: int, repo: ResticRepo, source: Any, tags: list[str]
-    ) -> tuple[BackupSummary | None, str | None]:
-        """restic backup; an error is kept for the verdict, the repository has the last word."""
+        self,
+        run_id: int,
+        repo: ResticRepo,
+        vol: VolumeHandle,
+        snapshot: str | None,
+        tags: list[str],
+    ) -> tuple[BackupSummary | None, str | None, bool]:
+        """restic backup where the provider runs it (`volume_runner`) of the volume or a
+        snapshot; an error is kept for the verdict, the repository has the last word
+        (unless restic could not reach it: the third value)."""
+        step = self._steps(run_id)
+
+        def backup() -> BackupSummary:
+            with self.provider.volume_runner(vol, snapshot=snapshot) as runner:
+                root = runner.root
+                return repo.backup(root, tags, exclude=[f"{root}/{SNAPSHOT_DIR}"], runner=runner)
+
         try:
-            summary = self._steps(run_id)(
-                "restic_backup",
-                lambda: repo.backup(source, tags, exclude=[f"{source}/{SNAPSHOT_DIR}"]),
-            )
+            summary = step("restic_backup", backup)
+        except RepositoryUnreachable as exc:
+            return None, str(exc), True
         except Exception as exc:
-            return None, describe(exc)
-        return summary, None
+            return None, describe(exc), False
+        return summary, None, False
 
     def _bring_back(self, run_id: int, inst: InstanceHandle, project: str, name: str) -> list[str]:
         """`end_maintenance` of instance `project/name`; what kept the page on, if anything."""
@@ -232,13 +254,19 @@ class BackupRunner:
         summary: BackupSummary | None,
         error: str | None,
         problems: list[str],
+        *,
+        verify: bool = True,
     ) -> None:
-        """Success when the repository lists the run's snapshot; the apps must be back too."""
+        """Success when the repository lists the run's snapshot; the apps must be back too.
+
+        Without `verify` (restic could not reach the repository) nothing is
+        listed: the control host's listing would wait for restic's retries again.
+        """
         fields: dict[str, Any] = {}
         if summary is not None:
             fields = {"files": summary.files, "bytes": summary.bytes, "duration": summary.duration}
         try:
-            listed = self._steps(run_id)("verify", lambda: repo.snapshots(tags))
+            listed = self._steps(run_id)("verify", lambda: repo.snapshots(tags)) if verify else []
         except ResticError as exc:
             listed, error = [], error or describe(exc)
         if listed:

@@ -19,11 +19,13 @@ nothing outside its folder needs to know them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from deploy.providers.runner import LocalRunner, VolumeRunner
 from deploy.providers.types import InstanceState, VolumeState
 
 
@@ -227,17 +229,49 @@ class Provider:
         does nothing: a snapshot is consistent without it, only slower.
         """
 
-    def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
-        """Take a read-only snapshot `name` of the attached volume; return where to read it.
+    def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path | None:
+        """Take a read-only snapshot `name` of the attached volume; return where this host
+        reads it, or None when it cannot (`volume_runner(snapshot=name)` reads it then).
 
         The snapshot is consistent as of this call, so writers need to be
-        stopped only while it is taken. Delete it with `delete_volume_snapshot`.
+        stopped only while it is taken; taking an existing one again returns it.
+        Delete it with `delete_volume_snapshot`, which also removes whatever
+        `volume_runner` made of it.
         """
         raise _missing("snapshot_volume")
 
     def delete_volume_snapshot(self, volume: VolumeHandle, name: str) -> None:
         """Delete snapshot `name` of the volume; a no-op when it does not exist."""
         raise _missing("delete_volume_snapshot")
+
+    @contextmanager
+    def volume_runner(
+        self, volume: VolumeHandle, *, snapshot: str | None = None, restore: bool = False
+    ) -> Iterator[VolumeRunner]:
+        """Where restic runs against the volume's files (`deploy.providers.runner`).
+
+        Three uses: the attached volume, read (a stop-mode backup); its
+        snapshot `snapshot`, taken before by `snapshot_volume`, read; a
+        detached volume, written (`restore=True`: a restore into a new
+        volume). What the context set up (a mount, a temporary copy, a
+        device) is undone when it exits, even on an error.
+
+        The base runs restic on this host, on `volume_path`, the path
+        `snapshot_volume` returns, or `mount_on_host` (which the caller
+        undoes with `detach_volume`). A driver whose volumes this host
+        cannot read runs it where they are.
+        """
+        if restore:
+            yield LocalRunner(self.mount_on_host(volume))
+        elif snapshot is not None:
+            path = self.snapshot_volume(volume, snapshot)
+            if path is None:
+                raise NotImplementedError(
+                    "volume_runner not implemented for this driver's snapshots"
+                )
+            yield LocalRunner(path)
+        else:
+            yield LocalRunner(self.volume_path(volume))
 
     # -- traffic -----------------------------------------------------------
     def switch_traffic(self, route: Route) -> None:

@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ from deploy.providers.lxd.site import DATA_PATH, OWNER_KEY, PROJECT_KEY, Sites
 from deploy.providers.lxd.volumes import DEVICE, LxdVolume, Volumes
 from deploy.providers.remote.engine import RemoteEngine
 from deploy.providers.remote.pki import CertificateAuthority
+from deploy.providers.remote.restic import RESTIC_LABEL, EngineRunner, restic_image
+from deploy.providers.runner import VolumeRunner
 from deploy.providers.types import (
     IgnitionError,
     InstanceNotFound,
@@ -145,6 +148,14 @@ class LxdProvider(EdgeTraffic, Provider):
         ),
         Option("edge_admin", str, "127.0.0.1:2119", "Address of the edge Caddy's admin API."),
         Option(
+            "restic_image",
+            str | None,
+            None,
+            "Image the instances run restic from for backups and restores (e.g. "
+            "restic/restic:0.16.4, pulled by the instance); default: swapyard-local/restic, "
+            "built here from Debian's restic and copied into the instance (offline).",
+        ),
+        Option(
             "stop_timeout",
             int,
             10,
@@ -170,6 +181,7 @@ class LxdProvider(EdgeTraffic, Provider):
         ex_edge_listen: tuple[str, ...] = ("127.0.0.1:8000",),
         ex_edge_admin: str = "127.0.0.1:2119",
         ex_stop_timeout: int = 10,
+        ex_restic_image: str | None = None,
         ex_local_docker: Any = None,
     ):
         if ex_lxd_instance_type not in INSTANCE_TYPES:
@@ -206,6 +218,7 @@ class LxdProvider(EdgeTraffic, Provider):
         self.image = ex_lxd_image
         self.copy_images = ex_copy_images
         self.stop_timeout = ex_stop_timeout
+        self._restic_image = ex_restic_image
         self.ca = CertificateAuthority(self.state_dir / "pki")
         self.edge = Edge(self.state_dir, ex_edge_listen, ex_edge_admin)
         self._local_docker = ex_local_docker
@@ -599,8 +612,14 @@ class LxdProvider(EdgeTraffic, Provider):
         vol = self._find(volume.id)
         for name in vol.used_by:
             raw = self._raw(name)
-            if raw is not None and self.volumes.attached_volume(raw) == vol.name:
+            if raw is None:
+                continue
+            if self.volumes.attached_volume(raw) == vol.name:
                 self._remove_device(raw)
+                raw = self._raw(name) or raw
+            jobs = tuple(self.volumes.devices_of(raw, vol.name))
+            if jobs:  # a restic job's mount (a crash left it): no writer uses it
+                self._update_devices(raw, remove=jobs)
         return self._volume(self._find(volume.id))
 
     def _remove_device(self, raw: dict[str, Any]) -> None:
@@ -686,20 +705,112 @@ class LxdProvider(EdgeTraffic, Provider):
         self.volumes.rename(moved, vb.name)
 
     def can_snapshot(self, volume: VolumeHandle) -> bool:
-        """True where LXD snapshots the volume and this host can read the snapshot."""
-        return self.volumes.lxd_dir is not None
+        """True: LXD snapshots a custom volume on every storage driver."""
+        return True
 
-    def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path:
-        """An LXD snapshot of the volume; its directory on this host."""
+    def snapshot_volume(self, volume: VolumeHandle, name: str) -> Path | None:
+        """An LXD snapshot of the volume; its directory on this host, None for a remote daemon."""
         vol = self._find(volume.id)
         self.volumes.snapshot(vol, name)
-        return self.volumes.host_path(vol, name)
+        return self.volumes.host_path(vol, name) if self.volumes.lxd_dir is not None else None
 
     def delete_volume_snapshot(self, volume: VolumeHandle, name: str) -> None:
-        """Delete the LXD snapshot `name`; a missing one is fine."""
+        """Delete the LXD snapshot `name` and the temporary copy a backup made of it."""
+        copy = self.volumes.find(_snapshot_copy(volume.id, name))
+        if copy is not None:
+            for holder in copy.used_by:  # a dead run's restic job may still bind the copy
+                raw = self._raw(holder)
+                if raw is None or str(raw.get("status", "")).lower() != "running":
+                    continue
+                engine = self._engine(self._handle(raw))
+                for dev in self.volumes.devices_of(raw, copy.name).values():
+                    engine.remove_jobs(RESTIC_LABEL, source=dev["path"])
+            self.destroy_volume(self._volume(copy))
         vol = self.volumes.find(volume.id)
         if vol is not None:
             self.volumes.delete_snapshot(vol, name)
+
+    # -- restic on the instance ------------------------------------------------------
+    @property
+    def restic_image(self) -> str:
+        """The image restic jobs run (the setting, else the local one, built on first use)."""
+        if self._restic_image is None:
+            if self.local_docker is None:
+                raise ProviderError(
+                    "no Docker engine on this host to build swapyard-local/restic from; set "
+                    "SWAPYARD_RESTIC_IMAGE to an image the instances can pull "
+                    "(e.g. restic/restic:0.16.4)"
+                )
+            self._restic_image = restic_image()
+        return self._restic_image
+
+    def _job_host(self, vol: LxdVolume, prefer: tuple[str, ...]) -> dict[str, Any]:
+        """A running instance of ours in the volume's LXD project, those in `prefer` first."""
+        candidates = [self._raw(name) for name in prefer]
+        candidates += [
+            self._raw(i.id)
+            for i in self.list_instances()
+            if i.extra["lxd_project"] == vol.lxd_project
+        ]
+        for raw in candidates:
+            running = raw is not None and str(raw.get("status", "")).lower() == "running"
+            if running and raw is not None and raw.get("project") == vol.lxd_project:
+                return raw
+        raise ProviderError(
+            f"volume {vol.name}: no running instance in LXD project {vol.lxd_project} to run "
+            "restic on; deploy the instance first"
+        )
+
+    @contextlib.contextmanager
+    def _job_mount(self, raw: dict[str, Any], vol: LxdVolume, *, writable: bool) -> Iterator[str]:
+        """Attach `vol` to the instance at a job path for the context; yields that path."""
+        device, spec = self.volumes.job_device(vol, writable=writable)
+        self._update_devices(raw, add={device: spec})
+        try:
+            yield spec["path"]
+        finally:
+            self._update_devices(self._raw(raw["name"]) or raw, remove=(device,))
+
+    @contextlib.contextmanager
+    def volume_runner(
+        self, volume: VolumeHandle, *, snapshot: str | None = None, restore: bool = False
+    ) -> Iterator[VolumeRunner]:
+        """restic in a job container on an instance's engine, never reading a host path.
+
+        The attached volume is read where its instance mounts it; a snapshot is
+        copied to a temporary volume (`<volume>-<snapshot>`) mounted read-only
+        beside the data on the instance holding the volume; a restore target is
+        mounted writable on a running instance of the project. Mounts and the
+        copy go when the context exits (`delete_volume_snapshot` removes a copy
+        a crash left).
+        """
+        vol = self._find(volume.id)
+        image = self.restic_image
+        if snapshot is None and not restore:
+            holders = [r for r in map(self._raw, vol.used_by) if r is not None]
+            for raw in holders:
+                for dev in self.volumes.devices_of(raw, vol.name).values():
+                    engine = self._engine(self._handle(raw))
+                    yield EngineRunner(engine, dev["path"], image, local=self.local_docker)
+                    return
+            raise ProviderError(f"volume {volume.id} is attached nowhere; nothing to read")
+        if restore:
+            if vol.used_by:
+                raise VolumeInUse(f"volume {volume.id} is attached to {vol.used_by[0]}")
+            raw = self._job_host(vol, ())
+            with self._job_mount(raw, vol, writable=True) as path:
+                engine = self._engine(self._handle(raw))
+                yield EngineRunner(engine, path, image, writable=True, local=self.local_docker)
+            return
+        assert snapshot is not None
+        copy = self.volumes.copy_snapshot(vol, snapshot, _snapshot_copy(vol.name, snapshot))
+        try:
+            raw = self._job_host(copy, vol.used_by)
+            with self._job_mount(raw, copy, writable=False) as path:
+                engine = self._engine(self._handle(raw))
+                yield EngineRunner(engine, path, image, local=self.local_docker)
+        finally:
+            self.destroy_volume(self._volume(self.volumes.find(copy.name) or copy))
 
     # -- extras --------------------------------------------------------------------
     def ex_execute(self, instance: InstanceHandle, argv: list[str]) -> tuple[int, str, str]:
@@ -710,6 +821,11 @@ class LxdProvider(EdgeTraffic, Provider):
     def ex_remove_project(self, project: str) -> None:
         """Delete the LXD project, profile and bridge of a project with nothing left in it."""
         self.sites.remove(project)
+
+
+def _snapshot_copy(volume: str, snapshot: str) -> str:
+    """The name of the temporary volume a backup copies snapshot `snapshot` of `volume` to."""
+    return f"{volume}-{snapshot}"
 
 
 def _ignition_file(ignition: bytes, path: str) -> bytes | None:

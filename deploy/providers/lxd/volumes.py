@@ -18,6 +18,7 @@ subvolume has no label of its own).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from deploy.providers.lxd.site import DATA_PATH, OWNER_KEY, PROJECT_KEY
 DEVICE = "swapyard-data"
 LABEL_KEY = "user.swapyard.label"
 FILESYSTEM_KEY = "user.swapyard.filesystem"
+SOURCE_KEY = "user.swapyard.snapshot-of"  # a temporary copy of a snapshot: `volume/snapshot`
+JOB_DEVICE_PREFIX = "swapyard-job-"  # a volume attached for a restic job, beside the data
+JOB_PATH = "/mnt/swapyard-job"
 
 
 @dataclass(frozen=True)
@@ -124,17 +128,15 @@ class Volumes:
         }
         if size_bytes and self.driver != "dir":
             config["size"] = str(size_bytes)
+        body = {"description": f"swapyard data volume of {project} (label {label})"}
+        return self._post(client, name, {**body, "config": config})
+
+    def _post(self, client: LxdClient, name: str, body: dict[str, Any]) -> LxdVolume:
+        """Create custom filesystem volume `name` (one that exists meanwhile is fine); it."""
+        body = {"name": name, "type": "custom", "content_type": "filesystem", **body}
         try:
             client.request(
-                "POST",
-                f"/1.0/storage-pools/{self.pool}/volumes/custom",
-                body={
-                    "name": name,
-                    "type": "custom",
-                    "content_type": "filesystem",
-                    "description": f"swapyard data volume of {project} (label {label})",
-                    "config": config,
-                },
+                "POST", f"/1.0/storage-pools/{self.pool}/volumes/custom", body=body, wait=600
             )
         except LxdError as exc:
             if exc.code != 409 and "already exists" not in str(exc).lower():
@@ -163,6 +165,29 @@ class Volumes:
         """The disk device that mounts the volume at the data path."""
         return {"type": "disk", "pool": self.pool, "source": volume.name, "path": DATA_PATH}
 
+    def job_device(self, volume: LxdVolume, *, writable: bool) -> tuple[str, dict[str, str]]:
+        """The name and disk device that mount `volume` for a restic job (not at the data path)."""
+        key = hashlib.sha256(volume.name.encode()).hexdigest()[:12]
+        device = {
+            "type": "disk",
+            "pool": self.pool,
+            "source": volume.name,
+            "path": f"{JOB_PATH}/{key}",
+        }
+        if not writable:
+            device["readonly"] = "true"
+        return JOB_DEVICE_PREFIX + key, device
+
+    def devices_of(self, instance: dict[str, Any], volume: str) -> dict[str, dict[str, str]]:
+        """The instance's disk devices (data or job) that mount custom volume `volume`."""
+        return {
+            name: dev
+            for name, dev in (instance.get("devices") or {}).items()
+            if dev.get("type") == "disk"
+            and dev.get("pool") == self.pool
+            and dev.get("source") == volume
+        }
+
     def attached_volume(self, instance: dict[str, Any]) -> str | None:
         """The name of the data volume an instance's devices carry, or None."""
         device = (instance.get("devices") or {}).get(DEVICE)
@@ -183,6 +208,21 @@ class Volumes:
         client = self.client.in_project(volume.lxd_project)
         with contextlib.suppress(LxdNotFound):
             client.request("DELETE", self._path(volume.name) + f"/snapshots/{snap}")
+
+    def copy_snapshot(self, volume: LxdVolume, snap: str, name: str) -> LxdVolume:
+        """A new volume `name` holding snapshot `snap` of `volume` (btrfs: a subvolume
+        snapshot, instant); an existing one is returned untouched. It carries this
+        owner's tag and `SOURCE_KEY`, so `list_volumes` and cleanups see it."""
+        existing = self.find(name)
+        if existing is not None:
+            return existing
+        source = f"{volume.name}/{snap}"
+        body = {
+            "description": f"swapyard: snapshot {snap} of {volume.name}, for a backup",
+            "config": {OWNER_KEY: self.owner, SOURCE_KEY: source},
+            "source": {"type": "copy", "pool": self.pool, "name": source, "volume_only": True},
+        }
+        return self._post(self.client.in_project(volume.lxd_project), name, body)
 
     # -- where this host sees the files (a daemon on this host only) ---------------
     def host_path(self, volume: LxdVolume, snap: str | None = None) -> Path:

@@ -123,10 +123,15 @@ class JobMount:
 
 @dataclass(frozen=True)
 class JobResult:
-    """How a one-off job ended: its exit code and the tail of its output."""
+    """How a one-off job ended: its exit code and the tail of its output.
+
+    With `stdout_bytes`, `stdout` holds the job's standard output whole and
+    `logs` the tail of its standard error only.
+    """
 
     exit_code: int
     logs: str
+    stdout: str = ""
 
 
 def _docker_time(text: str) -> float | None:
@@ -372,6 +377,15 @@ class RemoteEngine:
                 f"(`swapyard images build-local`), or let the instance pull them online"
             )
         return ImageCopy(tuple(copied), tuple(present), tuple(missing), total)
+
+    def ensure_image(self, local_client: Any, ref: str) -> None:
+        """Image `ref` on this engine: copied from `local_client` (None: no local engine)
+        when that holds it, else pulled by the instance."""
+        if local_client is not None:
+            self.copy_images(local_client, [ref], missing_ok=True)
+        if self._image_id(ref) is None:
+            with self._api(f"pulling image {ref}"):
+                self.client.images.pull(ref)
 
     def _stream_images(self, local_client: Any, refs: Sequence[str]) -> int:
         """Stream one `docker save` of `refs` into this engine's `docker load`; bytes sent."""
@@ -688,6 +702,30 @@ class RemoteEngine:
         self._change_maintenance(create, lambda name: name.startswith(HEALTH_PASS_PREFIX))
 
     # -- one-off jobs ------------------------------------------------------
+    def remove_jobs(
+        self, label: str, *, source: str | None = None, exited_only: bool = False
+    ) -> list[str]:
+        """Remove job containers `label` left by a process that died before removing them.
+
+        Only those binding `source` when given, only stopped ones with
+        `exited_only` (a running one belongs to a live run). Their names.
+        """
+        with self._api(f"listing {label} job containers"):
+            found = self.client.containers.list(
+                all=True, ignore_removed=True, filters={"label": f"{JOB_LABEL}={label}"}
+            )
+        removed = []
+        for c in found:
+            if exited_only and c.status not in ("created", "exited", "dead"):
+                continue
+            sources = {m.get("Source") for m in c.attrs.get("Mounts") or []}
+            if source is not None and source not in sources:
+                continue
+            with self._api(f"removing job container {c.name}"):
+                c.remove(force=True, v=True)
+            removed.append(c.name)
+        return removed
+
     def run_container(
         self,
         image: str,
@@ -701,12 +739,17 @@ class RemoteEngine:
         user: str | None = None,
         label: str = "job",
         log_bytes: int = LOG_TAIL_BYTES,
+        working_dir: str | None = None,
+        stdout_bytes: int = 0,
     ) -> JobResult:
         """Run a one-off container to its end; its exit code and the last `log_bytes` of output.
 
         `environment` exists for this run only (the container, and with it what
         `docker inspect` shows, is removed whatever happens). After `timeout`
         seconds the container is killed and `EngineTimeout` carries its log tail.
+        With `stdout_bytes`, standard output is kept apart and whole (a job
+        printing more than that is a `ProviderError`: its output is what the
+        caller reads, a cut one would be wrong).
         """
         job_mounts = [Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in mounts]
         name = f"{self.project}-{label}-{secrets.token_hex(3)}"
@@ -721,6 +764,7 @@ class RemoteEngine:
                 user=user,
                 labels={JOB_LABEL: label},
                 name=name,
+                working_dir=working_dir,
             )
         try:
             with self._api(f"starting job container {name}"):
@@ -735,9 +779,23 @@ class RemoteEngine:
                     f"{self._where()}: job {name} ({image}) did not end in {timeout:g} s and "
                     f"was killed: {self._log_tail(container) or 'no output'}"
                 ) from exc
-            with self._api(f"reading the log of job container {name}"):
-                logs = _tail(container.logs(stream=True, follow=False), log_bytes)
-            return JobResult(int(status.get("StatusCode", -1)), logs)
+            code = int(status.get("StatusCode", -1))
+            if not stdout_bytes:
+                with self._api(f"reading the log of job container {name}"):
+                    logs = _tail(container.logs(stream=True, follow=False), log_bytes)
+                return JobResult(code, logs)
+            with self._api(f"reading the output of job container {name}"):
+                errors = container.logs(stdout=False, stderr=True, stream=True, follow=False)
+                logs = _tail(errors, log_bytes)
+                out = bytearray()
+                for chunk in container.logs(stdout=True, stderr=False, stream=True, follow=False):
+                    out += chunk
+                    if len(out) > stdout_bytes:
+                        raise ProviderError(
+                            f"{self._where()}: job {name} ({image}) printed more than "
+                            f"{stdout_bytes >> 20} MiB"
+                        )
+            return JobResult(code, logs, out.decode(errors="replace"))
         finally:
             with self._api(f"removing job container {name}"):
                 container.remove(force=True, v=True)

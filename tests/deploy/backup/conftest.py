@@ -71,18 +71,20 @@ class S3:
         return f"s3:{self.endpoint}/{self.bucket}{prefix}"
 
 
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[S3]:
-    """moto's S3 server on a loopback port, with one bucket; stopped after the session."""
+@contextlib.contextmanager
+def moto_server(host: str) -> Iterator[S3]:
+    """moto's S3 server on `host` (a free port there) with one bucket, stopped at the end."""
     pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
     boto3 = pytest.importorskip("boto3")
-    port = free_port()
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -110,6 +112,13 @@ def moto_s3() -> Iterator[S3]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[S3]:
+    """moto's S3 server on a loopback port, with one bucket; stopped after the session."""
+    with moto_server("127.0.0.1") as s3:
+        yield s3
 
 
 def port_closed() -> int:

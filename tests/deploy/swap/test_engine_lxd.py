@@ -23,7 +23,7 @@ import requests
 
 from deploy.swap.journal import SwapState
 from tests.deploy.fixtures import make_ignition, make_spec
-from tests.deploy.providers.lxd.fixtures import lxd_options
+from tests.deploy.providers.lxd.fixtures import worker_options
 from tests.deploy.swap.harness import Crash, Harness
 
 pytestmark = [pytest.mark.docker, pytest.mark.lxd]
@@ -128,15 +128,7 @@ def test_killed_between_detach_and_attach_then_recovery(
 ) -> None:
     old = first_deploy(h, v1)
     h.get("notes.test", "/cgi-bin/add?precious")
-    options = {
-        k: list(v) if isinstance(v, tuple) else v
-        for k, v in lxd_options(h.provider.state_dir).items()
-    }
-    options |= {
-        "ex_edge_listen": list(h.provider.edge.listen),
-        "ex_edge_admin": h.provider.edge.admin,
-        "ex_lxd_image": h.provider.image,
-    }
+    options = worker_options(h.provider)
     worker = subprocess.run(
         [
             sys.executable,

@@ -87,6 +87,20 @@ def lxd_options(state_dir: Path) -> dict[str, Any]:
     }
 
 
+def worker_options(provider: Any) -> dict[str, Any]:
+    """The JSON-ready constructor keywords of a second provider on `provider`'s state, edge
+    and image, for a worker subprocess (lists stand for tuples)."""
+    options = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in lxd_options(provider.state_dir).items()
+    }
+    return options | {
+        "ex_edge_listen": list(provider.edge.listen),
+        "ex_edge_admin": provider.edge.admin,
+        "ex_lxd_image": provider.image,
+    }
+
+
 def lxd_cleanup(provider: Any, project: str) -> None:
     """Remove what a test made: instances, volumes, the LXD project and bridge, the edge."""
     for inst in provider.list_instances():
