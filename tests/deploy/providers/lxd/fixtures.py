@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ import pytest
 from tests.deploy.conftest import free_port
 
 POOL = os.environ.get("SWAPYARD_LXD_POOL", "swapyard")
-PREFIX = "swapyard-test-"
+SWEEP_PREFIX = "swapyard-test-"
+# Per test run: two runs sharing the daemon (a developer's and CI's) use different LXD
+# projects even where their swapyard projects have the same name (the example repository's).
+PREFIX = f"{SWEEP_PREFIX}{secrets.token_hex(2)}-"
 SUBNETS = "10.214.0.0/16"  # apart from the default pool's 10.213/16, for a user's own projects
 
 
@@ -51,7 +55,7 @@ def sweep_leftovers(client: Any) -> None:
     default = client.in_project("default")
     for project in default.get("/1.0/projects", params={"recursion": "1"}, project=False):
         name, config = project["name"], project.get("config") or {}
-        if not name.startswith(PREFIX) or Path(config.get(STATE_KEY, "/")).exists():
+        if not name.startswith(SWEEP_PREFIX) or Path(config.get(STATE_KEY, "/")).exists():
             continue
         inside = client.in_project(name)
         with contextlib.suppress(LxdError):
