@@ -217,6 +217,7 @@ class BackupRunner:
         step = self._steps(run_id)
 
         def backup() -> BackupSummary:
+            """restic backup through the provider's runner for this volume (or snapshot)."""
             with self.provider.volume_runner(vol, snapshot=snapshot) as runner:
                 root = runner.root
                 return repo.backup(root, tags, exclude=[f"{root}/{SNAPSHOT_DIR}"], runner=runner)

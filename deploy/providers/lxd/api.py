@@ -65,6 +65,7 @@ class _UnixConnection(urllib3.connection.HTTPConnection):
         self.socket_path = path
 
     def connect(self) -> None:
+        """Connect to the daemon's unix socket instead of a TCP address."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)  # type: ignore[arg-type]
         sock.connect(self.socket_path)
@@ -87,9 +88,11 @@ class _UnixAdapter(HTTPAdapter):
         self._pool = _UnixPool(path, timeout)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):  # type: ignore[no-untyped-def]
+        """Every request goes to the one pool on the socket (no TLS on a unix socket)."""
         return self._pool
 
     def close(self) -> None:
+        """Close the socket's pool and the adapter."""
         self._pool.close()
         super().close()
 

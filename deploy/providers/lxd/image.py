@@ -272,6 +272,7 @@ def build_rootfs(recipe: Recipe, workdir: Path, log: Path) -> Path:
 
 def _multipart(boundary: str, meta: bytes, rootfs: Path) -> Iterator[bytes]:
     def head(name: str) -> bytes:
+        """The boundary and headers that open the part `name`."""
         return (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
             f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'

@@ -429,6 +429,7 @@ class LxdProvider(EdgeTraffic, Provider):
         compose = handle.extra["compose"]
 
         def left() -> float:
+            """Seconds left of `timeout`; `InstanceNotReady` once it is spent."""
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise InstanceNotReady(f"instance {instance.id} is not ready after {timeout:g} s")

@@ -193,6 +193,7 @@ def _ordered(containers: Sequence[Container]) -> list[Container]:
     out: list[Container] = []
 
     def visit(c: Container, path: tuple[str, ...]) -> None:
+        """Put `c` after what it depends on (depth first)."""
         if c.service in done or c.service in path:  # a cycle compose would refuse; stop
             return
         for dep in sorted(c.depends_on):
@@ -393,6 +394,7 @@ class RemoteEngine:
         names = ", ".join(refs)
 
         def counted() -> Iterator[bytes]:
+            """The saved images' bytes, counted as they pass."""
             nonlocal sent
             try:
                 for chunk in _save(local_client.api, refs):
