@@ -121,7 +121,7 @@ def restore_to_new_volume(
         )
     volume = provider.create_volume(volume_id, size_bytes, label, filesystem, project=project)
     try:
-        with provider.volume_runner(volume, restore=True) as runner:
+        with provider.volume_runner(volume, restore=True, repository=repo.repository) as runner:
             repo.restore(snapshot_id, runner.root, runner=runner)
             result = compare(runner, repo, snapshot_id)
     finally:

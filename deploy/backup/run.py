@@ -218,7 +218,9 @@ class BackupRunner:
 
         def backup() -> BackupSummary:
             """restic backup through the provider's runner for this volume (or snapshot)."""
-            with self.provider.volume_runner(vol, snapshot=snapshot) as runner:
+            with self.provider.volume_runner(
+                vol, snapshot=snapshot, repository=repo.repository
+            ) as runner:
                 root = runner.root
                 return repo.backup(root, tags, exclude=[f"{root}/{SNAPSHOT_DIR}"], runner=runner)
 

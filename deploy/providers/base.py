@@ -246,9 +246,18 @@ class Provider:
 
     @contextmanager
     def volume_runner(
-        self, volume: VolumeHandle, *, snapshot: str | None = None, restore: bool = False
+        self,
+        volume: VolumeHandle,
+        *,
+        snapshot: str | None = None,
+        restore: bool = False,
+        repository: str | None = None,
     ) -> Iterator[VolumeRunner]:
         """Where restic runs against the volume's files (`deploy.providers.runner`).
+
+        `repository` is the restic repository the runner will be used with: a
+        driver that runs restic elsewhere may have to make a repository on
+        this host (a plain path) reachable there, or refuse it clearly.
 
         Three uses: the attached volume, read (a stop-mode backup); its
         snapshot `snapshot`, taken before by `snapshot_volume`, read; a

@@ -49,7 +49,7 @@ from deploy.providers.lxd.volumes import DEVICE, LxdVolume, Volumes
 from deploy.providers.remote.engine import RemoteEngine
 from deploy.providers.remote.pki import CertificateAuthority
 from deploy.providers.remote.restic import RESTIC_LABEL, EngineRunner, restic_image
-from deploy.providers.runner import VolumeRunner
+from deploy.providers.runner import LocalRunner, VolumeRunner
 from deploy.providers.types import (
     IgnitionError,
     InstanceNotFound,
@@ -774,7 +774,12 @@ class LxdProvider(EdgeTraffic, Provider):
 
     @contextlib.contextmanager
     def volume_runner(
-        self, volume: VolumeHandle, *, snapshot: str | None = None, restore: bool = False
+        self,
+        volume: VolumeHandle,
+        *,
+        snapshot: str | None = None,
+        restore: bool = False,
+        repository: str | None = None,
     ) -> Iterator[VolumeRunner]:
         """restic in a job container on an instance's engine, never reading a host path.
 
@@ -784,9 +789,27 @@ class LxdProvider(EdgeTraffic, Provider):
         mounted writable on a running instance of the project. Mounts and the
         copy go when the context exits (`delete_volume_snapshot` removes a copy
         a crash left).
+
+        A repository that is a directory on this host (the quick start's) is
+        out of the instances' reach: with the daemon on this host, a backup
+        then runs restic here, reading the volume (or its LXD snapshot) in the
+        storage pool's directory; a restore into it is refused (the files it
+        wrote here would belong to no one inside the unprivileged instance).
         """
         vol = self._find(volume.id)
         image = self.restic_image
+        here = _local_repository(repository)
+        if here is not None:
+            if restore or self.volumes.lxd_dir is None:
+                where = "restores on lxd" if restore else "a remote LXD daemon's instances"
+                raise ProviderError(
+                    f"restic repository {here} is a directory on this host, out of reach of "
+                    f"{where}: use one the instances can reach (s3:, rest:, sftp:, b2:, ...)"
+                )
+            if snapshot is None and not vol.used_by:
+                raise ProviderError(f"volume {volume.id} is attached nowhere; nothing to read")
+            yield LocalRunner(self.volumes.host_path(vol, snapshot))
+            return
         if snapshot is None and not restore:
             holders = [r for r in map(self._raw, vol.used_by) if r is not None]
             for raw in holders:
@@ -822,6 +845,14 @@ class LxdProvider(EdgeTraffic, Provider):
     def ex_remove_project(self, project: str) -> None:
         """Delete the LXD project, profile and bridge of a project with nothing left in it."""
         self.sites.remove(project)
+
+
+def _local_repository(repository: str | None) -> str | None:
+    """The directory of a restic repository on this host (`/path` or `local:/path`), or None."""
+    if not repository:
+        return None
+    path = repository.removeprefix("local:")
+    return path if path.startswith("/") else None
 
 
 def _snapshot_copy(volume: str, snapshot: str) -> str:

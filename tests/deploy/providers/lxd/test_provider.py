@@ -181,3 +181,19 @@ class TestLxdProvider(ProviderContract):
         provider.stop_writers(inst)
         provider.start_writers(inst)
         assert caddy().attrs["State"]["StartedAt"] == started
+
+    def test_a_repository_on_this_host_is_out_of_reach_of_restores_on_the_instance(
+        self, provider: Any, project: str, tmp_path: Any
+    ) -> None:
+        vol = provider.create_volume(f"sy-{project}-r", 64 * MIB, "d", project=project)
+        repo = str(tmp_path / "repo")
+        with (
+            pytest.raises(ProviderError, match=r"directory on this host.*s3:"),
+            provider.volume_runner(vol, restore=True, repository=repo),
+        ):
+            pass
+        with (
+            pytest.raises(ProviderError, match="attached nowhere"),
+            provider.volume_runner(vol, repository=f"local:{repo}"),
+        ):
+            pass
