@@ -8,8 +8,20 @@ containers).
 
 from __future__ import annotations
 
-from deploy.providers.base import Route
+from deploy.providers.base import Option, Route
 from deploy.providers.edge.proxy import Edge
+
+# The options of every driver behind the edge (its `Provider.options` include them).
+EDGE_OPTIONS = (
+    Option(
+        "edge_listen",
+        tuple[str, ...],
+        ("127.0.0.1:8000",),
+        "Where the edge Caddy serves the instances' domains: host:port, several as a list "
+        "or comma-separated.",
+    ),
+    Option("edge_admin", str, "127.0.0.1:2119", "Address of the edge Caddy's admin API."),
+)
 
 
 class EdgeTraffic:

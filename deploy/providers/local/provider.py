@@ -18,7 +18,7 @@ from typing import Any
 
 from deploy.providers.base import InstanceHandle, Option, Provider, VolumeHandle
 from deploy.providers.edge.proxy import Edge
-from deploy.providers.edge.traffic import EdgeTraffic
+from deploy.providers.edge.traffic import EDGE_OPTIONS, EdgeTraffic
 from deploy.providers.local.compose import default_compose, needs_volume
 from deploy.providers.local.projects import OPT, ComposeProjects
 from deploy.providers.local.volumes import LoopVolumes, VolumeInfo
@@ -33,14 +33,7 @@ class LocalProvider(EdgeTraffic, Provider):
 
     name = "local"
     options = (
-        Option(
-            "edge_listen",
-            tuple[str, ...],
-            ("127.0.0.1:8000",),
-            "Where the edge Caddy serves the instances' domains: host:port, several as a list "
-            "or comma-separated.",
-        ),
-        Option("edge_admin", str, "127.0.0.1:2119", "Address of the edge Caddy's admin API."),
+        *EDGE_OPTIONS,
         Option(
             "use_loop",
             bool | None,

@@ -41,7 +41,7 @@ import yaml
 
 from deploy.providers.base import InstanceHandle, Option, Provider, VolumeHandle
 from deploy.providers.edge.proxy import Edge
-from deploy.providers.edge.traffic import EdgeTraffic
+from deploy.providers.edge.traffic import EDGE_OPTIONS, EdgeTraffic
 from deploy.providers.lxd.api import Endpoint, LxdClient, LxdError, LxdNotFound
 from deploy.providers.lxd.image import ENGINE_PORT, TLS_DIR, ensure_base_image
 from deploy.providers.lxd.site import DATA_PATH, OWNER_KEY, PROJECT_KEY, Sites
@@ -140,13 +140,7 @@ class LxdProvider(EdgeTraffic, Provider):
             "Copy images the control host's engine holds into each instance before its apps "
             "start (offline hosts); the instance pulls the others.",
         ),
-        Option(
-            "edge_listen",
-            tuple[str, ...],
-            ("127.0.0.1:8000",),
-            "Where the edge Caddy serves the instances' domains: host:port, several as a list.",
-        ),
-        Option("edge_admin", str, "127.0.0.1:2119", "Address of the edge Caddy's admin API."),
+        *EDGE_OPTIONS,
         Option(
             "restic_image",
             str | None,
