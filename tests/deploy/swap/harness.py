@@ -3,6 +3,8 @@ after every step (the local provider's loop devices here; the lxd tests read LXD
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,25 @@ class Harness:
 
     def containers(self, instance_id: str) -> list[Any]:
         return self.provider.projects.containers(instance_id)
+
+
+def request_loop(
+    h: Harness, stop: threading.Event, log: list[tuple[str, Any]], pause: float = 0.01
+) -> None:
+    """Writes over a new connection each; reads over one keep-alive connection.
+
+    Neither is retried: a swap loads nothing into the edge Caddy, so even
+    the reused connection, idle between requests, must survive it.
+    """
+    n, keepalive = 0, requests.Session()
+    while not stop.is_set():
+        n += 1
+        for host, path, session in (
+            ("web.test", "/", keepalive),
+            ("notes.test", f"/cgi-bin/add?w{n}", requests),
+        ):
+            try:
+                log.append((path, h.get(host, path, session).status_code))
+            except requests.RequestException as exc:
+                log.append((path, exc))
+        time.sleep(pause)

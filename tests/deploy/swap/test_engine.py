@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from deploy.providers.local.provider import LocalProvider
 from deploy.providers.local.volumes import loop_devices_of
 from deploy.spec import AppCheck
 from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
-from tests.deploy.swap.harness import Crash, Harness, spec
+from tests.deploy.swap.harness import Crash, Harness, request_loop, spec
 
 pytestmark = pytest.mark.docker
 
@@ -216,26 +215,6 @@ def test_invalid_ignition_rolls_back(h: Harness, ignition_v1: bytes) -> None:
     assert out.status == "failure" and "compose.yaml" in out.summary
     assert h.get("web.test").text == "web v1\n"
     assert len(h.provider.list_instances()) == 1
-
-
-def request_loop(h: Harness, stop: threading.Event, log: list[tuple[str, Any]]) -> None:
-    """Writes over a new connection each; reads over one keep-alive connection.
-
-    Neither is retried: a swap loads nothing into the edge Caddy, so even
-    the reused connection, idle between requests, must survive it.
-    """
-    n, keepalive = 0, requests.Session()
-    while not stop.is_set():
-        n += 1
-        for host, path, session in (
-            ("web.test", "/", keepalive),
-            ("notes.test", f"/cgi-bin/add?w{n}", requests),
-        ):
-            try:
-                log.append((path, h.get(host, path, session).status_code))
-            except requests.RequestException as exc:
-                log.append((path, exc))
-        time.sleep(0.01)
 
 
 def test_request_loop_sees_no_connection_error(

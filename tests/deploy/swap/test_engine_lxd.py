@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from deploy.swap.journal import SwapState
 from tests.deploy.fixtures import make_ignition, make_spec
 from tests.deploy.providers.lxd.fixtures import worker_options
-from tests.deploy.swap.harness import Crash, Harness
+from tests.deploy.swap.harness import Crash, Harness, request_loop
 
 pytestmark = [pytest.mark.docker, pytest.mark.lxd]
 
@@ -164,21 +163,7 @@ def test_request_loop_sees_no_connection_error_and_loses_no_write(
     first_deploy(h, v1)
     stop, log = threading.Event(), []
 
-    def loop() -> None:
-        n, keepalive = 0, requests.Session()
-        while not stop.is_set():
-            n += 1
-            for host, path, session in (
-                ("web.test", "/", keepalive),
-                ("notes.test", f"/cgi-bin/add?w{n}", requests),
-            ):
-                try:
-                    log.append((path, h.get(host, path, session).status_code))
-                except requests.RequestException as exc:
-                    log.append((path, exc))
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=loop)
+    thread = threading.Thread(target=request_loop, args=(h, stop, log, 0.02))
     thread.start()
     try:
         time.sleep(0.5)
