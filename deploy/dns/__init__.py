@@ -1,0 +1,1 @@
+"""DNS: the records of the apps' domains follow the instance that serves them."""
