@@ -16,8 +16,9 @@ from typing import Any
 
 import requests
 
+from deploy.dns.records import DnsSpec
 from deploy.providers.types import HealthCheckFailed
-from schemas.model import Instance
+from schemas.model import Instance, SecretRef
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class DeploySpec:
     apps: tuple[AppCheck, ...]
     volume: VolumeSpec
     domains: tuple[str, ...] = ()
+    dns: DnsSpec | None = None  # None: no records are written (`dns.provider: none`)
 
     @property
     def key(self) -> str:
@@ -71,8 +73,13 @@ class DeploySpec:
         return tuple(dict.fromkeys(self.domains or (a.domain for a in self.apps)))
 
     @classmethod
-    def from_instance(cls, instance: Instance, ignition: bytes, commit: str) -> DeploySpec:
-        """Build the spec of a validated instance and its rendered Ignition config."""
+    def from_instance(
+        cls, instance: Instance, ignition: bytes, commit: str, *, dns_owner: str = "swapyard"
+    ) -> DeploySpec:
+        """Build the spec of a validated instance and its rendered Ignition config.
+
+        `dns_owner` is this installation's owner id in the records' marks (DNS_OWNER).
+        """
         apps = tuple(
             AppCheck(app.name, app.domains[0], app.health_path)
             for app in instance.apps
@@ -85,7 +92,14 @@ class DeploySpec:
             filesystem=instance.volume.filesystem,
         )
         return cls(
-            instance.project, instance.name, commit, ignition, apps, volume, instance.domains
+            instance.project,
+            instance.name,
+            commit,
+            ignition,
+            apps,
+            volume,
+            instance.domains,
+            dns_spec(instance, dns_owner),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -99,7 +113,22 @@ class DeploySpec:
                 self.volume.size_bytes,
                 self.volume.filesystem,
             ],
+            **({"dns": self.dns.to_json()} if self.dns is not None else {}),
         }
+
+
+def dns_spec(instance: Instance, owner: str = "swapyard") -> DnsSpec | None:
+    """The DNS part of an instance's deploy (None for `dns.provider: none`): its `dns:` block
+    with secrets as `secret:NAME` references, which the journal may keep."""
+    dns = instance.dns
+    if dns.provider == "none":
+        return None
+    settings = {
+        key: f"secret:{value.name}" if isinstance(value, SecretRef) else value
+        for key, value in vars(dns).items()
+        if value is not None
+    }
+    return DnsSpec(settings, owner)
 
 
 def healthy(status: int) -> bool:

@@ -281,23 +281,61 @@ VOLUME = {
 DNS = {
     "provider": field(
         "string",
-        "DNS provider: `none`, or `rfc2136` (dynamic updates with TSIG).",
-        allowed=["none", "rfc2136"],
+        "Where the apps' domains get their address records: `none` (swapyard writes no "
+        "records), `rfc2136` (dynamic updates signed with TSIG: BIND, PowerDNS, Knot), "
+        "`route53` (Amazon Route 53) or `hetzner` (Hetzner DNS).",
+        allowed=["none", "rfc2136", "route53", "hetzner"],
         default="none",
     ),
     "zone": field(
-        "string", "Zone the records are written to.", regex=HOSTNAME, nullable=True, default=None
+        "string",
+        "Zone the records are written to; every domain of the instance must be in it.",
+        regex=HOSTNAME,
+        nullable=True,
+        default=None,
     ),
-    "ttl": field("integer", "TTL of the records, in seconds.", min=30, default=300),
+    "ttl": field(
+        "integer",
+        "TTL of the records, in seconds; after a swap that moves them, the old instance "
+        "serves this long before it is destroyed.",
+        min=30,
+        max=86400,
+        default=300,
+    ),
     "server": field(
         "string",
-        "Primary server for RFC 2136 updates, `host` or `host:port`.",
+        "rfc2136: the zone's primary server, `host`, `host:port` or `[IPv6]:port`.",
         regex=r"[A-Za-z0-9.:\[\]-]+",
         nullable=True,
         default=None,
     ),
-    "key_name": field("string", "TSIG key name.", nullable=True, default=None),
-    "key_secret": secret("TSIG key secret.", nullable=True, default=None),
+    "key_name": field("string", "rfc2136: TSIG key name.", nullable=True, default=None),
+    "key_algorithm": field(
+        "string",
+        "rfc2136: TSIG algorithm.",
+        allowed=["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"],
+        default="hmac-sha256",
+    ),
+    "key_secret": secret("rfc2136: TSIG key secret (base64).", nullable=True, default=None),
+    "token_secret": secret("hetzner: API token.", nullable=True, default=None),
+    "access_key_id": field(
+        "string",
+        "route53: AWS access key id (default: the service's own AWS credentials).",
+        regex=r"[A-Z0-9]{16,128}",
+        nullable=True,
+        default=None,
+    ),
+    "secret_access_key": secret(
+        "route53: AWS secret access key, with `access_key_id`.", nullable=True, default=None
+    ),
+    "endpoint": field(
+        "string",
+        "route53, hetzner: the API's base URL, for a compatible service (default: the "
+        "provider's public API).",
+        regex=r"https?://[^\s]+",
+        nullable=True,
+        default=None,
+    ),
 }
 
 BACKUP = {

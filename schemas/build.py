@@ -112,7 +112,7 @@ def instance_checks(
                 )
             routes[route] = name
     problems.extend(_backup_checks(config["backup"], source))
-    problems.extend(_dns_checks(config["dns"], source))
+    problems.extend(_dns_checks(config["dns"], config["apps"], source))
     volume = config["volume"]
     limit = _LABEL_LIMITS[volume["filesystem"]]
     if len(volume["label"]) > limit:
@@ -210,19 +210,69 @@ def _backup_checks(backup: dict[str, Any], source: Locator) -> list[Problem]:
     ]
 
 
-def _dns_checks(dns: dict[str, Any], source: Locator) -> list[Problem]:
-    if dns["provider"] != "rfc2136":
+_DNS_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "rfc2136": (
+        ("zone", "the zone name"),
+        ("server", "the primary server"),
+        ("key_name", "the TSIG key name"),
+        ("key_secret", "secret:NAME"),
+    ),
+    "route53": (("zone", "the hosted zone's name"),),
+    "hetzner": (("zone", "the zone name"), ("token_secret", "secret:NAME of the API token")),
+}
+_DNS_ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "server": ("rfc2136",),
+    "key_name": ("rfc2136",),
+    "key_secret": ("rfc2136",),
+    "token_secret": ("hetzner",),
+    "access_key_id": ("route53",),
+    "secret_access_key": ("route53",),
+    "endpoint": ("route53", "hetzner"),
+}
+
+
+def _dns_checks(dns: dict[str, Any], apps: list[dict[str, Any]], source: Locator) -> list[Problem]:
+    provider = dns["provider"]
+    if provider == "none":
         return []
-    return [
-        _at(source, ("dns", key), f"is required for rfc2136; expected {what}")
-        for key, what in (
-            ("zone", "the zone name"),
-            ("server", "the primary server"),
-            ("key_name", "the TSIG key name"),
-            ("key_secret", "secret:NAME"),
-        )
+    problems = [
+        _at(source, ("dns", key), f"is required for {provider}; expected {what}")
+        for key, what in _DNS_NEEDS[provider]
         if not dns.get(key)
     ]
+    problems += [
+        _at(
+            source,
+            ("dns", key),
+            f"is a setting of {' and '.join(owners)}, and dns.provider is {provider!r}; remove it",
+        )
+        for key, owners in _DNS_ONLY_FOR.items()
+        if dns.get(key) and provider not in owners
+    ]
+    if provider == "route53" and bool(dns.get("access_key_id")) != bool(
+        dns.get("secret_access_key")
+    ):
+        problems.append(
+            _at(
+                source,
+                ("dns", "secret_access_key"),
+                "and access_key_id go together; expected both, or neither (the service's "
+                "own AWS credentials)",
+            )
+        )
+    zone = dns.get("zone")
+    if zone:
+        problems += [
+            _at(
+                source,
+                ("apps", index, "domains", d),
+                f"{domain} is not in dns.zone {zone}; expected {zone} or a name below it",
+            )
+            for index, app in enumerate(apps)
+            for d, domain in enumerate(app.get("domains") or ())
+            if not (domain == zone or domain.endswith("." + zone))
+        ]
+    return problems
 
 
 def _secret_refs(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
@@ -384,6 +434,11 @@ def instance(
             dns.get("server"),
             dns.get("key_name"),
             key_secret,
+            dns["key_algorithm"],
+            SecretRef.parse(dns.get("token_secret")),
+            dns.get("access_key_id"),
+            SecretRef.parse(dns.get("secret_access_key")),
+            dns.get("endpoint"),
         ),
         backup=Backup(
             enabled=backup["enabled"],

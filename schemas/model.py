@@ -140,12 +140,19 @@ class Backup:
 
 @dataclass(frozen=True)
 class Dns:
-    provider: str  # "none", "rfc2136"
+    """Where the instance's domains get their address records (`none`: nowhere)."""
+
+    provider: str  # "none", "rfc2136", "route53", "hetzner"
     zone: str | None = None
     ttl: int = 300
     server: str | None = None
     key_name: str | None = None
     key_secret: SecretRef | None = None
+    key_algorithm: str = "hmac-sha256"
+    token_secret: SecretRef | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretRef | None = None
+    endpoint: str | None = None
 
 
 @dataclass(frozen=True)

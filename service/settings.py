@@ -145,6 +145,11 @@ class Settings:
         1800.0,
         "Seconds a deploy waits for a backup or restore of its instance to end (0: fail at once).",
     )
+    dns_owner: str = _declare(
+        "swapyard",
+        "This installation's name in the ownership mark beside every DNS record it writes "
+        "(TXT `_swapyard.<name>`); two installations writing one zone need different ones.",
+    )
     backups: bool = _declare(True, "Schedule restic backups of deployed instances (with DEPLOY).")
     # The groups below are declared elsewhere and given as flat settings too.
     limits: Limits = field(default_factory=Limits)

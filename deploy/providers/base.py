@@ -294,3 +294,14 @@ class Provider:
     def routes(self) -> list[Route]:
         """The routes currently in effect."""
         raise _missing("routes")
+
+    def dns_addresses(self, instance: InstanceHandle) -> tuple[str, ...]:
+        """The addresses the instance's domains should resolve to (A and AAAA values).
+
+        An instance with an address of its own (a cloud server's public
+        address) gives it, so the records follow a swap; one reached through
+        a shared front (an edge on the host) gives the front's, which a swap
+        does not change. Empty when the driver knows of none: the deploy's
+        DNS step then refuses, asking for the setting that names them.
+        """
+        return ()

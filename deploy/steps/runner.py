@@ -66,13 +66,20 @@ class Steps:
     on_step: StepHook | None = None
 
     def __call__(
-        self, name: str, fn: Callable[[], T], *, done: Callable[[], None] | None = None
+        self,
+        name: str,
+        fn: Callable[[], T],
+        *,
+        done: Callable[[], None] | None = None,
+        detail: Callable[[T], str] | None = None,
     ) -> T:
         """Run `fn` as step `name`; its failure is journaled with `describe` and raised again.
 
         `done`, when given, records the successful end instead of
         `step_finished` (so it can be one transaction with another write).
-        `on_step` is told after the end is recorded.
+        `detail` makes the journaled detail of a successful end from `fn`'s
+        result (what a DNS step wrote). `on_step` is told after the end is
+        recorded.
         """
         self.journal.step_started(self.run_id, name)
         try:
@@ -81,7 +88,9 @@ class Steps:
             self.journal.step_finished(self.run_id, name, False, describe(exc))
             raise
         if done is None:
-            self.journal.step_finished(self.run_id, name, True)
+            self.journal.step_finished(
+                self.run_id, name, True, detail(result) if detail is not None else ""
+            )
         else:
             done()
         if self.on_step is not None:

@@ -3,7 +3,8 @@
 Steps of a `replace`, each journaled (started/done/failed) before the next:
 
     create_new -> wait_ready -> maintenance_old -> stop_writers_old -> detach_old
-    -> attach_new -> start_writers_new -> health_check -> switch_traffic -> destroy_old
+    -> attach_new -> start_writers_new -> health_check -> [update_dns] -> switch_traffic
+    -> destroy_old
 
 A `create` (first deploy) is `create_volume` then the same steps without the
 old instance. A failure before `switch_traffic` rolls back (writers of the
@@ -23,6 +24,20 @@ killed, a test's simulated crash) leaves the journal for `recover()`.
 
 A deploy that finds the instance's lock held by a backup or a restore
 waits for it, up to `lock_wait` seconds (`deploy.swap.lockwait`).
+
+DNS (`deploy.dns`), for a spec with a `dns` part: `update_dns` points the
+domains at the new instance's addresses (`Provider.dns_addresses`) in one
+change, after the health check and before the switch, so a failed update
+(a wrong key, a server that does not answer) rolls back like any step,
+with nothing moved. What the names held before is journaled before the
+change is sent, and a rollback puts it back (`rollback:restore_dns`).
+When the records moved, the old instance keeps serving until the old
+records' TTL has passed since the change, then it is destroyed; a
+recovery after a crash waits for what is left of it. A deploy whose
+config is unchanged but whose records are not what they should be (a
+`dns-only` plan: zone, TTL or addresses changed, records drifted) is a
+journaled `dns` run of that one step, without a swap; a destroy removes
+the instance's records first (`remove_dns`).
 """
 
 from __future__ import annotations
@@ -30,10 +45,19 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.dns.base import DnsDriver, DnsError, in_zone
+from deploy.dns.records import (
+    DnsSpec,
+    RecordChange,
+    before_from_json,
+    plan_records,
+    restore_changes,
+)
 from deploy.live import LiveRecord
 from deploy.maintenance import Alerts, MaintenanceKept, end_maintenance
 from deploy.providers.base import InstanceHandle, Provider, Route, VolumeHandle
@@ -55,7 +79,7 @@ class SwapResult:
     """
 
     status: str
-    action: str  # create | replace | destroy | noop
+    action: str  # create | replace | destroy | dns-only | noop
     summary: str
     swap_id: int | None = None
     instance_id: str | None = None
@@ -85,6 +109,7 @@ class SwapEngine:
         on_step: StepHook | None = None,
         new_shortid: Callable[[], str] = lambda: secrets.token_hex(3),
         alerts: Alerts | None = None,
+        open_dns: Callable[[DnsSpec], DnsDriver] | None = None,
     ):
         self.provider = provider
         self.journal = journal
@@ -97,6 +122,7 @@ class SwapEngine:
         self.on_step = on_step
         self.new_shortid = new_shortid
         self.alerts = alerts
+        self._open_dns = open_dns
 
     # -- journaled steps ---------------------------------------------------
     def _steps(self, swap_id: int) -> Steps:
@@ -122,6 +148,8 @@ class SwapEngine:
             lambda: self._begin(spec), spec.key, self.lock_wait, self.lock_poll, on_wait
         )
         if isinstance(begun, SwapResult):
+            if begun.action == "noop" and spec.dns is not None:
+                return self._dns_only(spec, begun)
             return begun
         record = begun
         try:
@@ -191,6 +219,13 @@ class SwapEngine:
                 _endpoint(new), spec.apps, self.health_timeout, self.health_interval
             ),
         )
+        if spec.dns is not None:
+            dns = spec.dns
+            step(
+                "update_dns",
+                lambda: self._update_dns(sid, spec.key, dns, spec.all_domains, new),
+                detail=RecordChange.describe,
+            )
         domains = spec.all_domains
         live = LiveRecord(
             spec.project, spec.name, new.id, vol.id, spec.commit, spec.digest, domains
@@ -207,14 +242,21 @@ class SwapEngine:
         """After the switch: destroy the old instance; a failure here is only a note."""
         note = ""
         old = self.provider.get_instance(record.old_instance) if record.old_instance else None
+        served = self._dns_served_until(record)
         if old is not None:
-            time.sleep(self.drain_seconds)  # let requests proxied to the old instance finish
+            # let requests proxied to the old instance finish, and resolvers that cached its
+            # addresses move on (the old records' TTL since the change)
+            time.sleep(max(self.drain_seconds, served - time.time()))
             try:
                 self._steps(record.id)("destroy_old", lambda: self.provider.destroy_instance(old))
             except Exception as exc:
                 note = f"; the old instance {old.id} was not destroyed: {describe(exc)}"
         self.journal.finish(record.id, SwapState.SUCCEEDED, note.lstrip("; ") or None)
         verb = "created" if record.kind == "create" else "swapped"
+        if old is not None and served:
+            stamp = time.strftime("%H:%M:%S UTC", time.gmtime(served))
+            note = f"; the old instance {old.id} served until {stamp} (the old records' TTL){note}"
+        note += self._dns_note(record)
         return SwapResult(
             "success",
             record.kind,
@@ -244,6 +286,9 @@ class SwapEngine:
 
         if new is not None:
             _attempt("stop_writers_new", lambda: p.stop_writers(new))
+        if "dns_before" in record.spec:
+            _attempt("restore_dns", lambda: self._restore_dns(record))
+        if new is not None:
             _attempt("restore_traffic", lambda: self._restore_traffic(new, old))
         volume = p.get_volume(record.volume_id)
         if (
@@ -282,6 +327,160 @@ class SwapEngine:
         status = "error" if errors else "failure"
         return SwapResult(status, record.kind, f"{status}: {full}", sid, old.id if old else None)
 
+    # -- DNS ------------------------------------------------------------------
+    @contextmanager
+    def _dns(self, dns: DnsSpec) -> Iterator[DnsDriver]:
+        if self._open_dns is None:
+            raise DnsError(
+                f"dns.provider is {dns.provider}, but this swap engine was given no DNS access"
+            )
+        driver = self._open_dns(dns)
+        try:
+            yield driver
+        finally:
+            driver.close()
+
+    def _update_dns(
+        self,
+        sid: int,
+        key: str,
+        dns: DnsSpec,
+        domains: tuple[str, ...],
+        instance: InstanceHandle,
+        remove: tuple[str, ...] = (),
+    ) -> RecordChange:
+        """Point `domains` at `instance` (and delete `remove`): one change, journaled first."""
+        addresses = self.provider.dns_addresses(instance) if domains else ()
+        if domains and not addresses:
+            raise DnsError(
+                f"the {self.provider.name} provider names no address for the DNS records of "
+                f"{instance.id}; set EDGE_ADDRESSES to the addresses clients reach this host at"
+            )
+        with self._dns(dns) as driver:
+            change = plan_records(
+                driver,
+                dns.mark(key),
+                {d: addresses for d in domains},
+                dns.ttl,
+                [d for d in remove if in_zone(d, dns.zone)],
+            )
+            spec = self.journal.get(sid).spec
+            # a retried step keeps the first record of what was there: that is what to restore
+            before = {**change.before_json(), **spec.get("dns_before", {})}
+            self.journal.update(
+                sid, spec={**spec, "dns_before": before, "dns_foreign": list(change.foreign)}
+            )
+            if change.changes:
+                driver.apply(change.changes)
+                if change.moved_ttl:
+                    spec = self.journal.get(sid).spec
+                    moved = {"dns_moved_at": time.time(), "dns_moved_ttl": change.moved_ttl}
+                    self.journal.update(sid, spec={**spec, **moved})
+        return change
+
+    def _restore_dns(self, record: SwapRecord) -> RecordChange:
+        """Put back what the journal says the names held before this swap's change."""
+        dns = DnsSpec.from_json(record.spec.get("dns"))
+        if dns is None:
+            return RecordChange(())
+        before = before_from_json(record.spec.get("dns_before", {}))
+        with self._dns(dns) as driver:
+            mark = dns.mark(f"{record.project}/{record.name}")
+            change = restore_changes(driver, mark, before, dns.ttl)
+            if change.changes:
+                driver.apply(change.changes)
+        return change
+
+    @staticmethod
+    def _dns_served_until(record: SwapRecord) -> float:
+        """When resolvers stop sending clients to the old addresses (0: the records did not
+        move)."""
+        moved_at, ttl = record.spec.get("dns_moved_at"), record.spec.get("dns_moved_ttl")
+        return float(moved_at) + float(ttl) if moved_at and ttl else 0.0
+
+    @staticmethod
+    def _dns_note(record: SwapRecord) -> str:
+        """The names DNS left alone, for the summary."""
+        foreign = record.spec.get("dns_foreign") or []
+        return "; DNS left alone: " + "; ".join(foreign) if foreign else ""
+
+    def _dns_only(self, spec: DeploySpec, noop: SwapResult) -> SwapResult:
+        """Records that are not what the unchanged instance wants are fixed in a journaled
+        `dns` run, without a swap; in order, they leave the `noop` as it is."""
+        assert spec.dns is not None and noop.instance_id is not None
+        live = self.provider.get_instance(noop.instance_id)
+        current = self.journal.current(spec.project, spec.name)
+        if live is None or current is None:
+            return noop
+        addresses = self.provider.dns_addresses(live)
+        with self._dns(spec.dns) as driver:
+            change = plan_records(
+                driver,
+                spec.dns.mark(spec.key),
+                {d: addresses for d in spec.all_domains},
+                spec.dns.ttl,
+            )
+        if not change.changes and addresses:
+            note = "; DNS left alone: " + "; ".join(change.foreign) if change.foreign else ""
+            return SwapResult(noop.status, noop.action, noop.summary + note, None, live.id)
+        record = self.journal.begin(
+            SwapRecord(
+                id=0,
+                project=spec.project,
+                name=spec.name,
+                kind="dns",
+                commit=spec.commit,
+                digest=spec.digest,
+                volume_id=spec.volume.id,
+                old_instance=live.id,
+                new_instance=live.id,
+                old_commit=current.commit,
+                spec=spec.to_json(),
+            )
+        )
+        return self._dns_run(record)
+
+    def _dns_run(self, record: SwapRecord) -> SwapResult:
+        """The `dns` run: one `update_dns` step for the live instance; on failure what it
+        wrote is put back."""
+        sid, key = record.id, f"{record.project}/{record.name}"
+        dns = DnsSpec.from_json(record.spec.get("dns"))
+        live = self.provider.get_instance(record.new_instance) if record.new_instance else None
+        try:
+            if dns is None or live is None:
+                raise DnsError(f"{key}: nothing live to point the records at")
+            change = self._steps(sid)(
+                "update_dns",
+                lambda: self._update_dns(sid, key, dns, tuple(record.spec["domains"]), live),
+                detail=RecordChange.describe,
+            )
+        except Exception as exc:
+            reason, after = describe(exc), self.journal.get(sid)
+            try:
+                if after.spec.get("dns_before"):
+                    self._steps(sid)("rollback:restore_dns", lambda: self._restore_dns(after))
+            except Exception as again:
+                reason += f"; the records could not be put back: {describe(again)}"
+                self.journal.finish(sid, SwapState.FAILED, reason)
+                return SwapResult(
+                    "error", "dns-only", f"error: {reason}", sid, live.id if live else None
+                )
+            self.journal.finish(sid, SwapState.ROLLED_BACK, reason)
+            return SwapResult(
+                "failure", "dns-only", f"failure: {reason}", sid, live.id if live else None
+            )
+        self.journal.finish(sid, SwapState.SUCCEEDED)
+        written = len(change.changes)
+        return SwapResult(
+            "success",
+            "dns-only",
+            f"success: {record.commit[:12]} DNS records updated ({written} "
+            f"name{'s' if written != 1 else ''}), live on {live.id}"
+            + self._dns_note(self.journal.get(sid)),
+            sid,
+            live.id,
+        )
+
     def _restore_traffic(self, new: InstanceHandle, old: InstanceHandle | None) -> None:
         for route in self.provider.routes():
             if route.instance_id != new.id:
@@ -293,9 +492,18 @@ class SwapEngine:
 
     # -- destroy -------------------------------------------------------------
     def destroy(
-        self, project: str, name: str, *, delete_volume: bool = False, commit: str = ""
+        self,
+        project: str,
+        name: str,
+        *,
+        delete_volume: bool = False,
+        commit: str = "",
+        dns: DnsSpec | None = None,
     ) -> SwapResult:
-        """Take an instance down on explicit request; its volume stays unless `delete_volume`."""
+        """Take an instance down on explicit request; its volume stays unless `delete_volume`.
+
+        With `dns`, the records of its domains (those carrying its mark) go first.
+        """
         current = self.journal.current(project, name)
         if current is None:
             return SwapResult("noop", "destroy", f"noop: {project}/{name} is not deployed")
@@ -310,7 +518,11 @@ class SwapEngine:
                 volume_id=current.volume_id,
                 old_instance=current.instance_id,
                 old_commit=current.commit,
-                spec={"domains": list(current.domains), "delete_volume": delete_volume},
+                spec={
+                    "domains": list(current.domains),
+                    "delete_volume": delete_volume,
+                    **({"dns": dns.to_json()} if dns is not None else {}),
+                },
             )
         )
         return self._destroy(record)
@@ -319,7 +531,22 @@ class SwapEngine:
         p, sid = self.provider, record.id
         step = self._steps(sid)
         domains = tuple(record.spec.get("domains", ()))
+        dns = DnsSpec.from_json(record.spec.get("dns"))
+        old_id = record.old_instance or ""
         try:
+            if dns is not None and domains:
+                step(
+                    "remove_dns",
+                    lambda: self._update_dns(
+                        sid,
+                        f"{record.project}/{record.name}",
+                        dns,
+                        (),
+                        InstanceHandle(old_id, record.project, record.name),
+                        remove=domains,
+                    ),
+                    detail=RecordChange.describe,
+                )
             if domains:
                 step("remove_traffic", lambda: p.remove_traffic(domains))
             old = p.get_instance(record.old_instance) if record.old_instance else None
@@ -353,6 +580,8 @@ class SwapEngine:
             try:
                 if record.kind == "destroy":
                     results.append(self._destroy(record))
+                elif record.kind == "dns":
+                    results.append(self._dns_run(record))
                 elif "switch_traffic" in record.done:
                     results.append(self._complete(record, record.new_instance))
                 else:

@@ -29,6 +29,7 @@ are handed to it as they are: this module knows no driver's options.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -38,16 +39,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from deploy.backup.journal import BackupJournal
+from deploy.dns.base import DnsDriver, DnsError, ZoneAccess
+from deploy.dns.records import DnsSpec
+from deploy.dns.registry import open_zone
 from deploy.providers.base import Provider, option_arguments
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
-from deploy.spec import DeploySpec
+from deploy.spec import DeploySpec, dns_spec
 from deploy.steps.sql import epoch
 from deploy.swap.engine import SwapEngine, SwapResult
 from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.pipeline import DeploymentStatus, Execution, HistoryStep, StepStatus
 from renderers import RenderOptions, render_instance
 from schemas import Instance
+from schemas.model import SecretRef
 from service.secrets import DirectorySecretStore
 from service.settings import Settings
 
@@ -130,7 +135,35 @@ class Deployer:
             health_timeout=settings.health_timeout,
             lock_wait=settings.deploy_lock_wait_seconds,
             alerts=BackupJournal(database),  # an old instance left behind its page
+            open_dns=self.open_dns,
         )
+
+    def open_dns(self, dns: DnsSpec) -> DnsDriver:
+        """The DNS driver of a deploy's zone, its `secret:NAME` settings read from the store.
+
+        A secret missing from the store is a `DnsError` naming the setting and the secret.
+        """
+        values: dict[str, Any] = {}
+        for key, value in dns.settings.items():
+            ref = SecretRef.parse(value)
+            if ref is not None:
+                value = self.secrets.get(ref.name)
+                if value is None:
+                    raise DnsError(
+                        f"dns.{key}: secret {ref.name!r} is not in the secret store; add it "
+                        f"(a file named {ref.name} in SECRETS_DIR) and push again"
+                    )
+            values[key] = value
+        fields = {f.name for f in dataclasses.fields(ZoneAccess)}
+        renamed = {"token_secret": "token"}
+        access = ZoneAccess(
+            **{
+                renamed.get(k, k): v
+                for k, v in values.items()
+                if renamed.get(k, k) in fields and v is not None
+            }
+        )
+        return open_zone(access)
 
     def render_options(self) -> RenderOptions:
         """The resolved render a provider receives (secrets in, https as configured)."""
@@ -160,10 +193,13 @@ class Deployer:
                 instance.name,
                 delete_volume=instance.volume.delete_on_destroy,
                 commit=commit,
+                dns=dns_spec(instance, self.settings.dns_owner),
             )
         else:
             artifacts = render_instance(instance, self.render_options())
-            spec = DeploySpec.from_instance(instance, artifacts["ignition.json"], commit)
+            spec = DeploySpec.from_instance(
+                instance, artifacts["ignition.json"], commit, dns_owner=self.settings.dns_owner
+            )
             wait = _Wait(instance, self.on_wait)
             try:
                 result = self.engine.deploy(spec, on_wait=wait)

@@ -18,7 +18,7 @@ from typing import Any
 
 from deploy.providers.base import InstanceHandle, Option, Provider, VolumeHandle
 from deploy.providers.edge.proxy import Edge
-from deploy.providers.edge.traffic import EDGE_OPTIONS, EdgeTraffic
+from deploy.providers.edge.traffic import EDGE_OPTIONS, EdgeTraffic, parse_addresses
 from deploy.providers.local.compose import default_compose, needs_volume
 from deploy.providers.local.projects import OPT, ComposeProjects
 from deploy.providers.local.volumes import LoopVolumes, VolumeInfo
@@ -55,6 +55,7 @@ class LocalProvider(EdgeTraffic, Provider):
         *,
         ex_edge_listen: tuple[str, ...] = ("127.0.0.1:8000",),
         ex_edge_admin: str = "127.0.0.1:2119",
+        ex_edge_addresses: tuple[str, ...] = (),
         ex_use_loop: bool | None = None,
         ex_compose: str | None = None,
         ex_stop_timeout: int = 10,
@@ -65,6 +66,7 @@ class LocalProvider(EdgeTraffic, Provider):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self.volumes = LoopVolumes(self.state_dir, ex_use_loop)
         self.edge = Edge(self.state_dir, ex_edge_listen, ex_edge_admin)
+        self.edge_addresses = parse_addresses(ex_edge_addresses, "EDGE_ADDRESSES")
         self.projects = ComposeProjects(
             self.instances_dir, ex_compose or default_compose(), ex_docker
         )

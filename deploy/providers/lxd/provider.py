@@ -41,7 +41,7 @@ import yaml
 
 from deploy.providers.base import InstanceHandle, Option, Provider, VolumeHandle
 from deploy.providers.edge.proxy import Edge
-from deploy.providers.edge.traffic import EDGE_OPTIONS, EdgeTraffic
+from deploy.providers.edge.traffic import EDGE_OPTIONS, EdgeTraffic, parse_addresses
 from deploy.providers.lxd.api import Endpoint, LxdClient, LxdError, LxdNotFound
 from deploy.providers.lxd.image import ENGINE_PORT, TLS_DIR, ensure_base_image
 from deploy.providers.lxd.site import DATA_PATH, OWNER_KEY, PROJECT_KEY, Sites
@@ -174,6 +174,7 @@ class LxdProvider(EdgeTraffic, Provider):
         ex_copy_images: bool = True,
         ex_edge_listen: tuple[str, ...] = ("127.0.0.1:8000",),
         ex_edge_admin: str = "127.0.0.1:2119",
+        ex_edge_addresses: tuple[str, ...] = (),
         ex_stop_timeout: int = 10,
         ex_restic_image: str | None = None,
         ex_local_docker: Any = None,
@@ -215,6 +216,7 @@ class LxdProvider(EdgeTraffic, Provider):
         self._restic_image = ex_restic_image
         self.ca = CertificateAuthority(self.state_dir / "pki")
         self.edge = Edge(self.state_dir, ex_edge_listen, ex_edge_admin)
+        self.edge_addresses = parse_addresses(ex_edge_addresses, "EDGE_ADDRESSES")
         self._local_docker = ex_local_docker
         self._engines: dict[str, RemoteEngine] = {}
 
@@ -323,6 +325,12 @@ class LxdProvider(EdgeTraffic, Provider):
         if self.image:
             return self.image
         return ensure_base_image(self.client).alias
+
+    def own_addresses(self, instance: InstanceHandle) -> tuple[str, ...]:
+        """The instance's static address on its project's bridge (right for DNS when the bridge
+        is routed, or for a zone only this network resolves; else set EDGE_ADDRESSES)."""
+        address = instance.extra.get("address") if instance.extra else None
+        return (str(address),) if address else ()
 
     # -- instances -------------------------------------------------------------
     def create_instance(

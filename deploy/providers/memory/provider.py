@@ -54,6 +54,7 @@ class _Instance:
     project: str
     name: str
     proxy: FrontProxy
+    address: str  # what `dns_addresses` gives: a TEST-NET-1 address, one per instance
     state: InstanceState = InstanceState.PENDING
 
 
@@ -93,6 +94,7 @@ class MemoryProvider(Provider):
         self._volumes: dict[str, _Volume] = {}
         self._routes: dict[str, tuple[str, tuple[str, int]]] = {}  # domain -> (id, endpoint)
         self._statuses: dict[str, int] = {}  # app -> status of instances created from now on
+        self._created = 0
 
     # -- test controls -------------------------------------------------------
     def ex_fail(self, method: str, error: BaseException | None = None, *, times: int = 1) -> None:
@@ -154,7 +156,11 @@ class MemoryProvider(Provider):
             name=inst.name,
             state=inst.state,
             endpoint=inst.proxy.endpoint,
-            extra={"maintenance": inst.proxy.maintenance, "writers": inst.proxy.writers},
+            extra={
+                "maintenance": inst.proxy.maintenance,
+                "writers": inst.proxy.writers,
+                "address": inst.address,
+            },
         )
 
     @faultable
@@ -174,7 +180,9 @@ class MemoryProvider(Provider):
                     self._lock,
                     lambda: self._volume_dir(iid),
                 )
-                self._instances[iid] = _Instance(iid, project, name, proxy)
+                self._created += 1
+                address = f"192.0.2.{self._created % 254 + 1}"  # TEST-NET-1: never routed
+                self._instances[iid] = _Instance(iid, project, name, proxy, address)
             return self._handle(self._instances[iid])
 
     @faultable
@@ -430,6 +438,11 @@ class MemoryProvider(Provider):
             for domain, target in self._routes.items():
                 grouped.setdefault(target, []).append(domain)
         return [Route(tuple(d), iid, endpoint) for (iid, endpoint), d in grouped.items()]
+
+    def dns_addresses(self, instance: InstanceHandle) -> tuple[str, ...]:
+        """The instance's own TEST-NET-1 address (a new one per instance, as a cloud's are)."""
+        address = instance.extra.get("address") if instance.extra else None
+        return (str(address),) if address else ()
 
 
 def _check_ignition(instance_id: str, ignition: bytes) -> None:
