@@ -194,6 +194,7 @@ def test_the_driver_declares_its_own_options(tmp_path):
     assert s.provider_options == {
         "edge_listen": ("127.0.0.1:9001", "[::1]:9001"),
         "edge_admin": "127.0.0.1:9002",
+        "edge_addresses": (),
         "use_loop": None,
         "stop_timeout": 3,
     }

@@ -12,6 +12,7 @@ import ipaddress
 
 from deploy.providers.base import InstanceHandle, Option, Route
 from deploy.providers.edge.proxy import Edge
+from deploy.providers.types import ProviderError
 
 # The options of every driver behind the edge (its `Provider.options` include them).
 EDGE_OPTIONS = (
@@ -35,13 +36,13 @@ EDGE_OPTIONS = (
 
 
 def parse_addresses(values: tuple[str, ...], setting: str) -> tuple[str, ...]:
-    """`values` as canonical IP addresses, sorted; `ValueError` naming `setting` otherwise."""
+    """`values` as canonical IP addresses, sorted; `ProviderError` naming `setting` otherwise."""
     out = []
     for value in values:
         try:
             out.append(str(ipaddress.ip_address(value.strip())))
         except ValueError:
-            raise ValueError(
+            raise ProviderError(
                 f"{setting}: {value!r} is not an IP address; expected IPv4 or IPv6 addresses"
             ) from None
     return tuple(sorted(set(out)))
