@@ -220,10 +220,12 @@ class SwapEngine:
             ),
         )
         if spec.dns is not None:
-            dns = spec.dns
+            dns, was = spec.dns, self.journal.current(spec.project, spec.name)
             step(
                 "update_dns",
-                lambda: self._update_dns(sid, spec.key, dns, spec.all_domains, new),
+                lambda: self._update_dns(
+                    sid, spec.key, dns, spec.all_domains, new, was.domains if was else ()
+                ),
                 detail=RecordChange.describe,
             )
         domains = spec.all_domains
