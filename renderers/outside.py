@@ -23,6 +23,18 @@ def dns_settings(instance: Instance) -> dict[str, Any]:
         "server": dns.server,
         "key_name": dns.key_name,
         "records": sorted(set(instance.domains)),
+        **{
+            key: value
+            for key, value in (
+                ("key_algorithm", dns.key_algorithm if dns.provider == "rfc2136" else None),
+                ("key_secret", placeholder(dns.key_secret)),
+                ("token_secret", placeholder(dns.token_secret)),
+                ("access_key_id", dns.access_key_id),
+                ("secret_access_key", placeholder(dns.secret_access_key)),
+                ("endpoint", dns.endpoint),
+            )
+            if value is not None
+        },
     }
 
 

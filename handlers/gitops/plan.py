@@ -98,6 +98,16 @@ def _section_diff(name: str, old: Any, new: Any) -> str:
     )
 
 
+def _dns_timing(dns: Mapping[str, Any] | None) -> str:
+    """When a swap destroys the old instance, for an instance whose records follow it."""
+    if not dns or dns.get("provider", "none") == "none":
+        return ""
+    return (
+        f"; its {dns['provider']} records move to the new instance after its health check; "
+        f"where their address changes, the old one is destroyed {dns['ttl']} s later (dns.ttl)"
+    )
+
+
 def plan_instance(
     key: str, rendered: ArtifactSet | None, absent: bool, deployed: Deployed | None
 ) -> PlanItem:
@@ -121,7 +131,10 @@ def plan_instance(
             if rendered.digests.get(n) != deployed.manifest.get("artifacts", {}).get(n)
         )
         return PlanItem(
-            key, "replace", "changed: " + ", ".join(changed), artifact_diff(deployed, rendered)
+            key,
+            "replace",
+            "changed: " + ", ".join(changed) + _dns_timing(rendered.manifest().get("dns")),
+            artifact_diff(deployed, rendered),
         )
     new_outside = rendered.manifest()
     if new_outside.get("dns") != deployed.manifest.get("dns"):
