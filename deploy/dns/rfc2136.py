@@ -134,8 +134,8 @@ def parse_server(server: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _resolve(host: str, port: int, timeout: float) -> tuple[int, str]:
-    """(address family, address) of `host`, within `timeout` (getaddrinfo has no timeout of
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[int, str]]:
+    """[(address family, address)] of `host`, within `timeout` (getaddrinfo has no timeout of
     its own, so it runs in a daemon thread that is abandoned when it overruns)."""
     try:
         address = ipaddress.ip_address(host)
@@ -143,15 +143,16 @@ def _resolve(host: str, port: int, timeout: float) -> tuple[int, str]:
         pass
     else:
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        return family, str(address)
-    result: list[tuple[int, str]] = []
+        return [(family, str(address))]
+    result: list[list[tuple[int, str]]] = []
     failure: list[OSError] = []
 
     def lookup() -> None:
         """Resolve `host` in the background thread."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            result.append((infos[0][0], str(infos[0][4][0])))
+            found = [(int(info[0]), str(info[4][0])) for info in infos]
+            result.append(list(dict.fromkeys(found)))
         except OSError as exc:
             failure.append(exc)
 
@@ -197,7 +198,7 @@ class Rfc2136Driver(DnsDriver):
         except ValueError as exc:
             raise DnsError(f"zone {self.zone}: server {exc}") from None
         self.server = access.server
-        self._address: tuple[int, str] | None = None
+        self._addresses: list[tuple[int, str]] | None = None
         self.keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
         self.keyname: dns.name.Name | None = None
         self.algorithm = dns.tsig.HMAC_SHA256
@@ -246,10 +247,9 @@ class Rfc2136Driver(DnsDriver):
     def _connection(self, deadline: float) -> Iterator[socket.socket]:
         """A TCP connection to the server, every step bounded by `deadline`."""
         try:
-            if self._address is None:
-                self._address = _resolve(self.host, self.port, self._left(deadline))
-            family, address = self._address
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            if self._addresses is None:
+                self._addresses = _resolve(self.host, self.port, self._left(deadline))
+            addresses = self._addresses
         except TimeoutError:
             raise DnsUnreachable(
                 f"zone {self.zone}: server {self.server}: name not resolved within "
@@ -257,9 +257,9 @@ class Rfc2136Driver(DnsDriver):
             ) from None
         except OSError as exc:
             raise DnsUnreachable(f"zone {self.zone}: server {self.server}: {exc}") from None
+        sock: socket.socket | None = None
         try:
-            sock.settimeout(self._left(deadline))
-            sock.connect((address, self.port))
+            sock = self._connect(addresses, deadline)
             yield sock
         except DnsError:
             raise  # DnsRefused and DnsUnreachable are OSErrors too: let them through as they are
@@ -273,7 +273,30 @@ class Rfc2136Driver(DnsDriver):
                 f"zone {self.zone}: {self._where()}: {what or type(exc).__name__}"
             ) from None
         finally:
-            sock.close()
+            if sock is not None:
+                sock.close()
+
+    def _connect(self, addresses: list[tuple[int, str]], deadline: float) -> socket.socket:
+        """A socket connected to the first of `addresses` that takes the connection (a name
+        such as localhost can resolve to ::1 first while the server listens on 127.0.0.1)."""
+        failure: OSError | None = None
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self._left(deadline))
+                sock.connect((address, self.port))
+                return sock
+            except TimeoutError:
+                sock.close()
+                raise
+            except OSError as exc:  # refused, or no route to this one: try the next
+                sock.close()
+                failure = exc
+            except BaseException:
+                sock.close()
+                raise
+        assert failure is not None
+        raise failure
 
     def _left(self, deadline: float) -> float:
         """Seconds left before `deadline`; a timeout once it has passed."""
