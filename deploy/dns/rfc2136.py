@@ -342,7 +342,8 @@ class Rfc2136Driver(DnsDriver):
         rcode = response.rcode()
         if rcode in REFUSED_RCODES:
             raise DnsRefused(
-                f"zone {self.zone}: {self._where()} refused {what}: {dns.rcode.to_text(rcode)}"
+                f"zone {self.zone}: {self._where()} refused {what}: {dns.rcode.to_text(rcode)} "
+                "(it is not the zone's primary, or it does not let this key do that)"
             )
         return response
 

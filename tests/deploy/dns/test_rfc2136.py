@@ -244,6 +244,29 @@ def test_unsigned_update_is_refused(zone: Zone) -> None:
     assert zone.answers()[0] == ["192.0.2.75"]
 
 
+def test_a_zone_the_server_does_not_serve_is_refused(dns_server: DnsTestServer) -> None:
+    driver = open_zone(dns_server.access(zone="elsewhere.test"))
+    name = "app.elsewhere.test"
+    with pytest.raises(DnsRefused, match="REFUSED") as caught:
+        driver.read([name])
+    assert "zone elsewhere.test" in str(caught.value)
+    assert dns_server.server in str(caught.value)
+    with pytest.raises(DnsRefused, match="NOTAUTH"):
+        driver.apply([NameChange(name, ("192.0.2.1",), 60, "m", NameRecords(name))])
+
+
+def test_another_failure_is_named(bind_server: DnsTestServer) -> None:
+    """BIND refuses more than 100 records in one set (max-records-per-type) with SERVFAIL."""
+    driver = open_zone(bind_server.access())
+    name = f"many{secrets.token_hex(3)}.{bind_server.zone}"
+    many = tuple(sorted(f"10.0.{i // 250}.{i % 250 + 1}" for i in range(101)))
+    with pytest.raises(DnsError, match="SERVFAIL") as caught:
+        driver.apply([NameChange(name, many, 60, "m", NameRecords(name))])
+    assert type(caught.value) is DnsError
+    assert name in str(caught.value)
+    assert bind_server.lookup(name, "A") == ("NXDOMAIN", [])
+
+
 def test_stale_expect_conflicts_and_nothing_is_written(zone: Zone) -> None:
     before = zone.create("192.0.2.80", mark="first")
     other = "www." + zone.name
