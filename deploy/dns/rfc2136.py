@@ -183,6 +183,14 @@ def _split(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
+def _dns_name(text: str, zone: str, what: str) -> dns.name.Name:
+    """`text` as an absolute DNS name; a DnsError naming `what` when it cannot be one."""
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as exc:
+        raise DnsError(f"zone {zone}: {what} {text!r} is not a valid DNS name: {exc}") from None
+
+
 class Rfc2136Driver(DnsDriver):
     """One zone on its primary server: TCP queries to read, one signed UPDATE to apply."""
 
@@ -190,7 +198,7 @@ class Rfc2136Driver(DnsDriver):
 
     def __init__(self, access: ZoneAccess):
         super().__init__(access)
-        self.origin = dns.name.from_text(self.zone)
+        self.origin = _dns_name(self.zone, self.zone, "the zone")
         if not access.server:
             raise DnsError(f"zone {self.zone}: the rfc2136 driver needs `server` (host[:port])")
         try:
@@ -228,7 +236,7 @@ class Rfc2136Driver(DnsDriver):
                 "(use the `secret` line that tsig-keygen prints)"
             ) from None
         self.algorithm = ALGORITHMS[wanted]
-        self.keyname = dns.name.from_text(access.key_name)
+        self.keyname = _dns_name(access.key_name, self.zone, "the TSIG key name")
         self.keyring = {self.keyname: dns.tsig.Key(self.keyname, secret, self.algorithm)}
 
     # --- helpers ------------------------------------------------------------------
@@ -394,7 +402,7 @@ class Rfc2136Driver(DnsDriver):
         self, sock: socket.socket, name: str, rdtype: dns.rdatatype.RdataType, deadline: float
     ) -> tuple[list[str], int | None]:
         """The values of one rrset and its TTL ([] and None for NXDOMAIN/NODATA)."""
-        qname = dns.name.from_text(name)
+        qname = _dns_name(name, self.zone, "the name")
         query = dns.message.make_query(qname, rdtype)
         query.flags &= ~dns.flags.RD
         self._sign(query)
@@ -418,9 +426,10 @@ class Rfc2136Driver(DnsDriver):
         return [], None
 
     def _check_name(self, name: str) -> None:
-        """Refuse a name outside the zone before anything is sent."""
+        """Refuse a name outside the zone, or no DNS name, before anything is sent."""
         if not in_zone(name, self.zone):
             raise DnsError(f"zone {self.zone}: {name} is not in the zone")
+        _dns_name(mark_name(name), self.zone, "the name")
 
     def apply(self, changes: Sequence[NameChange]) -> None:
         """All `changes` in one UPDATE, conditional on each name's A/AAAA being `expect`'s."""
@@ -434,8 +443,8 @@ class Rfc2136Driver(DnsDriver):
                 new_v4, new_v6 = _split(change.addresses)
             except ValueError as exc:
                 raise DnsError(f"zone {self.zone}: {change.name}: {exc}") from None
-            name = dns.name.from_text(change.name)
-            mark = dns.name.from_text(mark_name(change.name))
+            name = _dns_name(change.name, self.zone, "the name")
+            mark = _dns_name(mark_name(change.name), self.zone, "the mark name")
             for rdtype, old in (("A", old_v4), ("AAAA", old_v6)):
                 if old:
                     update.present(name, rdtype, *old)

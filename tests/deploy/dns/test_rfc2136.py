@@ -110,6 +110,14 @@ def test_bad_settings_are_named_before_anything_is_sent() -> None:
     driver = open_zone(base)
     with pytest.raises(DnsError, match=r"other\.example is not in the zone"):
         driver.read(["app.other.example"])
+    too_long = "x" * 64 + ".swapyard.test"
+    with pytest.raises(DnsError, match="is not a valid DNS name"):
+        driver.read([too_long])
+    with pytest.raises(DnsError, match="is not a valid DNS name"):
+        driver.apply([NameChange(too_long, ("192.0.2.1",), 60, "m", NameRecords(too_long))])
+    with pytest.raises(DnsError, match=r"swapyard\.test: .*'not-an-address'"):
+        driver.apply([NameChange("a.swapyard.test", ("not-an-address",), 60, "m",
+                                 NameRecords("a.swapyard.test"))])  # fmt: skip
 
 
 @pytest.mark.parametrize("algorithm", ["hmac-sha256", "HMAC-SHA256.", "hmac-sha512"])
