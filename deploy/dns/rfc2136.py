@@ -318,7 +318,13 @@ class Rfc2136Driver(DnsDriver):
     ) -> dns.message.Message:
         """Send `message` on `sock` and return the verified answer; TSIG failures and
         refusals raise `DnsRefused`."""
-        wire = message.to_wire()
+        try:
+            wire = message.to_wire()
+        except dns.exception.TooBig:
+            raise DnsError(
+                f"zone {self.zone}: {what} does not fit in one DNS message (64 KiB): "
+                "fewer names or addresses at a time"
+            ) from None
         sock.settimeout(self._left(deadline))
         sock.sendall(len(wire).to_bytes(2, "big") + wire)
         size = int.from_bytes(self._receive(sock, 2, deadline), "big")
