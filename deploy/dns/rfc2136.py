@@ -134,8 +134,8 @@ def parse_server(server: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _resolve(host: str, port: int, timeout: float) -> tuple[int, str]:
-    """(address family, address) of `host`, within `timeout` (getaddrinfo has no timeout of
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[int, str]]:
+    """[(address family, address)] of `host`, within `timeout` (getaddrinfo has no timeout of
     its own, so it runs in a daemon thread that is abandoned when it overruns)."""
     try:
         address = ipaddress.ip_address(host)
@@ -143,15 +143,16 @@ def _resolve(host: str, port: int, timeout: float) -> tuple[int, str]:
         pass
     else:
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        return family, str(address)
-    result: list[tuple[int, str]] = []
+        return [(family, str(address))]
+    result: list[list[tuple[int, str]]] = []
     failure: list[OSError] = []
 
     def lookup() -> None:
         """Resolve `host` in the background thread."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            result.append((infos[0][0], str(infos[0][4][0])))
+            found = [(int(info[0]), str(info[4][0])) for info in infos]
+            result.append(list(dict.fromkeys(found)))
         except OSError as exc:
             failure.append(exc)
 
@@ -182,6 +183,14 @@ def _split(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
+def _dns_name(text: str, zone: str, what: str) -> dns.name.Name:
+    """`text` as an absolute DNS name; a DnsError naming `what` when it cannot be one."""
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as exc:
+        raise DnsError(f"zone {zone}: {what} {text!r} is not a valid DNS name: {exc}") from None
+
+
 class Rfc2136Driver(DnsDriver):
     """One zone on its primary server: TCP queries to read, one signed UPDATE to apply."""
 
@@ -189,7 +198,7 @@ class Rfc2136Driver(DnsDriver):
 
     def __init__(self, access: ZoneAccess):
         super().__init__(access)
-        self.origin = dns.name.from_text(self.zone)
+        self.origin = _dns_name(self.zone, self.zone, "the zone")
         if not access.server:
             raise DnsError(f"zone {self.zone}: the rfc2136 driver needs `server` (host[:port])")
         try:
@@ -197,7 +206,7 @@ class Rfc2136Driver(DnsDriver):
         except ValueError as exc:
             raise DnsError(f"zone {self.zone}: server {exc}") from None
         self.server = access.server
-        self._address: tuple[int, str] | None = None
+        self._addresses: list[tuple[int, str]] | None = None
         self.keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
         self.keyname: dns.name.Name | None = None
         self.algorithm = dns.tsig.HMAC_SHA256
@@ -227,7 +236,7 @@ class Rfc2136Driver(DnsDriver):
                 "(use the `secret` line that tsig-keygen prints)"
             ) from None
         self.algorithm = ALGORITHMS[wanted]
-        self.keyname = dns.name.from_text(access.key_name)
+        self.keyname = _dns_name(access.key_name, self.zone, "the TSIG key name")
         self.keyring = {self.keyname: dns.tsig.Key(self.keyname, secret, self.algorithm)}
 
     # --- helpers ------------------------------------------------------------------
@@ -246,10 +255,9 @@ class Rfc2136Driver(DnsDriver):
     def _connection(self, deadline: float) -> Iterator[socket.socket]:
         """A TCP connection to the server, every step bounded by `deadline`."""
         try:
-            if self._address is None:
-                self._address = _resolve(self.host, self.port, self._left(deadline))
-            family, address = self._address
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            if self._addresses is None:
+                self._addresses = _resolve(self.host, self.port, self._left(deadline))
+            addresses = self._addresses
         except TimeoutError:
             raise DnsUnreachable(
                 f"zone {self.zone}: server {self.server}: name not resolved within "
@@ -257,9 +265,9 @@ class Rfc2136Driver(DnsDriver):
             ) from None
         except OSError as exc:
             raise DnsUnreachable(f"zone {self.zone}: server {self.server}: {exc}") from None
+        sock: socket.socket | None = None
         try:
-            sock.settimeout(self._left(deadline))
-            sock.connect((address, self.port))
+            sock = self._connect(addresses, deadline)
             yield sock
         except DnsError:
             raise  # DnsRefused and DnsUnreachable are OSErrors too: let them through as they are
@@ -273,7 +281,30 @@ class Rfc2136Driver(DnsDriver):
                 f"zone {self.zone}: {self._where()}: {what or type(exc).__name__}"
             ) from None
         finally:
-            sock.close()
+            if sock is not None:
+                sock.close()
+
+    def _connect(self, addresses: list[tuple[int, str]], deadline: float) -> socket.socket:
+        """A socket connected to the first of `addresses` that takes the connection (a name
+        such as localhost can resolve to ::1 first while the server listens on 127.0.0.1)."""
+        failure: OSError | None = None
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self._left(deadline))
+                sock.connect((address, self.port))
+                return sock
+            except TimeoutError:
+                sock.close()
+                raise
+            except OSError as exc:  # refused, or no route to this one: try the next
+                sock.close()
+                failure = exc
+            except BaseException:
+                sock.close()
+                raise
+        assert failure is not None
+        raise failure
 
     def _left(self, deadline: float) -> float:
         """Seconds left before `deadline`; a timeout once it has passed."""
@@ -287,7 +318,13 @@ class Rfc2136Driver(DnsDriver):
     ) -> dns.message.Message:
         """Send `message` on `sock` and return the verified answer; TSIG failures and
         refusals raise `DnsRefused`."""
-        wire = message.to_wire()
+        try:
+            wire = message.to_wire()
+        except dns.exception.TooBig:
+            raise DnsError(
+                f"zone {self.zone}: {what} does not fit in one DNS message (64 KiB): "
+                "fewer names or addresses at a time"
+            ) from None
         sock.settimeout(self._left(deadline))
         sock.sendall(len(wire).to_bytes(2, "big") + wire)
         size = int.from_bytes(self._receive(sock, 2, deadline), "big")
@@ -319,7 +356,8 @@ class Rfc2136Driver(DnsDriver):
         rcode = response.rcode()
         if rcode in REFUSED_RCODES:
             raise DnsRefused(
-                f"zone {self.zone}: {self._where()} refused {what}: {dns.rcode.to_text(rcode)}"
+                f"zone {self.zone}: {self._where()} refused {what}: {dns.rcode.to_text(rcode)} "
+                "(it is not the zone's primary, or it does not let this key do that)"
             )
         return response
 
@@ -370,7 +408,7 @@ class Rfc2136Driver(DnsDriver):
         self, sock: socket.socket, name: str, rdtype: dns.rdatatype.RdataType, deadline: float
     ) -> tuple[list[str], int | None]:
         """The values of one rrset and its TTL ([] and None for NXDOMAIN/NODATA)."""
-        qname = dns.name.from_text(name)
+        qname = _dns_name(name, self.zone, "the name")
         query = dns.message.make_query(qname, rdtype)
         query.flags &= ~dns.flags.RD
         self._sign(query)
@@ -394,9 +432,10 @@ class Rfc2136Driver(DnsDriver):
         return [], None
 
     def _check_name(self, name: str) -> None:
-        """Refuse a name outside the zone before anything is sent."""
+        """Refuse a name outside the zone, or no DNS name, before anything is sent."""
         if not in_zone(name, self.zone):
             raise DnsError(f"zone {self.zone}: {name} is not in the zone")
+        _dns_name(mark_name(name), self.zone, "the name")
 
     def apply(self, changes: Sequence[NameChange]) -> None:
         """All `changes` in one UPDATE, conditional on each name's A/AAAA being `expect`'s."""
@@ -410,8 +449,8 @@ class Rfc2136Driver(DnsDriver):
                 new_v4, new_v6 = _split(change.addresses)
             except ValueError as exc:
                 raise DnsError(f"zone {self.zone}: {change.name}: {exc}") from None
-            name = dns.name.from_text(change.name)
-            mark = dns.name.from_text(mark_name(change.name))
+            name = _dns_name(change.name, self.zone, "the name")
+            mark = _dns_name(mark_name(change.name), self.zone, "the mark name")
             for rdtype, old in (("A", old_v4), ("AAAA", old_v6)):
                 if old:
                     update.present(name, rdtype, *old)
