@@ -47,6 +47,7 @@ from deploy.dns.base import (
     ZoneAccess,
     mark_name,
 )
+from deploy.dns.txt import quote_txt, unquote_txt
 
 PUBLIC_ENDPOINT = "https://route53.amazonaws.com"
 ADDRESS_TYPES = ("A", "AAAA")
@@ -68,46 +69,8 @@ UNREACHABLE = (
     ReadTimeoutError,
     ConnectionClosedError,
 )
-TXT_CHUNK = 255  # a TXT character-string holds at most 255 bytes
 
 RecordSet = dict[str, Any]
-
-
-def quote_txt(text: str) -> str:
-    """`text` as Route 53 wants a TXT value: quoted strings of at most 255 bytes each,
-    `"` and `\\` escaped."""
-    chunks = [""]
-    for char in text:  # split between characters, never inside one's UTF-8 bytes
-        if len((chunks[-1] + char).encode()) > TXT_CHUNK:
-            chunks.append("")
-        chunks[-1] += char
-    escaped = (c.replace("\\", "\\\\").replace('"', '\\"') for c in chunks)
-    return " ".join(f'"{c}"' for c in escaped)
-
-
-def unquote_txt(value: str) -> str:
-    """A Route 53 TXT value back to its text: the quoted strings joined, escapes
-    (`\\"`, `\\\\`, `\\DDD` octal) resolved. `"a" "b"` -> `ab`."""
-    out: list[str] = []
-    quoted = False
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if c == "\\" and i + 1 < len(value):
-            digits = value[i + 1 : i + 4]
-            if len(digits) == 3 and digits.isdigit():
-                out.append(chr(int(digits, 8)))
-                i += 4
-                continue
-            out.append(value[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        elif quoted or not c.isspace():
-            out.append(c)
-        i += 1
-    return "".join(out)
 
 
 class Route53Driver(DnsDriver):
