@@ -311,6 +311,9 @@ class HetznerDriver(DnsDriver):
         try:
             return self._request(method, path, f"{doing} of {change.name}", body=body)
         except HetznerApiError as exc:
+            if exc.status == 404:
+                self._zone = None
+                self.zone_info()  # a zone gone altogether is said so, not called a conflict
             if exc.status == 404 or exc.code == "uniqueness_error":
                 raise DnsConflict(
                     f"{exc} ({change.name} changed while it was being written; read again)"

@@ -20,6 +20,7 @@ boto3 is imported here only, when the driver is opened.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,6 +51,8 @@ from deploy.dns.base import (
 from deploy.dns.txt import quote_txt, unquote_txt
 
 PUBLIC_ENDPOINT = "https://route53.amazonaws.com"
+# Route 53's words when a DELETE or CREATE does not match the zone as it stands
+MOVED_ON = re.compile(r"was not found|already exists|do not match the current values")
 ADDRESS_TYPES = ("A", "AAAA")
 REFUSED_CODES = frozenset(
     {
@@ -114,13 +117,15 @@ class Route53Driver(DnsDriver):
             message = f"{where}: {doing} failed: {code}: {error.get('Message', '')}"
             if code in REFUSED_CODES:
                 return DnsRefused(message + " (check the access key and its permissions)")
-            if code == "InvalidChangeBatch":
+            # InvalidChangeBatch is also Route 53's answer to a malformed value; only the
+            # exact-match refusals mean the zone moved on
+            if code == "InvalidChangeBatch" and MOVED_ON.search(message):
                 return DnsConflict(message + " (the zone changed since it was read; read again)")
             return DnsError(message)
         if isinstance(exc, UNREACHABLE):
             return DnsUnreachable(f"{where}: {doing}: no answer: {exc}")
         if isinstance(exc, NoCredentialsError):
-            return DnsRefused(
+            return DnsError(
                 f"{where}: {doing}: no AWS credentials (give access_key_id and "
                 "secret_access_key, or configure boto3's usual credential chain)"
             )

@@ -1,6 +1,6 @@
 """Behaviour shared by the API DNS drivers (route53, hetzner): `ApiDriverContract`.
 
-A test class subclasses it and supplies three fixtures, all against a real
+A test class subclasses it and supplies these fixtures, all against a real
 server the test session started:
 
 - `zone`: a fresh, empty zone's name for this test (no two tests share one);
@@ -8,13 +8,22 @@ server the test session started:
 - `outside`: an `Outside` for that zone, writing and listing records straight
   through the server's API, as another party (a person, another tool) would.
 
+- `unknown_zone_driver`: a driver for a zone the server does not have;
+- `unreachable_driver`: one whose endpoint refuses connections;
+- `silent_driver`: one whose endpoint accepts connections and never answers
+  (`silent_endpoint` below), with a 1 second timeout.
+
 The tests change only names below `zone`; each asserts what the server holds
 afterwards, read through `outside`, not only through the driver.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 import pytest
@@ -30,6 +39,33 @@ from deploy.dns.base import (
 )
 
 MARK = 'swapyard instance="blog" owner=swapyard'
+
+
+@contextlib.contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """`host:port` of a loopback server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
 
 
 class Outside(Protocol):
@@ -176,3 +212,10 @@ class ApiDriverContract:
             unreachable_driver.read([f"www.{unreachable_driver.zone}"])
         assert time.monotonic() - started < 20
         assert unreachable_driver.zone in str(caught.value)
+
+    def test_silent_endpoint_times_out_bounded(self, silent_driver: DnsDriver) -> None:
+        started = time.monotonic()
+        with pytest.raises(DnsUnreachable) as caught:
+            silent_driver.read([f"www.{silent_driver.zone}"])
+        assert time.monotonic() - started < 20
+        assert silent_driver.zone in str(caught.value)

@@ -28,7 +28,9 @@ Writes answer 201 with an action that is `running` until it has been polled
 once, then `success`.
 
 For the tests it also keeps `history`: a snapshot of every zone's RRSets
-after each change, so a test can check what the zone looked like in between.
+after each change, so a test can check what the zone looked like in between,
+and runs `interleave` (once) just before serving the next write, so a test can
+have another party change the zone between the driver's read and its write.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +126,8 @@ class HetznerStandIn:
         self.history: list[dict[str, dict[tuple[str, str], list[str]]]] = []
         self.requests: list[tuple[str, str]] = []
         self.throttle_next = 0  # answer the next N requests with 429
+        # run once just before the next write is served: another party acting meanwhile
+        self.interleave: Callable[[HetznerStandIn], None] | None = None
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self.app = self._build()
@@ -140,6 +144,20 @@ class HetznerStandIn:
                 zone, "@", "NS", None, ["hydrogen.ns.hetzner.com.", "oxygen.ns.hetzner.com."]
             )
             return zone
+
+    def put_direct(self, zone_name: str, name: str, rtype: str, values: list[str]) -> None:
+        """Set an RRSet straight in the state (for `interleave`, which runs under the lock)."""
+        zone = self._zone(zone_name)
+        self._store(zone, name, rtype, 300, values)
+
+    def remove_direct(self, zone_name: str, name: str | None = None, rtype: str = "A") -> None:
+        """Remove an RRSet, or with no `name` the whole zone, straight from the state."""
+        zone = self._zone(zone_name)
+        if name is None:
+            del self.zones[zone.id]
+        else:
+            zone.rrsets.pop((name, rtype), None)
+        self._snapshot()
 
     def states_of(self, zone: str, name: str) -> list[list[str]]:
         """Every recorded state's A and AAAA values at `name` (relative) in `zone`, in order."""
@@ -277,6 +295,10 @@ class HetznerStandIn:
                 raise ApiError(401, "unauthorized", "unable to authenticate")
             if request.method != "GET" and token == standin.readonly_token:
                 raise ApiError(403, "token_readonly", "The token is read-only.")
+            if request.method != "GET" and standin.interleave is not None:
+                meanwhile, standin.interleave = standin.interleave, None
+                with standin._lock:
+                    meanwhile(standin)
             return None
 
         @app.after_request

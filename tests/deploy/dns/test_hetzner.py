@@ -20,9 +20,16 @@ from typing import Any
 import pytest
 import requests
 
-from deploy.dns.base import DnsDriver, DnsError, DnsRefused, NameRecords, ZoneAccess
+from deploy.dns.base import (
+    DnsConflict,
+    DnsDriver,
+    DnsError,
+    DnsRefused,
+    NameRecords,
+    ZoneAccess,
+)
 from deploy.dns.registry import open_zone
-from tests.deploy.dns.contract import MARK, ApiDriverContract, change
+from tests.deploy.dns.contract import MARK, ApiDriverContract, change, silent_endpoint
 from tests.deploy.dns.hetzner_standin import HetznerStandIn
 
 
@@ -118,6 +125,14 @@ def unreachable_driver() -> Iterator[DnsDriver]:
     d = open_zone(access("example.test", f"http://127.0.0.1:{port}/v1", "t", timeout=1.0))
     yield d
     d.close()
+
+
+@pytest.fixture
+def silent_driver() -> Iterator[DnsDriver]:
+    with silent_endpoint() as hostport:
+        d = open_zone(access("example.test", f"http://{hostport}/v1", "t", timeout=1.0))
+        yield d
+        d.close()
 
 
 class TestHetzner(ApiDriverContract):
@@ -243,3 +258,39 @@ def test_delete_removes_the_mark_last(driver: DnsDriver, zone: str, standin: Any
     # while any address remained, the mark was still there
     assert all(mark for mark, addrs in zip(marked, addresses, strict=True) if addrs)
     assert addresses[-1] == [] and marked[-1] is False
+
+
+def test_rrset_created_by_another_between_read_and_write_is_a_conflict(
+    driver: DnsDriver, zone: str, standin: HetznerStandIn, outside: ApiOutside
+) -> None:
+    name = f"race.{zone}"
+    seen = driver.read([name])[name]
+    standin.interleave = lambda s: s.put_direct(zone, "race", "A", ["198.51.100.7"])
+    with pytest.raises(DnsConflict) as caught:
+        driver.apply([change(name, ("192.0.2.1",), seen)])
+    assert "409 uniqueness_error" in str(caught.value)
+    assert outside.types(name) == {"A": ["198.51.100.7"]}
+
+
+def test_rrset_removed_by_another_between_read_and_write_is_a_conflict(
+    driver: DnsDriver, zone: str, standin: HetznerStandIn
+) -> None:
+    name = f"race.{zone}"
+    driver.apply([change(name, ("192.0.2.1",), NameRecords(name=name))])
+    seen = driver.read([name])[name]
+    standin.interleave = lambda s: s.remove_direct(zone, "race", "A")
+    with pytest.raises(DnsConflict) as caught:
+        driver.apply([change(name, ("192.0.2.2",), seen)])
+    assert "404 not_found" in str(caught.value)
+
+
+def test_zone_deleted_between_read_and_write_is_named(
+    driver: DnsDriver, zone: str, standin: HetznerStandIn
+) -> None:
+    name = f"www.{zone}"
+    seen = driver.read([name])[name]
+    standin.interleave = lambda s: s.remove_direct(zone)
+    with pytest.raises(DnsError) as caught:
+        driver.apply([change(name, ("192.0.2.2",), seen)])
+    assert not isinstance(caught.value, DnsConflict)
+    assert f"no zone named {zone}" in str(caught.value)

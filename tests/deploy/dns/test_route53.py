@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from deploy.dns.base import DnsConflict, DnsDriver, ZoneAccess
+from deploy.dns.base import DnsConflict, DnsDriver, DnsError, ZoneAccess
 from deploy.dns.registry import open_zone
-from tests.deploy.dns.contract import ApiDriverContract
+from tests.deploy.dns.contract import ApiDriverContract, silent_endpoint
 
 pytest.importorskip(
     "moto.server", reason="moto[server] is not installed (pip install moto[server])"
@@ -163,6 +163,14 @@ def unreachable_driver() -> Iterator[DnsDriver]:
     opened.close()
 
 
+@pytest.fixture
+def silent_driver() -> Iterator[DnsDriver]:
+    with silent_endpoint() as hostport:
+        opened = open_zone(access("example.test", f"http://{hostport}", timeout=1.0))
+        yield opened
+        opened.close()
+
+
 class TestRoute53(ApiDriverContract):
     """The shared contract on moto."""
 
@@ -229,3 +237,20 @@ def test_a_batch_route53_refuses_is_a_conflict(
     message = str(caught.value)
     assert zone in message and "127.0.0.1" in message and "already exists" in message
     assert outside.types(f"_swapyard.{name}") == {}
+
+
+def test_a_malformed_batch_is_an_error_not_a_conflict(driver: DnsDriver, zone: str) -> None:
+    """InvalidChangeBatch also answers a malformed change; that is no conflict to retry."""
+    bad = {
+        "Action": "CREATE",
+        "ResourceRecordSet": {
+            "Name": f"bad name!.{zone}.",
+            "Type": "A",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": "192.0.2.1"}],
+        },
+    }
+    with pytest.raises(DnsError) as caught:
+        driver._submit([bad])  # type: ignore[attr-defined]
+    assert not isinstance(caught.value, DnsConflict)
+    assert "InvalidChangeBatch" in str(caught.value) and zone in str(caught.value)
