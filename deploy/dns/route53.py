@@ -112,10 +112,13 @@ class Route53Driver(DnsDriver):
         """The `DnsError` for `exc`, raised while `doing`, naming the zone and the endpoint."""
         where = f"Route 53 zone {self.zone} at {self.endpoint}"
         if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            code = error.get("Code", "?")
-            message = f"{where}: {doing} failed: {code}: {error.get('Message', '')}"
-            if code in REFUSED_CODES:
+            error = exc.response.get("Error") or {}
+            if not error.get("Code"):  # some compatible servers wrap it as Errors/Error
+                error = (exc.response.get("Errors") or {}).get("Error") or error
+            code = error.get("Code") or "?"
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = f"{where}: {doing} failed: HTTP {status} {code}: {error.get('Message', '')}"
+            if code in REFUSED_CODES or (code == "?" and status in (401, 403)):
                 return DnsRefused(message + " (check the access key and its permissions)")
             # InvalidChangeBatch is also Route 53's answer to a malformed value; only the
             # exact-match refusals mean the zone moved on

@@ -1,7 +1,9 @@
 """The route53 driver against moto's Route 53 server, started here on a free loopback port.
 
 moto runs as its own process (`python -m moto.server`), so the driver talks
-HTTP to it exactly as to AWS. moto does not check credentials, and its
+HTTP to it exactly as to AWS. moto takes any key unless its IAM access control
+is on (a second server, for the refused-key test; with it on, moto refuses even
+valid keys for Route 53, so the other tests run without it). Its
 exact-match checks are weaker than Route 53's (a DELETE is compared with the
 change journal, not the current record set; a CREATE over an existing set is
 accepted): the driver's read-before-write finds the conflicts here, and one
@@ -11,17 +13,19 @@ test sends a batch Route 53 refuses to show that refusal becomes `DnsConflict`.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploy.dns.base import DnsConflict, DnsDriver, DnsError, ZoneAccess
+from deploy.dns.base import DnsConflict, DnsDriver, DnsError, DnsRefused, ZoneAccess
 from deploy.dns.registry import open_zone
 from tests.deploy.dns.contract import ApiDriverContract, silent_endpoint
 
@@ -37,16 +41,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto server on loopback for the session; stopped (and waited for) at the end."""
+@contextlib.contextmanager
+def moto_server(log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A moto server process on a free loopback port; its base URL. Stopped after."""
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -67,6 +71,22 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto without access control (it then takes any key), for the session."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_checking_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto with its IAM access control on from the first request: a key it does not
+    know is refused (InvalidClientTokenId), a wrong signature too."""
+    log = tmp_path_factory.mktemp("moto-auth") / "moto.log"
+    with moto_server(log, {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")
@@ -254,3 +274,20 @@ def test_a_malformed_batch_is_an_error_not_a_conflict(driver: DnsDriver, zone: s
         driver._submit([bad])  # type: ignore[attr-defined]
     assert not isinstance(caught.value, DnsConflict)
     assert "InvalidChangeBatch" in str(caught.value) and zone in str(caught.value)
+
+
+def test_a_key_route53_does_not_know_is_refused(moto_checking_keys: str) -> None:
+    driver = open_zone(
+        ZoneAccess(
+            provider="route53",
+            zone="example.test",
+            endpoint=moto_checking_keys,
+            access_key_id="AKIAUNKNOWNKEY000000",
+            secret_access_key="not-the-secret",
+        )
+    )
+    with pytest.raises(DnsRefused) as caught:
+        driver.read(["www.example.test"])
+    message = str(caught.value)
+    assert "InvalidClientTokenId" in message and "example.test" in message
+    assert moto_checking_keys in message
