@@ -21,6 +21,10 @@ The API has no batch across record sets and no prerequisites, so `apply`:
 3. waits for each write's action to finish (bounded) before the next, so a
    delete never overtakes the create it follows.
 
+Names are written one after the other, so a failure part-way (the API
+down, a token that may read but not write) leaves the names before it
+written, each one whole; the error names the one that failed.
+
 A record set that vanished (404) or appeared (409 `uniqueness_error`)
 between the read and the write is a `DnsConflict` too. Rate limiting (429)
 is retried a few times with backoff bounded by `RateLimit-Reset`.
@@ -148,10 +152,9 @@ class HetznerDriver(DnsDriver):
         fields = (error.get("details") or {}).get("fields") or []
         if fields:
             said += " (" + "; ".join(f"{f.get('name')}: {f.get('messages')}" for f in fields) + ")"
-        message = f"{self.where}: {doing} failed: HTTP {resp.status_code} {code}: {said}".replace(
-            " : ", ": "
-        )
         status = resp.status_code
+        answer = f"HTTP {status} {code}".rstrip()
+        message = f"{self.where}: {doing} failed: {answer}: {said}"
         if status in (401, 403):
             return DnsRefused(message + " (check the API token and that it may read and write)")
         if status == 429:
@@ -213,7 +216,7 @@ class HetznerDriver(DnsDriver):
             raw["TXT"] = marks["TXT"]
         default_ttl = self.zone_info().get("ttl")
         addresses = sorted(
-            str(ipaddress.ip_address(r["value"]))
+            _norm(t, r["value"])
             for t in ADDRESS_TYPES
             if t in raw
             for r in raw[t].get("records", [])
@@ -361,7 +364,10 @@ def _wanted(change: NameChange) -> dict[str, tuple[int, list[str]]]:
 def _norm(rtype: str, value: str) -> str:
     """A record value in a form two spellings of the same value share."""
     if rtype in ADDRESS_TYPES:
-        return str(ipaddress.ip_address(value))
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            return value  # not ours to judge; compared and shown as the API gave it
     return unquote_txt(value)
 
 

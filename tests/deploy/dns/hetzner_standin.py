@@ -234,7 +234,8 @@ class HetznerStandIn:
     def _name(zone: Zone, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise invalid("name", "is required")
-        if name != name.lower() or name.endswith(".") or name.endswith(zone.name):
+        qualified = name == zone.name or name.endswith("." + zone.name)
+        if name != name.lower() or name.endswith(".") or qualified:
             raise invalid(
                 "name", "must be lower case, relative to the zone, without a trailing dot"
             )
