@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.dns.servers import bind_server, dns_server, pdns_server
+
+__all__ = ["bind_server", "dns_server", "pdns_server"]  # real BIND 9 and PowerDNS, for any test
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 

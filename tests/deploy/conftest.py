@@ -19,10 +19,7 @@ import pytest
 from deploy.providers.commands import run
 from deploy.providers.local.provider import LocalProvider
 from deploy.providers.local.volumes import loop_devices_of, mountpoints_of
-from tests.deploy.dns.servers import bind_server, dns_server, pdns_server
 from tests.deploy.fixtures import build_image, caddy_available, make_ignition
-
-__all__ = ["bind_server", "dns_server", "pdns_server"]  # real DNS servers, for every deploy test
 
 
 def free_port() -> int:
