@@ -37,7 +37,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from deploy.dns.base import ZoneAccess
+from deploy.dns.base import DnsDriver, ZoneAccess
+from deploy.dns.records import DnsSpec
+from deploy.dns.registry import open_zone
 
 ZONE = "swapyard.test"
 FOREIGN = "foreign"  # foreign.<zone>: a record that is not swapyard's
@@ -359,6 +361,30 @@ def start_pdns(workdir: Path, zone: str = ZONE) -> DnsTestServer:
             last = exc
     assert last is not None
     raise last
+
+
+def open_test_dns(dns: DnsSpec) -> DnsDriver:
+    """A swap engine's `open_dns` for tests: the spec's settings carry the key itself (there
+    is no secret store), as `rfc2136_spec` writes them."""
+    fields = {k: v for k, v in dns.settings.items() if k in ZoneAccess.__dataclass_fields__}
+    return open_zone(ZoneAccess(**fields, timeout=5.0))
+
+
+def rfc2136_spec(
+    server: DnsTestServer, ttl: int, *, key_secret: str | None = None, owner: str = "test-owner"
+) -> DnsSpec:
+    """The DNS part of a deploy spec writing to `server`'s zone (its key, or `key_secret`, in
+    the settings)."""
+    settings = {
+        "provider": "rfc2136",
+        "zone": server.zone,
+        "ttl": ttl,
+        "server": server.server,
+        "key_name": server.key_name,
+        "key_secret": key_secret or server.key_secret,
+        "key_algorithm": server.key_algorithm,
+    }
+    return DnsSpec(settings, owner)
 
 
 def nsupdate(server: DnsTestServer, commands: str, *, secret: str | None = None) -> None:

@@ -18,15 +18,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
-from deploy.dns.base import DnsDriver, ZoneAccess
-from deploy.dns.records import DnsSpec
-from deploy.dns.registry import open_zone
 from deploy.providers.memory.provider import MemoryApp, MemoryProvider
 from deploy.spec import AppCheck, DeploySpec, VolumeSpec
 from deploy.swap.engine import SwapEngine
 from deploy.swap.journal import SwapState
 from deploy.swap.sqljournal import SqlJournal
-from tests.deploy.dns.servers import FOREIGN, FOREIGN_ADDRESS, DnsTestServer, nsupdate
+from tests.deploy.dns.servers import (
+    FOREIGN,
+    FOREIGN_ADDRESS,
+    DnsTestServer,
+    nsupdate,
+    open_test_dns,
+    rfc2136_spec,
+)
 from tests.deploy.dns.servers import dns_server as dns_server
 
 TTL = 2  # seconds; the schema's minimum is 30, the engine takes what the spec says
@@ -34,12 +38,6 @@ TTL = 2  # seconds; the schema's minimum is 30, the engine takes what the spec s
 
 class Crash(BaseException):
     """The worker being killed: not an Exception, so no rollback runs."""
-
-
-def open_dns(dns: DnsSpec) -> DnsDriver:
-    """The test's DNS access: the settings carry the key itself (no secret store here)."""
-    fields = {k: v for k, v in dns.settings.items() if k in ZoneAccess.__dataclass_fields__}
-    return open_zone(ZoneAccess(**fields, timeout=5.0))
 
 
 class World:
@@ -65,7 +63,7 @@ class World:
             health_interval=0.01,
             drain_seconds=0,
             on_step=self.on_step,
-            open_dns=open_dns,
+            open_dns=open_test_dns,
         )
         return self.engine
 
@@ -80,15 +78,7 @@ class World:
     def spec(self, version: str, *, ttl: int = TTL, extra: tuple[str, ...] = ()) -> DeploySpec:
         checks = (AppCheck("web", self.name("web"), "/"),)
         domains = (self.name("web"), *extra)
-        settings = {
-            "provider": "rfc2136",
-            "zone": self.server.zone,
-            "ttl": ttl,
-            "server": self.server.server,
-            "key_name": self.server.key_name,
-            "key_secret": self.key_secret,
-            "key_algorithm": self.server.key_algorithm,
-        }
+        dns = rfc2136_spec(self.server, ttl, key_secret=self.key_secret)
         ignition = json.dumps({"ignition": {"version": "3.4.0"}, "v": version}).encode()
         return DeploySpec(
             "p",
@@ -98,7 +88,7 @@ class World:
             checks,
             VolumeSpec(f"sy-p-{self.label}", "d", 1),
             domains,
-            DnsSpec(settings, "test-owner"),
+            dns,
         )
 
     def live(self) -> str:

@@ -4,23 +4,33 @@ First deploy, a swap that keeps the data (the volume attached to exactly
 one instance at every step, as LXD reports it), a failed health check that
 rolls back, SIGKILL between detach and attach then recovery, a request loop
 through the swap with no connection error and no lost write, and a no-op
-push that touches nothing.
+push that touches nothing; then SIGKILL around the DNS change, with the
+records on a real BIND 9, and recovery.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy.swap.journal import SwapState
+from tests.deploy.dns.servers import (
+    DnsTestServer,
+    open_test_dns,
+    require,
+    rfc2136_spec,
+    running,
+)
 from tests.deploy.fixtures import make_ignition, make_spec
 from tests.deploy.providers.lxd.fixtures import worker_options
 from tests.deploy.swap.harness import Crash, Harness, request_loop
@@ -193,3 +203,68 @@ def test_noop_touches_nothing(h: LxdHarness, v1: bytes) -> None:
     assert len(before) == 3
     assert after == before and len(h.steps) == steps
     assert [i.id for i in h.provider.list_instances()] == [iid]
+
+
+@pytest.fixture
+def zone_test() -> Iterator[DnsTestServer]:
+    """A real BIND 9 serving the zone `test` (the fixture's web.test and notes.test are in it),
+    one per test: each test's project marks the names as its own."""
+    require("named")
+    with running("bind", zone="test") as server:
+        yield server
+
+
+@pytest.mark.parametrize("killed_at", ["update_dns", "switch_traffic"])
+def test_killed_around_the_dns_change_then_recovery(
+    h: LxdHarness, v1: bytes, test_image: str, zone_test: DnsTestServer, killed_at: str
+) -> None:
+    """SIGKILL after the records moved (before the switch, or before the old instance's
+    destruction), then a restart: the records name the live instance, nothing is left over."""
+    dns = rfc2136_spec(zone_test, ttl=3)
+    h.engine = h.make_engine(open_dns=open_test_dns)
+    first = h.engine.deploy(dataclasses.replace(make_spec(h.project, v1, "a" * 40), dns=dns))
+    assert first.status == "success", first.summary
+    old = str(first.instance_id)
+
+    def named(instance_id: str) -> list[str]:
+        inst = h.provider.get_instance(instance_id)
+        assert inst is not None
+        return list(h.provider.dns_addresses(inst))
+
+    assert zone_test.query("web.test", "A") == named(old)
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.deploy.swap.killed_worker",
+            "lxd",
+            str(h.provider.state_dir),
+            json.dumps(worker_options(h.provider)),
+            h.db,
+            test_image,
+            h.project,
+            killed_at,
+            json.dumps(dns.to_json()),
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr
+    assert zone_test.query("web.test", "A") != named(old)  # the change was sent before the kill
+    (out,) = h.make_engine(open_dns=open_test_dns).recover()
+    current = h.journal.current(h.project, "demo")
+    assert current is not None
+    live = current.instance_id
+    if killed_at == "update_dns":
+        assert out.status == "failure" and live == old, out.summary
+    else:
+        assert out.status == "success" and live != old, out.summary
+    assert [i.id for i in h.provider.list_instances()] == [live]
+    for name in ("web.test", "notes.test"):
+        assert zone_test.query(name, "A") == named(live)
+        assert zone_test.query(f"_swapyard.{name}", "TXT") == [dns.mark(f"{h.project}/demo")]
+    assert h.attached() == (live,)
+    assert h.get("web.test").status_code == 200
+    assert h.journal.locks() == [] and h.journal.unfinished() == []
