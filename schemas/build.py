@@ -260,6 +260,10 @@ def _dns_checks(dns: dict[str, Any], apps: list[dict[str, Any]], source: Locator
                 "own AWS credentials)",
             )
         )
+    if provider == "hetzner" and dns["ttl"] < 60:
+        problems.append(
+            _at(source, ("dns", "ttl"), f"found {dns['ttl']}; Hetzner DNS takes 60 or more")
+        )
     zone = dns.get("zone")
     if zone:
         problems += [

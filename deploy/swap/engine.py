@@ -415,13 +415,17 @@ class SwapEngine:
         if live is None or current is None:
             return noop
         addresses = self.provider.dns_addresses(live)
-        with self._dns(spec.dns) as driver:
-            change = plan_records(
-                driver,
-                spec.dns.mark(spec.key),
-                {d: addresses for d in spec.all_domains},
-                spec.dns.ttl,
-            )
+        try:
+            with self._dns(spec.dns) as driver:
+                change = plan_records(
+                    driver,
+                    spec.dns.mark(spec.key),
+                    {d: addresses for d in spec.all_domains},
+                    spec.dns.ttl,
+                )
+        except Exception as exc:  # nothing was written: the records could not even be read
+            reason = f"{describe(exc)}; the records were left as they were"
+            return SwapResult("failure", "dns-only", f"failure: {reason}", None, live.id)
         if not change.changes and addresses:
             note = "; DNS left alone: " + "; ".join(change.foreign) if change.foreign else ""
             return SwapResult(noop.status, noop.action, noop.summary + note, None, live.id)

@@ -29,7 +29,6 @@ are handed to it as they are: this module knows no driver's options.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -39,9 +38,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from deploy.backup.journal import BackupJournal
-from deploy.dns.base import DnsDriver, DnsError, ZoneAccess
+from deploy.dns.base import DnsDriver
 from deploy.dns.records import DnsSpec
-from deploy.dns.registry import open_zone
+from deploy.dns.registry import open_zone, zone_access
 from deploy.providers.base import Provider, option_arguments
 from deploy.providers.registry import get_driver
 from deploy.providers.types import SwapInProgress
@@ -52,7 +51,6 @@ from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.pipeline import DeploymentStatus, Execution, HistoryStep, StepStatus
 from renderers import RenderOptions, render_instance
 from schemas import Instance
-from schemas.model import SecretRef
 from service.secrets import DirectorySecretStore
 from service.settings import Settings
 
@@ -139,31 +137,8 @@ class Deployer:
         )
 
     def open_dns(self, dns: DnsSpec) -> DnsDriver:
-        """The DNS driver of a deploy's zone, its `secret:NAME` settings read from the store.
-
-        A secret missing from the store is a `DnsError` naming the setting and the secret.
-        """
-        values: dict[str, Any] = {}
-        for key, value in dns.settings.items():
-            ref = SecretRef.parse(value)
-            if ref is not None:
-                value = self.secrets.get(ref.name)
-                if value is None:
-                    raise DnsError(
-                        f"dns.{key}: secret {ref.name!r} is not in the secret store; add it "
-                        f"(a file named {ref.name} in SECRETS_DIR) and push again"
-                    )
-            values[key] = value
-        fields = {f.name for f in dataclasses.fields(ZoneAccess)}
-        renamed = {"token_secret": "token"}
-        access = ZoneAccess(
-            **{
-                renamed.get(k, k): v
-                for k, v in values.items()
-                if renamed.get(k, k) in fields and v is not None
-            }
-        )
-        return open_zone(access)
+        """The DNS driver of a deploy's zone, its `secret:NAME` settings read from the store."""
+        return open_zone(zone_access(dns.settings, self.secrets.get))
 
     def render_options(self) -> RenderOptions:
         """The resolved render a provider receives (secrets in, https as configured)."""

@@ -228,3 +228,52 @@ def test_an_unknown_field_lists_the_known_ones(tmp_path: Path) -> None:
     [problem] = problems(tmp_path)
     assert problem.startswith("instances/a/apps.config:6: zzz: unknown field; expected one of: ")
     assert "apps, backup" in problem
+
+
+@pytest.mark.parametrize(
+    ("dns", "expected"),
+    [
+        ("{provider: rfc2136, zone: example.org}", ["dns.server: is required for rfc2136"]),
+        ("{provider: hetzner, zone: example.org}", ["dns.token_secret: is required for hetzner"]),
+        (
+            "{provider: hetzner, zone: example.org, token_secret: 'secret:t', ttl: 30}",
+            ["dns.ttl: found 30; Hetzner DNS takes 60 or more"],
+        ),
+        (
+            "{provider: route53, zone: example.org, access_key_id: AKIA0123456789ABCDEF}",
+            ["dns.secret_access_key: and access_key_id go together"],
+        ),
+        (
+            "{provider: route53, zone: example.org, key_name: k}",
+            ["dns.key_name: is a setting of rfc2136, and dns.provider is 'route53'"],
+        ),
+        ("{provider: route53, zone: example.net}", ["apps[0].domains[0]: site.example.org is not"]),
+        ("{provider: route53, zone: example.org, endpoint: 'ftp://x'}", ["dns.endpoint"]),
+    ],
+)
+def test_dns_settings_are_checked_per_provider(
+    tmp_path: Path, dns: str, expected: list[str]
+) -> None:
+    write(
+        tmp_path,
+        {"instances/a/apps.config": SITE.format(domain="site.example.org") + f"dns: {dns}\n"},
+    )
+    found = problems(tmp_path)
+    for text in expected:
+        assert any(text in p and "instances/a/apps.config" in p for p in found), found
+
+
+def test_dns_settings_that_fit_their_provider_load(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "instances/a/apps.config": SITE.format(domain="site.example.org")
+            + "dns: {provider: route53, zone: example.org, ttl: 60}\n"
+        },
+    )
+    (instance,) = load_repo(tmp_path).instances
+    assert (instance.dns.provider, instance.dns.zone, instance.dns.ttl) == (
+        "route53",
+        "example.org",
+        60,
+    )
