@@ -136,13 +136,20 @@ class SwapEngine:
         return volume
 
     # -- deploy --------------------------------------------------------------
-    def deploy(self, spec: DeploySpec, *, on_wait: WaitHook | None = None) -> SwapResult:
+    def deploy(
+        self,
+        spec: DeploySpec,
+        *,
+        on_wait: WaitHook | None = None,
+        on_drain: Callable[[str], None] | None = None,
+    ) -> SwapResult:
         """Bring `spec` live: `noop`, first deploy (`create`) or swap (`replace`).
 
         A backup or restore holding the instance's lock is waited for, up to
         `lock_wait` s (`deploy.swap.lockwait`; each attempt reads the live
         record again). `SwapInProgress` when another swap holds the lock
-        or the wait times out.
+        or the wait times out. `on_drain` hears when the old instance will
+        be destroyed, when it is kept for its records' TTL.
         """
         begun = wait_for_lock(
             lambda: self._begin(spec), spec.key, self.lock_wait, self.lock_poll, on_wait
@@ -160,7 +167,7 @@ class SwapEngine:
                 log.warning("%s: swap %s failed: %s", spec.key, record.id, describe(exc))
                 return self._rollback(after, describe(exc))
         after = self.journal.get(record.id)
-        return self._complete(after, after.new_instance)
+        return self._complete(after, after.new_instance, on_drain)
 
     def _begin(self, spec: DeploySpec) -> SwapResult | SwapRecord:
         """A `noop` result, or the journaled swap holding the lock (`SwapInProgress`)."""
@@ -240,11 +247,26 @@ class SwapEngine:
         )
         return new
 
-    def _complete(self, record: SwapRecord, new_id: str | None) -> SwapResult:
-        """After the switch: destroy the old instance; a failure here is only a note."""
+    def _complete(
+        self,
+        record: SwapRecord,
+        new_id: str | None,
+        on_drain: Callable[[str], None] | None = None,
+    ) -> SwapResult:
+        """After the switch: destroy the old instance; a failure here is only a note.
+
+        When the records moved, `on_drain` hears when the old instance will be destroyed
+        before the wait for the old records' TTL begins.
+        """
         note = ""
         old = self.provider.get_instance(record.old_instance) if record.old_instance else None
         served = self._dns_served_until(record)
+        if old is not None and on_drain is not None and served > time.time():
+            stamp = time.strftime("%H:%M:%S UTC", time.gmtime(served))
+            on_drain(
+                f"live on {new_id} at {record.commit[:12]}; the old instance {old.id} serves "
+                f"until {stamp}, when the old records' TTL has passed, then it is destroyed"
+            )
         if old is not None:
             # let requests proxied to the old instance finish, and resolvers that cached its
             # addresses move on (the old records' TTL since the change)

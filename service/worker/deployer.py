@@ -11,7 +11,9 @@ worker left.
 A deploy that meets a backup or a restore of the instance waits for it (up
 to DEPLOY_LOCK_WAIT_SECONDS): its `on_wait` hears it at once (the worker
 shows it on the running deployment), and the wait becomes a `wait_lock`
-step of the deployment's history. Meanwhile the worker keeps renewing its
+step of the deployment's history. A swap whose DNS records moved keeps the
+old instance until the old records' TTL has passed: `on_wait` hears that
+too, with the time it will be destroyed. Meanwhile the worker keeps renewing its
 lease on the deployment, as for any long step. `on_live` and
 `on_destroyed` hear of an instance deployed or destroyed (the backup
 schedule follows them).
@@ -113,7 +115,8 @@ class Deployer:
         secrets: DirectorySecretStore,
         journal: SqlJournal,
         *,
-        on_wait: Callable[[Instance, str], None] | None = None,  # waiting for the lock
+        # shown on the running deployment: waiting for the lock, or for the old records' TTL
+        on_wait: Callable[[Instance, str], None] | None = None,
         on_live: Callable[[Instance], None] | None = None,  # after a deploy succeeds
         on_destroyed: Callable[[Instance], None] | None = None,
     ):
@@ -177,7 +180,9 @@ class Deployer:
             )
             wait = _Wait(instance, self.on_wait)
             try:
-                result = self.engine.deploy(spec, on_wait=wait)
+                result = self.engine.deploy(
+                    spec, on_wait=wait, on_drain=lambda text: self._tell(instance, text)
+                )
             except SwapInProgress as exc:
                 return Execution(DeploymentStatus.ERROR, "busy", str(exc), wait.steps(str(exc)))
             steps = wait.steps()
@@ -188,6 +193,12 @@ class Deployer:
             if tell is not None:
                 tell(instance)
         return Execution(status, result.action, result.summary, steps)
+
+    def _tell(self, instance: Instance, text: str) -> None:
+        """Show `text` on the instance's running deployment (and its pending status)."""
+        log.info("%s: %s", instance.key, text)
+        if self.on_wait is not None:
+            self.on_wait(instance, text)
 
     def recover(self) -> list[Recovery]:
         """Finish or roll back what a dead worker left, then put volumes and routes back.

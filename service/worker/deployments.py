@@ -149,7 +149,8 @@ class DeploymentRunner:
 
 class WaitNotice:
     """The deployer's `on_wait`: shows on an instance's running deployment what it waits for
-    (a backup holding the instance's lock), in its summary, log and a `pending` status."""
+    (a backup holding the instance's lock, the old records' TTL before the old instance is
+    destroyed), in its summary, log and a `pending` status."""
 
     def __init__(self, db: Database, public_url: str):
         self.db = db

@@ -158,7 +158,14 @@ def test_a_swap_moves_the_records_and_no_query_in_between_finds_nothing(world):
 
 def test_the_old_instance_is_destroyed_only_after_the_old_records_ttl(world):
     world.engine.deploy(world.spec("a"))
-    result = world.engine.deploy(world.spec("b"))
+    old = world.live()
+    told: list[tuple[str, bool]] = []
+    result = world.engine.deploy(
+        world.spec("b"),
+        on_drain=lambda text: told.append((text, world.provider.get_instance(old) is not None)),
+    )
+    [(text, old_still_there)] = told
+    assert old_still_there and f"the old instance {old} serves until" in text
     steps = {s.step: s for s in world.journal.steps(result.swap_id)}
     moved = steps["update_dns"].finished
     destroyed = steps["destroy_old"].started
