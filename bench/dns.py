@@ -6,8 +6,10 @@ For BIND 9 and PowerDNS (real servers on loopback, started with the test
 servers' plain helpers), each round times from "start" until the server
 itself answers the new address (polled with direct UDP queries):
 
-- swapyard: the swap's DNS step as it runs it: open the zone, one `read` of
-  the name, one `apply` of the replacement (addresses and mark, one UPDATE);
+- swapyard: the swap's DNS step as it runs it: open the zone, plan the
+  records (`deploy.dns.records.plan_records`: one `read` of the name and its
+  ownership mark), one `apply` of the replacement (addresses and mark, one
+  UPDATE);
 - baseline: a plain `nsupdate -y alg:name:secret` process sending the same
   change (delete the A set, add the new address).
 
@@ -34,11 +36,12 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
-from deploy.dns.base import NameChange  # noqa: E402 (the path is set just above)
+from deploy.dns.records import plan_records  # noqa: E402 (the path is set just above)
 from deploy.dns.registry import open_zone  # noqa: E402
 from tests.deploy.dns.servers import DnsTestServer, running  # noqa: E402
 
 GOAL = 1.5
+MARK = "heritage=swapyard,swapyard/owner=bench,swapyard/instance=bench/dns"
 POLL_LIMIT = 10.0
 
 
@@ -60,8 +63,8 @@ def swapyard_round(server: DnsTestServer, name: str, address: str) -> float:
     """The DNS step as a swap runs it: open, read, apply; then wait for the answer."""
     start = time.perf_counter()
     driver = open_zone(server.access())
-    current = driver.read([name])[name]
-    driver.apply([NameChange(name, (address,), 60, "heritage=swapyard,bench", current)])
+    change = plan_records(driver, MARK, {name: (address,)}, 60)
+    driver.apply(change.changes)
     driver.close()
     return until_answered(server, name, address, start)
 
