@@ -12,11 +12,7 @@ key is missing from the secret store fails, naming the setting and the secret.
 
 from __future__ import annotations
 
-import secrets
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -24,17 +20,9 @@ import dns.query
 import pytest
 
 from tests.deploy.dns.servers import DnsTestServer, require, running
-from tests.e2e.test_push_to_live import (
-    FULL_NAME,
-    NOTES_CONFIG,
-    TOKEN,
-    World,
-    _free_port,
-    _requirements,
-    _stop_waitress,
-    seed_repo,
-    service_settings,
-)
+from tests.e2e.test_push_to_live import NOTES_CONFIG, TOKEN, World, world
+
+__all__ = ["world"]  # push-to-live's world, with the settings below
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -63,45 +51,6 @@ def zone() -> Iterator[DnsTestServer]:
         yield server
 
 
-@pytest.fixture
-def world(tmp_path: Path, zone: DnsTestServer) -> Iterator[World]:
-    _requirements()
-    import waitress
-
-    from deploy.providers.local.provider import LocalProvider
-    from service.quickstart.githook import install
-    from service.web.app import create_app
-    from service.worker.threads import get_worker
-
-    project = "e2e" + secrets.token_hex(3)
-    bare, clone = seed_repo(tmp_path, project)
-    port, edge, admin = _free_port(), f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
-    settings = service_settings(
-        tmp_path, port, edge, admin, bare, clone, edge_addresses=EDGE_ADDRESS, dns_owner="e2e"
-    )
-    (tmp_path / "secrets" / "tsig").write_text(zone.key_secret + "\n")
-    install(bare, f"http://127.0.0.1:{port}", tmp_path / "secret", FULL_NAME, sys.executable)
-    app = create_app(settings)
-    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)
-    loop = threading.Thread(target=server.run, daemon=True)
-    loop.start()
-    worker = get_worker(app)
-    worker.start()
-    provider = LocalProvider(tmp_path / "state", ex_edge_listen=(edge,), ex_edge_admin=admin)
-    try:
-        yield World(
-            f"http://127.0.0.1:{port}", edge, clone, project, provider, app, settings, tmp_path
-        )
-    finally:
-        worker.stop()
-        _stop_waitress(server, loop)
-        import docker
-
-        from tests.deploy.conftest import cleanup
-
-        cleanup(provider, docker.from_env(), project)
-
-
 def push(world: World, message: str, config: str) -> dict:
     from service.quickstart.steps import wait_for_push
 
@@ -112,7 +61,11 @@ def push(world: World, message: str, config: str) -> dict:
     return deployment
 
 
+@pytest.mark.parametrize(
+    "world", [{"edge_addresses": EDGE_ADDRESS, "dns_owner": "e2e"}], indirect=True
+)
 def test_records_follow_the_pushes(world: World, zone: DnsTestServer) -> None:
+    (world.tmp / "secrets" / "tsig").write_text(zone.key_secret + "\n")
     mark = f"heritage=swapyard,swapyard/owner=e2e,swapyard/instance={world.project}/notes"
     first = push(world, "records", NOTES_CONFIG + dns_block(zone, 30))
     assert (first["status"], first["action"]) == ("success", "create"), first
