@@ -284,8 +284,12 @@ def seed_repository(lay: Layout, url: str) -> bool:
         run(["git", "checkout", "-q", "-B", "main"], cwd=lay.clone)
         shutil.copytree(EXAMPLE, lay.clone, dirs_exist_ok=True)
         local_backups(lay)
+        no_dns(lay)
         run(["git", "add", "-A"], cwd=lay.clone)
-        message = "Seed from swapyard's examples/config-repo, backing up to a local repository"
+        message = (
+            "Seed from swapyard's examples/config-repo, backing up to a local repository, "
+            "without DNS records"
+        )
         run(["git", "commit", "-qm", message], cwd=lay.clone)
     return created
 
@@ -300,6 +304,21 @@ def local_backups(lay: Layout) -> None:
     if EXAMPLE_BACKUPS not in text:
         raise QuickstartError(f"{path}: expected the example's backup repository to replace")
     path.write_text(text.replace(EXAMPLE_BACKUPS, str(lay.base / "backups")))
+
+
+EXAMPLE_DNS = "  provider: rfc2136\n"
+
+
+def no_dns(lay: Layout) -> None:
+    """The example writes www's records to example.org's DNS server, which the quick start
+    cannot reach: its domains are reached through the local edge, by name, instead."""
+    path = lay.clone / "instances" / "www" / "apps.config"
+    text = path.read_text()
+    if EXAMPLE_DNS not in text:
+        raise QuickstartError(f"{path}: expected the example's DNS provider to turn off")
+    path.write_text(
+        text.replace(EXAMPLE_DNS, "  provider: none  # the quick start has no DNS to write\n")
+    )
 
 
 def backup_now(lay: Layout, instance: str) -> str:

@@ -34,15 +34,18 @@ def test_written_config_loads_with_the_local_provider_and_no_forge(tmp_path: Pat
     assert settings.repositories == {"quickstart/config": str(lay.bare)}
 
 
-def test_the_seeded_copy_backs_up_locally_and_stays_valid(tmp_path: Path) -> None:
+def test_the_seeded_copy_backs_up_locally_writes_no_dns_and_stays_valid(tmp_path: Path) -> None:
     import shutil
 
     from schemas import load_repo
-    from service.quickstart.steps import local_backups
+    from service.quickstart.steps import local_backups, no_dns
 
     lay = Layout(tmp_path / "qs")
     shutil.copytree(EXAMPLE, lay.clone)
+    assert any(i.dns.provider != "none" for i in load_repo(lay.clone).instances)
     local_backups(lay)
+    no_dns(lay)
     repo = load_repo(lay.clone)
     production = [i for i in repo.instances if i.project == "production"]
     assert production and all(i.backup.repository == str(lay.base / "backups") for i in production)
+    assert {i.dns.provider for i in repo.instances} == {"none"}
