@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -509,6 +510,27 @@ class SwapEngine:
             live.id,
         )
 
+    def _complete_later(self, record: SwapRecord, served: float) -> SwapResult:
+        """`_complete` in a daemon thread; the result says when the old instance goes."""
+
+        def complete() -> None:
+            try:
+                self._complete(record, record.new_instance)
+            except Exception:  # the swap stays running: the next start recovers it again
+                log.exception("completing swap %s after its drain failed", record.id)
+
+        threading.Thread(target=complete, name=f"swapyard-drain-{record.id}", daemon=True).start()
+        stamp = time.strftime("%H:%M:%S UTC", time.gmtime(served))
+        return SwapResult(
+            "success",
+            record.kind,
+            f"success: {record.commit[:12]} live on {record.new_instance}; the old instance "
+            f"{record.old_instance} serves until {stamp} (the old records' TTL), then it is "
+            "destroyed",
+            record.id,
+            record.new_instance,
+        )
+
     def _restore_traffic(self, new: InstanceHandle, old: InstanceHandle | None) -> None:
         for route in self.provider.routes():
             if route.instance_id != new.id:
@@ -597,10 +619,15 @@ class SwapEngine:
         )
 
     # -- restart -------------------------------------------------------------
-    def recover(self) -> list[SwapResult]:
+    def recover(self, *, wait_drain: bool = True) -> list[SwapResult]:
         """Finish every swap a dead worker left running: roll back, or complete if switched.
 
-        One swap's failure does not stop the others.
+        One swap's failure does not stop the others. A switched swap whose old
+        instance must still serve out its records' TTL is waited for here,
+        or, with `wait_drain=False` (a service starting up, which must not
+        block for minutes), completed by a thread of its own once the TTL
+        has passed: its result then says when, and the swap stays running
+        (holding the instance's lock) until then.
         """
         results = []
         for record in self.journal.unfinished():
@@ -611,7 +638,11 @@ class SwapEngine:
                 elif record.kind == "dns":
                     results.append(self._dns_run(record))
                 elif "switch_traffic" in record.done:
-                    results.append(self._complete(record, record.new_instance))
+                    served = self._dns_served_until(record)
+                    if not wait_drain and served > time.time():
+                        results.append(self._complete_later(record, served))
+                    else:
+                        results.append(self._complete(record, record.new_instance))
                 else:
                     reason = record.reason or f"the worker stopped after {last}"
                     results.append(self._rollback(record, reason))

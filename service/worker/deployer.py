@@ -207,7 +207,7 @@ class Deployer:
         dead worker was running (history, pages, commit statuses), not only in the log.
         """
         recovered = []
-        for result in self.engine.recover():
+        for result in self.engine.recover(wait_drain=False):  # start-up must not wait a TTL
             log.warning("recovered: %s", result.summary)
             if result.swap_id is not None:
                 recovered.append(self._recovery(result))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -232,6 +233,24 @@ def test_a_crash_after_the_switch_completes_after_the_ttl(world):
     assert world.provider.get_instance(old) is None
     assert world.resolves() == world.address_of(new)
     assert [i.id for i in world.provider.list_instances()] == [new]
+
+
+def test_a_restart_does_not_wait_for_the_ttl_but_a_thread_finishes_the_swap(world):
+    world.engine.deploy(world.spec("a", ttl=8))  # the TTL the old records have in the swap
+    old = world.live()
+    world.crash_after = "switch_traffic"
+    with pytest.raises(Crash):
+        world.engine.deploy(world.spec("b", ttl=8))
+    (result,) = world.restart().recover(wait_drain=False)
+    assert result.status == "success" and f"the old instance {old} serves until" in result.summary
+    assert world.provider.get_instance(old) is not None  # recover() did not wait
+    assert world.journal.locks() != []  # the swap holds the lock until it is complete
+    deadline = time.monotonic() + 60
+    while world.journal.unfinished() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert world.journal.unfinished() == [] and world.journal.locks() == []
+    assert world.provider.get_instance(old) is None
+    assert world.resolves() == world.address_of(world.live())
 
 
 def test_a_dns_only_change_rewrites_the_records_without_a_swap(world):
