@@ -514,6 +514,7 @@ class SwapEngine:
         """`_complete` in a daemon thread; the result says when the old instance goes."""
 
         def complete() -> None:
+            """Wait out the TTL, destroy the old instance, finish the swap; never raises."""
             try:
                 self._complete(record, record.new_instance)
             except Exception:  # the swap stays running: the next start recovers it again
