@@ -19,14 +19,15 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Flask
 from markupsafe import Markup
 
 NONE = "—"
 _SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
-_SCP = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
+_SCP = re.compile(r"^[A-Za-z0-9._-]+@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")  # owner, group and repository names
 # forges whose commit page is <web base>/<owner>/<repo>/commit/<sha>
 _PLAIN_COMMIT = {"github", "gitea", "forgejo"}
 
@@ -122,7 +123,8 @@ def size(count: int | float | None) -> str:
 def web_base(clone_url: str | None) -> str | None:
     """The repository's web address from its clone URL (https, or ssh in either form:
     `git@host:owner/repo.git`, `ssh://git@host/owner/repo.git`), without credentials,
-    port of ssh or `.git`; None for anything else (a local path, file://, git://)."""
+    port of ssh or `.git`; None for anything else (a local path, file://, git://) and
+    for a path with characters no forge allows in a name."""
     if not clone_url:
         return None
     url = clone_url.strip()
@@ -139,16 +141,18 @@ def web_base(clone_url: str | None) -> str | None:
         return None
     path = path.rstrip("/").removesuffix(".git")
     segments = [s for s in path.split("/") if s]
-    if not netloc or len(segments) < 2 or any(s in (".", "..") for s in segments):
+    if not netloc or len(segments) < 2:
         return None
-    return f"{scheme}://{netloc}/" + "/".join(quote(s, safe="-._~") for s in segments)
+    if any(s in (".", "..") or not _SEGMENT.match(s) for s in segments):
+        return None
+    return f"{scheme}://{netloc}/" + "/".join(segments)
 
 
 def commit_url(sha: str | None, clone_url: str | None, forge: str | None) -> str | None:
     """The forge's web page of commit `sha`, or None when it cannot be told where it is."""
     base = web_base(clone_url)
-    if base is None or not sha or not _SHA.match(sha):
-        return None
+    if base is None or not sha or not _SHA.match(sha) or not sha.strip("0"):
+        return None  # the all-zero id of a created or deleted branch is no commit
     if forge == "gitlab":
         return f"{base}/-/commit/{sha}"
     if forge in _PLAIN_COMMIT:
