@@ -310,3 +310,71 @@ def test_times_turn_local_with_javascript_and_stay_utc_without(serve, config_rep
         else:
             assert shown == utc.strftime("%Y-%m-%d %H:%M UTC")
         context.close()
+
+
+def test_an_instance_without_backups_says_so_then_shows_a_run_in_readable_units(
+    serve, config_repo, browser
+):
+    """Backups on, no worker threads: the instance's deployment row is stored as the worker
+    stores it, and the backup run is journaled through the backup history, as a run does."""
+    from deploy.backup.journal import RunState
+    from service.store.db import get_db
+    from service.store.models import Deployment, Event
+    from service.worker.backups import get_backups
+
+    served = serve(config_repo, deploy=True, backups=True, workers=0)
+    sha = config_repo.sha()
+    with get_db(served.app).session() as db:
+        event = Event(
+            forge="github",
+            event_name="push",
+            kind="push",
+            delivery_id="d-1",
+            received_at=NOW.timestamp(),
+            status="dispatched",
+            repository=REPO_NAME,
+            clone_url=f"{FORGE_WEB}.git",
+            ref="refs/heads/main",
+            before=ZERO,
+            after=sha,
+        )
+        db.add(event)
+        db.flush()
+        db.add(
+            Deployment(
+                event_id=event.id,
+                key="production/blog",
+                project="production",
+                instance="blog",
+                context="swapyard/production/blog",
+                mode="deploy",
+                sha=sha,
+                status="success",
+                created_at=NOW.timestamp(),
+                started_at=NOW.timestamp(),
+                finished_at=NOW.timestamp() + 15.905,
+            )
+        )
+    page = browser.new_page()
+    page.goto(f"{served.url}/login?next=/instances/production/blog")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    visit(page, page.url, "instance-no-backups")
+    expect(page.locator("#no-backups")).to_contain_text("No backups yet")
+    expect(page.locator("#deployments tbody tr td").nth(5)).to_have_text("15.9 s")
+
+    history = get_backups(served.app).scheduler.history
+    run = history.begin("production", "blog", "backup")
+    history.finish(
+        run, RunState.SUCCEEDED, snapshot_id="5f3a9c1e" * 8, bytes=1258291, duration=3.2, window=4.5
+    )
+    visit(page, page.url, "instance-backups")
+    expect(page.locator("#no-backups")).to_have_count(0)
+    row = page.locator("#backups tbody tr")
+    expect(row).to_contain_text("succeeded")
+    cells = [row.locator("td").nth(i) for i in (4, 5, 6)]
+    for cell, text in zip(cells, ("1.2 MiB", "4.5 s", "3.2 s"), strict=True):
+        expect(cell).to_have_text(text)
+    expect(row.locator("td").nth(7).locator("time")).to_contain_text(
+        re.compile(r"UTC · (just now|\d+ s ago)$")
+    )
