@@ -368,8 +368,12 @@ def test_an_instance_without_backups_says_so_then_shows_a_run_in_readable_units(
     history.finish(
         run, RunState.SUCCEEDED, snapshot_id="5f3a9c1e" * 8, bytes=1258291, duration=3.2, window=4.5
     )
+    history.raise_alert("production", "blog", "stale", "no backup in 26 h (allowed 25 h)")
     visit(page, page.url, "instance-backups")
     expect(page.locator("#no-backups")).to_have_count(0)
+    expect(page.get_by_text("Alert (stale, since")).to_contain_text(
+        re.compile(r"UTC · (just now|\d+ s ago)\): no backup in 26 h")
+    )
     row = page.locator("#backups tbody tr")
     expect(row).to_contain_text("succeeded")
     cells = [row.locator("td").nth(i) for i in (4, 5, 6)]
