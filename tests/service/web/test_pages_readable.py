@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from service.web.format import commit, commit_url, duration, size, web_base, when
-from tests.service.conftest import REPO_NAME, TOKEN, ZERO, push_body
+from tests.service.conftest import REPO_NAME, TOKEN, ZERO, gitlab_push_body, push_body
 from tests.service.web import a11y
 from tests.service.web.test_pages_browser import chromium
 from tests.service.worker.test_worker import finished
@@ -288,6 +288,26 @@ def forge_push_to(served, config_repo, sha: str, branch: str) -> dict:
     response = served.hook("github", "push", body)
     assert response.status_code in (200, 202), response.text
     return finished(served, response.json()["event"])
+
+
+def test_a_gitlab_push_links_its_commit_to_gitlabs_commit_page(serve, config_repo, browser):
+    served = serve(config_repo, repositories={REPO_NAME: str(config_repo.bare)})
+    sha = config_repo.sha()
+    body = gitlab_push_body(config_repo, ZERO, sha)
+    web = "https://gitlab.example/group/sub/config"
+    body["project"]["git_http_url"] = body["repository"]["git_http_url"] = f"{web}.git"
+    response = served.hook("gitlab", "Push Hook", body)
+    assert response.status_code in (200, 202), response.text
+    event = finished(served, response.json()["event"])
+    page = browser.new_page()
+    page.goto(f"{served.url}/login?next=/events/{event['id']}")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    visit(page, page.url, "push-gitlab")
+    expect(page.locator("#commit a.commit")).to_have_attribute("href", f"{web}/-/commit/{sha}")
+    deployment = event["deployments"][0]["id"]
+    page.get_by_role("link", name=f"deployment {deployment}").click()
+    expect(page.locator("a.commit").first).to_have_attribute("href", f"{web}/-/commit/{sha}")
 
 
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
