@@ -97,6 +97,15 @@ _STATIC = r"""
     level = next;
   }
 
+  // a region that scrolls must be reachable by keyboard to be scrolled without a mouse
+  for (const el of document.body.querySelectorAll("*")) {
+    const style = getComputedStyle(el);
+    const scrolls = (el.scrollWidth > el.clientWidth && /auto|scroll/.test(style.overflowX))
+      || (el.scrollHeight > el.clientHeight && /auto|scroll/.test(style.overflowY));
+    if (scrolls && el.tabIndex < 0 && !el.querySelector("a[href], button, input, select, textarea"))
+      problems.push(`scrollable region a keyboard cannot reach: ${describe(el)}`);
+  }
+
   // contrast: each visible element with text of its own, over its nearest opaque background
   const rgba = (s) => {
     const m = s.match(/rgba?\(([^)]+)\)/);

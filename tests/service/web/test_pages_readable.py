@@ -159,6 +159,7 @@ BAD_PAGE = """<!doctype html><html><head><title>bad</title></head><body>
 <p style="color:#aaa">pale grey on white</p>
 <input name="q"><a href="/x"></a><button style="outline:none">go</button>
 <svg width="10" height="10"><rect width="10" height="10"/></svg>
+<pre id="wide" style="width:5em;overflow-x:auto">a line much wider than five em</pre>
 </body></html>"""
 
 GOOD_PAGE = """<!doctype html><html lang="en"><head><title>good</title></head><body>
@@ -182,6 +183,7 @@ def test_the_accessibility_pass_finds_each_kind_of_problem(browser):
         "a without a name",
         "svg with no accessible name",
         "focus is not visible on button",
+        'scrollable region a keyboard cannot reach: pre#wide "a line much wider',
     ):
         assert expected in found, found
     page.set_content(GOOD_PAGE)
