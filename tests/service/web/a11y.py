@@ -6,7 +6,8 @@ every image and inline SVG named or hidden from assistive technology; every link
 and button named; headings that start at one h1 and skip no level; text contrast
 of at least 4.5:1 (WCAG 2 relative luminance, from the computed styles, over
 the nearest opaque background); and keyboard use: Tab reaches every link, button
-and control in document order, and the focused one shows a visible outline.
+and control in document order, the focused one shows a visible outline, and no
+region scrolls where a keyboard cannot reach it.
 
 Written here rather than loading axe-core: these checks are the ones the pages
 need, they run on the page Playwright already has without installing or vendoring
