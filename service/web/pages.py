@@ -24,11 +24,12 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from handlers.gitops.pipeline import StepStatus
+from handlers.gitops.pipeline import DeploymentStatus, StepStatus
 from handlers.intake.events import EventStatus
 from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import Deployment, Event
+from service.web import format as formats
 from service.web.api import deployment_json, event_json, iso, latest_per_instance
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -38,7 +39,11 @@ PUBLIC = {"pages.login", "static"}
 @bp.context_processor
 def _states() -> dict[str, Any]:
     """The state enums, so that templates compare with them rather than with literals."""
-    return {"EventStatus": EventStatus, "StepStatus": StepStatus}
+    return {
+        "DeploymentStatus": DeploymentStatus,
+        "EventStatus": EventStatus,
+        "StepStatus": StepStatus,
+    }
 
 
 @bp.before_app_request
@@ -49,6 +54,17 @@ def _require_login() -> ResponseReturnValue | None:
     if token and session.get("token_digest") == _digest(token):
         return None
     return redirect(url_for("pages.login", next=request.full_path))
+
+
+def _sources(db: Any, event_ids: set[int]) -> dict[int, dict[str, Any]]:
+    """Per event id, where its commits live (`clone_url`, `forge`), in one query: the
+    commit filter links a commit to its forge with it."""
+    if not event_ids:
+        return {}
+    rows = db.execute(
+        select(Event.id, Event.clone_url, Event.forge).where(Event.id.in_(event_ids))
+    ).all()
+    return {i: {"clone_url": url, "forge": forge} for i, url, forge in rows}
 
 
 def _digest(token: str) -> str:
@@ -74,13 +90,17 @@ def login() -> ResponseReturnValue:
 @bp.get("/")
 def instances() -> ResponseReturnValue:
     with get_db().session() as db:
+        pairs = latest_per_instance(db)
+        sources = _sources(db, {d.event_id for pair in pairs for d in pair if d is not None})
         found = [
             {
                 "key": last.key,
                 "current": deployment_json(ok) if ok else None,
+                "current_source": sources.get(ok.event_id) if ok else None,
                 "latest": deployment_json(last),
+                "latest_source": sources.get(last.event_id),
             }
-            for last, ok in latest_per_instance(db)
+            for last, ok in pairs
         ]
     from service.worker.backups import get_backups
 
@@ -101,7 +121,8 @@ def instance(project: str, name: str) -> ResponseReturnValue:
             .order_by(Deployment.id.desc())
             .limit(100)
         ).all()
-        rows = [deployment_json(d) for d in deps]
+        sources = _sources(db, {d.event_id for d in deps})
+        rows = [{**deployment_json(d), "source": sources.get(d.event_id)} for d in deps]
     if not rows:
         return render_template("missing.html", what=f"instance {key}"), 404
     from service.worker.backups import get_backups
@@ -124,7 +145,9 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
             step["offset"] = round(row.started_at - start, 3)
             step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)
         event = {
+            "id": d.event.id,
             "ref": d.event.ref,
+            "clone_url": d.event.clone_url,
             "forge": d.event.forge,
             "received_at": iso(d.event.received_at),
         }
@@ -139,7 +162,7 @@ def event(event_id: int) -> ResponseReturnValue:
         e = db.get(Event, event_id)
         if e is None:
             return render_template("missing.html", what=f"event {event_id}"), 404
-        data = event_json(e)
+        data = {**event_json(e), "clone_url": e.clone_url}
         deployments = [deployment_json(d) for d in sorted(e.deployments, key=lambda d: d.id)]
     return render_template("event.html", e=data, deployments=deployments)
 
@@ -150,3 +173,4 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.register_blueprint(bp)
+    formats.init_app(app)
