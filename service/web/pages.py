@@ -29,6 +29,7 @@ from handlers.intake.events import EventStatus
 from service.settings import settings_of
 from service.store.db import get_db
 from service.store.models import Deployment, Event
+from service.web import timeline
 from service.web.api import deployment_json, event_json, iso, latest_per_instance
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -119,16 +120,17 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
             return render_template("missing.html", what=f"deployment {deployment_id}"), 404
         data = deployment_json(d, full=True)
         # steps of an attempt that a restart interrupted came before this run's start
-        start = min([d.started_at or d.created_at, *(s.started_at for s in d.steps)])
-        for step, row in zip(data["steps"], d.steps, strict=True):
-            step["offset"] = round(row.started_at - start, 3)
-            step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)
+        drawn = timeline.build(d.steps)
+        for step, bar in zip(data["steps"], drawn.bars, strict=True):
+            step["offset"] = round(bar.offset, 3)
+            step["seconds"] = round(bar.seconds, 3)
+        chart = timeline.svg(drawn, f"Deployment {d.id}: its steps on a time axis")
         event = {
             "ref": d.event.ref,
             "forge": d.event.forge,
             "received_at": iso(d.event.received_at),
         }
-    return render_template("deployment.html", d=data, event=event)
+    return render_template("deployment.html", d=data, event=event, timeline=drawn, chart=chart)
 
 
 @bp.get("/events/<int:event_id>")
