@@ -148,7 +148,7 @@ def test_a_worker_killed_in_a_step_then_recovered_shows_the_restart(
     resumed = steps[interrupted + 1]
     assert resumed.name.startswith("rollback:")
     assert float(marker.get("data-at", "nan")) == pytest.approx(
-        resumed.started_at - steps[0].started_at
+        resumed.started_at - steps[0].started_at, abs=1e-6
     )
     assert "worker restarted" in "".join(marker.itertext())
     # the page stayed on while the worker was down: one window, closed by the rollback
