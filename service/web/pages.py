@@ -40,7 +40,7 @@ from service.web.api import (
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 PUBLIC = {"pages.login", "static"}
-INSTANCES_PER_PAGE = 100
+INSTANCES_PER_PAGE = 200
 DEPLOYMENTS_PER_PAGE = 50
 
 
