@@ -21,6 +21,7 @@ WIDTH = 360
 HEIGHT = 90
 LEFT = 56  # room for the largest value's label
 BOTTOM = 16
+MAX_STEP = 28  # px per bar at most: a handful of bars stay bars, not blocks
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def bars(
     top = max(known, default=0.0) or 1.0
     plot_w = WIDTH - LEFT - 4
     plot_h = HEIGHT - BOTTOM - 6
-    step = plot_w / max(len(shown), 1)
+    step = min(plot_w / max(len(shown), 1), MAX_STEP)
     bar_w = max(step * 0.7, 1)
     if known:
         low, high = min(known), max(known)

@@ -23,11 +23,17 @@ import requests
 from playwright.sync_api import Page, expect
 
 from deploy.backup.journal import BackupJournal, RunState
+from deploy.backup.schedule import BackupScheduler
+from deploy.providers.memory.provider import MemoryProvider
+from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.pipeline import DeploymentStatus, HistoryStep, StepStatus
 from service.store.db import get_db
 from service.store.models import RECOVERED_STEP, Deployment, Event, Step
 from service.web import freshness
 from service.web.pages import DEPLOYMENTS_PER_PAGE
+from service.worker.backups import KEY as BACKUPS_KEY
+from service.worker.backups import Backups
+from tests.deploy.backup.test_schedule import instance as backup_instance
 from tests.deploy.swap.test_engine_memory import Crash, Harness, first, h  # noqa: F401
 from tests.service.conftest import ROOT, TOKEN, ZERO, Served
 from tests.service.web.test_pages_browser import page  # noqa: F401
@@ -263,3 +269,61 @@ def test_freshness_from_the_backup_journal(tmp_path: Path) -> None:
     never = freshness.judge(None, daily, "UTC", 0, when - dt.timedelta(days=3), when)
     assert (never.state, never.words, never.shape) == ("missing", "missing", "✕")
     assert judged(dt.timedelta(hours=1)).allowed == allowed
+
+
+def test_freshness_and_backup_charts_with_the_schedule_running(
+    serve,
+    config_repo,
+    tmp_path: Path,
+    page: Page,  # noqa: F811
+) -> None:
+    """Backups on, as `build_worker` wires them with DEPLOY: a scheduler on the service's
+    database (memory provider, an unreachable repository: the jobs exist, runs do not),
+    its journal holding the runs the pages read."""
+    served = serve(config_repo)
+    finished(served, served.push(ZERO, config_repo.sha()).json()["event"])
+    db = get_db(served.app)
+    swaps = SqlJournal(db.engine)
+    scheduler = BackupScheduler(
+        db.engine, MemoryProvider(tmp_path / "state"), swaps, {"restic": "pw"}.__getitem__
+    )
+    scheduler.start(paused=True)
+    served.app.extensions[BACKUPS_KEY] = Backups(scheduler, db, 10)
+    try:
+        closed = "rest:http://127.0.0.1:9/"  # nothing listens: jobs are made, runs fail
+        for name in ("blog", "www"):
+            scheduler.schedule_instance(backup_instance("production", name, closed))
+        backups_journal = scheduler.history
+        for window, size in ((1.5, 10 << 20), (2.5, 12 << 20), (0.8, 13 << 20)):
+            run = backups_journal.begin("production", "blog", "backup", "stop")
+            backups_journal.finish(run, RunState.SUCCEEDED, window=window, bytes=size)
+        drill = backups_journal.begin("production", "blog", "drill")
+        backups_journal.finish(drill, RunState.FAILED, error="restore: checksum mismatch")
+
+        log_in(page, served)
+        blog = page.locator("#instances tr", has_text="production/blog")
+        expect(blog.locator("td.freshness")).to_have_text("● fresh")
+        www = page.locator("#instances tr", has_text="production/www")
+        expect(www.locator("td.freshness")).to_have_text("○ not due yet")
+        shot(page, "instances")
+
+        page.goto(f"{served.url}/instances/production/blog")
+        expect(page.locator("#freshness")).to_contain_text("Backups: ● fresh")
+        expect(page.locator("#next-backup")).not_to_contain_text("not scheduled")
+        expect(page.locator("#last-drill")).to_contain_text("failed")
+        expect(page.locator("#last-drill")).to_contain_text("checksum mismatch")
+        sizes = page.locator("#backup-sizes g.bar")
+        expect(sizes).to_have_count(3)
+        values = sizes.evaluate_all("gs => gs.map(g => Number(g.getAttribute('data-value')))")
+        assert values == [10 << 20, 12 << 20, 13 << 20]  # oldest first
+        heights = sizes.evaluate_all(
+            "gs => gs.map(g => Number(g.querySelector('rect').getAttribute('height')))"
+        )
+        assert heights[0] / heights[2] == pytest.approx(10 / 13, abs=0.01)
+        windows = page.locator("#backup-windows g.bar")
+        expect(windows).to_have_count(3)
+        expect(page.locator("#backup-windows title").first).to_contain_text("seconds")
+        shot(page, "instance-backups")
+    finally:
+        del served.app.extensions[BACKUPS_KEY]
+        scheduler.shutdown()
