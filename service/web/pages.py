@@ -150,12 +150,13 @@ def instance(project: str, name: str) -> ResponseReturnValue:
         row["window"] = sum(w.seconds for w in windows) if windows else None
     older = rows[-1]["id"] if rows and (more or after is not None) else None
     newer = rows[0]["id"] if rows and (before is not None or (after is not None and more)) else None
+    swap_windows = [
+        charts.Point(f"deployment {r['id']}", r["window"])
+        for r in reversed(rows)
+        if r["window"] is not None
+    ]
     window_chart = charts.bars(
-        [
-            charts.Point(f"deployment {r['id']}", r["window"])
-            for r in reversed(rows)
-            if r["window"] is not None
-        ],
+        swap_windows,
         f"{key}: seconds of maintenance page (503) per swap",
         "swap-windows",
         charts.seconds,
@@ -180,6 +181,7 @@ def instance(project: str, name: str) -> ResponseReturnValue:
                 "backup-sizes",
                 charts.size,
             ),
+            "backups_made": len(made),
             "drill": next((r for r in overview["runs"] if r["kind"] == "drill"), None),
             "fresh": freshness.of_all(backups).get(key),
         }
@@ -188,7 +190,7 @@ def instance(project: str, name: str) -> ResponseReturnValue:
         key=key,
         deployments=rows,
         backups=overview,
-        window_chart=window_chart,
+        window_chart=window_chart if swap_windows else None,
         older=older,
         newer=newer,
         **extra,

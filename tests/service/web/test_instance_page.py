@@ -309,6 +309,9 @@ def test_freshness_and_backup_charts_with_the_schedule_running(
 
         page.goto(f"{served.url}/instances/production/blog")
         expect(page.locator("#freshness")).to_contain_text("Backups: ● fresh")
+        # its only deployment is plan-only: a sentence, not an empty chart
+        expect(page.locator("#no-swap-windows")).to_contain_text("turned the maintenance page on")
+        expect(page.locator("#swap-windows")).to_have_count(0)
         expect(page.locator("#next-backup")).not_to_contain_text("not scheduled")
         expect(page.locator("#last-drill")).to_contain_text("failed")
         expect(page.locator("#last-drill")).to_contain_text("checksum mismatch")
