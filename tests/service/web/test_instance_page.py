@@ -30,6 +30,7 @@ from handlers.gitops.pipeline import DeploymentStatus, HistoryStep, StepStatus
 from service.store.db import get_db
 from service.store.models import RECOVERED_STEP, Deployment, Event, Step
 from service.web import freshness
+from service.web.api import count_instances, latest_per_instance
 from service.web.pages import DEPLOYMENTS_PER_PAGE
 from service.worker.backups import KEY as BACKUPS_KEY
 from service.worker.backups import Backups
@@ -330,3 +331,57 @@ def test_freshness_and_backup_charts_with_the_schedule_running(
     finally:
         del served.app.extensions[BACKUPS_KEY]
         scheduler.shutdown()
+
+
+def test_the_overview_query_finds_each_instances_latest_and_latest_good(serve, config_repo) -> None:
+    """The grouped query against the plain reading of the history it replaced."""
+    served = serve(config_repo)
+    finished(served, served.push(ZERO, config_repo.sha()).json()["event"])
+    statuses = (DeploymentStatus.SUCCESS, DeploymentStatus.FAILURE, DeploymentStatus.ERROR)
+    t = time.time()
+    with get_db(served.app).session() as db:
+        for n in range(60):
+            event = Event(
+                forge="github",
+                event_name="push",
+                kind="push",
+                delivery_id=f"mixed-{n}",
+                received_at=t,
+                status="dispatched",
+                attempts=1,
+            )
+            db.add(event)
+            db.flush()
+            for i in range(7):
+                if (n + i) % 3 == 0:
+                    continue  # not every push touches every instance
+                bad = i == 6 or (n * i) % 4 == 1  # instance i6 never succeeds
+                db.add(
+                    Deployment(
+                        event_id=event.id,
+                        key=f"p/i{i}" if n % 5 else f"plan/{i}",
+                        project="p",
+                        instance=f"i{i}",
+                        context="swapyard",
+                        mode="deploy" if n % 5 else "plan",
+                        sha=f"{n:040x}",
+                        status=statuses[1 + n % 2] if bad else statuses[0],
+                        created_at=t,
+                    )
+                )
+    with get_db(served.app).session() as db:
+        rows = db.query(Deployment).filter(Deployment.mode == "deploy").order_by(Deployment.id)
+        latest: dict[str, int] = {}
+        good: dict[str, int] = {}
+        for d in rows:
+            latest[d.key] = d.id
+            if d.status == DeploymentStatus.SUCCESS:
+                good[d.key] = d.id
+        found = latest_per_instance(db)
+        assert [(d.key, d.id, ok.id if ok else None) for d, ok in found] == [
+            (key, latest[key], good.get(key)) for key in sorted(latest)
+        ]
+        assert good.get("p/i6") is None and "p/i6" in latest
+        assert count_instances(db) == len(latest)
+        pages = [latest_per_instance(db, limit=3, offset=k) for k in range(0, len(latest), 3)]
+        assert [d.key for page in pages for d, _ in page] == sorted(latest)
