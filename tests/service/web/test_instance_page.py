@@ -31,7 +31,7 @@ from service.store.db import get_db
 from service.store.models import RECOVERED_STEP, Deployment, Event, Step
 from service.web import freshness
 from service.web.api import count_instances, latest_per_instance
-from service.web.pages import DEPLOYMENTS_PER_PAGE
+from service.web.pages import DEPLOYMENTS_PER_PAGE, INSTANCES_PER_PAGE
 from service.worker.backups import KEY as BACKUPS_KEY
 from service.worker.backups import Backups
 from tests.deploy.backup.test_schedule import instance as backup_instance
@@ -385,3 +385,52 @@ def test_the_overview_query_finds_each_instances_latest_and_latest_good(serve, c
         assert count_instances(db) == len(latest)
         pages = [latest_per_instance(db, limit=3, offset=k) for k in range(0, len(latest), 3)]
         assert [d.key for page in pages for d, _ in page] == sorted(latest)
+
+
+def test_the_overview_pages_past_its_page_size(serve, config_repo) -> None:
+    served = serve(config_repo)
+    finished(served, served.push(ZERO, config_repo.sha()).json()["event"])
+    t = time.time()
+    with get_db(served.app).session() as db:
+        event = Event(
+            forge="github",
+            event_name="push",
+            kind="push",
+            delivery_id="many",
+            received_at=t,
+            status="dispatched",
+            attempts=1,
+        )
+        db.add(event)
+        db.flush()
+        db.add_all(
+            Deployment(
+                event_id=event.id,
+                key=f"fleet/n{i:03d}",
+                project="fleet",
+                instance=f"n{i:03d}",
+                context="swapyard",
+                mode="deploy",
+                sha="f" * 40,
+                status=DeploymentStatus.SUCCESS,
+                created_at=t,
+            )
+            for i in range(INSTANCES_PER_PAGE + 5)
+        )
+    session = requests.Session()
+    session.post(f"{served.url}/login", data={"token": TOKEN}, timeout=10)
+    with get_db(served.app).session() as db:
+        keys = [d.key for d, _ in latest_per_instance(db)]
+    assert len(keys) > INSTANCES_PER_PAGE
+
+    def listed(url: str) -> tuple[list[str], str]:
+        r = session.get(url, timeout=10)
+        assert r.status_code == 200
+        return re.findall(r'<a href="/instances/([^"]+)">', r.text), r.text
+
+    one, text = listed(f"{served.url}/")
+    assert one == keys[:INSTANCES_PER_PAGE]
+    assert "Page 1 of 2" in text and 'href="?page=2"' in text
+    two, text = listed(f"{served.url}/?page=2")
+    assert two == keys[INSTANCES_PER_PAGE:]
+    assert 'href="?page=1"' in text and 'href="?page=3"' not in text
