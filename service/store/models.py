@@ -62,7 +62,13 @@ class Deployment(Base):
     """One instance (or one plan-only run) for one commit."""
 
     __tablename__ = "deployments"
-    __table_args__ = (UniqueConstraint("event_id", "key", name="uq_deployment_event_key"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "key", name="uq_deployment_event_key"),
+        # the overview's latest (and latest successful) deployment per instance: read from
+        # the index alone, not from every row of the history
+        Index("ix_deployments_latest", "mode", "key", "id"),
+        Index("ix_deployments_latest_status", "mode", "status", "key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)

@@ -136,18 +136,49 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
         return jsonify(deployment_json(d, full=True))
 
 
-def latest_per_instance(session: Any) -> list[tuple[Deployment, Deployment | None]]:
-    """Per instance key, sorted: its latest deployment and its latest successful one."""
-    rows = session.scalars(
-        select(Deployment).where(Deployment.mode == "deploy").order_by(Deployment.id)
-    ).all()
-    latest: dict[str, Deployment] = {}
-    current: dict[str, Deployment] = {}
-    for d in rows:
-        latest[d.key] = d
-        if d.status == DeploymentStatus.SUCCESS:
-            current[d.key] = d
-    return [(latest[key], current.get(key)) for key in sorted(latest)]
+def latest_per_instance(
+    session: Any, limit: int | None = None, offset: int = 0
+) -> list[tuple[Deployment, Deployment | None]]:
+    """Per instance key, sorted: its latest deployment and its latest successful one.
+
+    Two grouped `max(id)` queries answered from the `ix_deployments_latest*` indexes,
+    then only those rows: the history's length does not matter. `limit` and `offset`
+    page through the keys.
+    """
+    latest_ids = (
+        select(func.max(Deployment.id))
+        .where(Deployment.mode == "deploy")
+        .group_by(Deployment.key)
+        .order_by(Deployment.key)
+        .offset(offset)
+    )
+    if limit is not None:
+        latest_ids = latest_ids.limit(limit)
+    latest = session.scalars(select(Deployment).where(Deployment.id.in_(latest_ids))).all()
+    keys = [d.key for d in latest]
+    ok_ids = (
+        select(func.max(Deployment.id))
+        .where(
+            Deployment.mode == "deploy",
+            Deployment.status == DeploymentStatus.SUCCESS,
+            Deployment.key.in_(keys),
+        )
+        .group_by(Deployment.key)
+    )
+    current = {
+        d.key: d for d in session.scalars(select(Deployment).where(Deployment.id.in_(ok_ids)))
+    }
+    return [(d, current.get(d.key)) for d in sorted(latest, key=lambda d: d.key)]
+
+
+def count_instances(session: Any) -> int:
+    """How many instance keys have a deployment (for the overview's pages)."""
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(Deployment.key))).where(Deployment.mode == "deploy")
+        )
+        or 0
+    )
 
 
 @bp.get("/instances")

@@ -28,12 +28,21 @@ from handlers.gitops.pipeline import DeploymentStatus, StepStatus
 from handlers.intake.events import EventStatus
 from service.settings import settings_of
 from service.store.db import get_db
-from service.store.models import Deployment, Event
+from service.store.models import Deployment, Event, Step
+from service.web import charts, freshness, timeline
 from service.web import format as formats
-from service.web.api import deployment_json, event_json, iso, latest_per_instance
+from service.web.api import (
+    count_instances,
+    deployment_json,
+    event_json,
+    iso,
+    latest_per_instance,
+)
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 PUBLIC = {"pages.login", "static"}
+INSTANCES_PER_PAGE = 200
+DEPLOYMENTS_PER_PAGE = 50
 
 
 @bp.context_processor
@@ -87,10 +96,23 @@ def login() -> ResponseReturnValue:
     return render_template("login.html", error=error), 401 if error else 200
 
 
+def _page_arg(name: str) -> int | None:
+    """A positive integer query argument (`page`, `before`, `after`), or None."""
+    try:
+        value = int(request.args.get(name, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
 @bp.get("/")
 def instances() -> ResponseReturnValue:
+    page = _page_arg("page") or 1
     with get_db().session() as db:
-        pairs = latest_per_instance(db)
+        total = count_instances(db)
+        pairs = latest_per_instance(
+            db, limit=INSTANCES_PER_PAGE, offset=(page - 1) * INSTANCES_PER_PAGE
+        )
         sources = _sources(db, {d.event_id for pair in pairs for d in pair if d is not None})
         found = [
             {
@@ -106,30 +128,94 @@ def instances() -> ResponseReturnValue:
 
     backups = get_backups(current_app)
     schedule = backups.schedule_holder() if backups is not None else None
+    fresh = freshness.of_all(backups) if backups is not None else {}
+    pages = max(1, -(-total // INSTANCES_PER_PAGE))
     return render_template(
-        "instances.html", instances=found, backups_on=backups is not None, schedule=schedule
+        "instances.html",
+        instances=found,
+        backups_on=backups is not None,
+        schedule=schedule,
+        freshness=fresh,
+        page=page,
+        pages=pages,
     )
 
 
 @bp.get("/instances/<project>/<name>")
 def instance(project: str, name: str) -> ResponseReturnValue:
     key = f"{project}/{name}"
+    before, after = _page_arg("before"), _page_arg("after")
     with get_db().session() as db:
-        deps = db.scalars(
-            select(Deployment)
-            .where(Deployment.key == key)
-            .order_by(Deployment.id.desc())
-            .limit(100)
-        ).all()
+        query = select(Deployment).where(Deployment.key == key)
+        if after is not None:  # the newer page: the next ones up, then newest first
+            query = query.where(Deployment.id > after).order_by(Deployment.id)
+        else:
+            if before is not None:
+                query = query.where(Deployment.id < before)
+            query = query.order_by(Deployment.id.desc())
+        deps = list(db.scalars(query.limit(DEPLOYMENTS_PER_PAGE + 1)))
+        more = len(deps) > DEPLOYMENTS_PER_PAGE
+        deps = deps[:DEPLOYMENTS_PER_PAGE]
+        if after is not None:
+            deps.reverse()
         sources = _sources(db, {d.event_id for d in deps})
         rows = [{**deployment_json(d), "source": sources.get(d.event_id)} for d in deps]
-    if not rows:
+        steps: dict[int, list[Step]] = {d.id: [] for d in deps}
+        for step in db.scalars(select(Step).where(Step.deployment_id.in_(steps)).order_by(Step.id)):
+            steps[step.deployment_id].append(step)
+        exists = bool(rows) or db.scalar(select(Deployment.id).where(Deployment.key == key))
+    if not exists:
         return render_template("missing.html", what=f"instance {key}"), 404
+    for row in rows:
+        windows = timeline.build(steps[row["id"]]).windows
+        row["window"] = sum(w.seconds for w in windows) if windows else None
+    older = rows[-1]["id"] if rows and (more or after is not None) else None
+    newer = rows[0]["id"] if rows and (before is not None or (after is not None and more)) else None
+    swap_windows = [
+        charts.Point(f"deployment {r['id']}", r["window"])
+        for r in reversed(rows)
+        if r["window"] is not None
+    ]
+    window_chart = charts.bars(
+        swap_windows,
+        f"{key}: seconds of maintenance page (503) per swap",
+        "swap-windows",
+        charts.seconds,
+    )
     from service.worker.backups import get_backups
 
     backups = get_backups(current_app)
     overview = backups.overview(project, name) if backups is not None else None
-    return render_template("instance.html", key=key, deployments=rows, backups=overview)
+    extra: dict[str, Any] = {}
+    if backups is not None and overview is not None:
+        made = [r for r in overview["runs"] if r["kind"] == "backup"][::-1]
+        extra = {
+            "backup_window_chart": charts.bars(
+                [charts.Point(f"backup {r['id']}", r["window"]) for r in made],
+                f"{key}: seconds of maintenance page per backup",
+                "backup-windows",
+                charts.seconds,
+            ),
+            "backup_size_chart": charts.bars(
+                [charts.Point(f"backup {r['id']}", r["bytes"]) for r in made],
+                f"{key}: size of each backup",
+                "backup-sizes",
+                charts.size,
+            ),
+            "backups_made": len(made),
+            "drill": next((r for r in overview["runs"] if r["kind"] == "drill"), None),
+            "fresh": freshness.of_all(backups).get(key),
+        }
+    return render_template(
+        "instance.html",
+        key=key,
+        deployments=rows,
+        backups=overview,
+        window_chart=window_chart if swap_windows else None,
+        older=older,
+        newer=newer,
+        **extra,
+    )
 
 
 @bp.get("/deployments/<int:deployment_id>")
@@ -140,10 +226,11 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
             return render_template("missing.html", what=f"deployment {deployment_id}"), 404
         data = deployment_json(d, full=True)
         # steps of an attempt that a restart interrupted came before this run's start
-        start = min([d.started_at or d.created_at, *(s.started_at for s in d.steps)])
-        for step, row in zip(data["steps"], d.steps, strict=True):
-            step["offset"] = round(row.started_at - start, 3)
-            step["seconds"] = round((row.finished_at or row.started_at) - row.started_at, 3)
+        drawn = timeline.build(d.steps)
+        for step, bar in zip(data["steps"], drawn.bars, strict=True):
+            step["offset"] = round(bar.offset, 3)
+            step["seconds"] = round(bar.seconds, 3)
+        chart = timeline.svg(drawn, f"Deployment {d.id}: its steps on a time axis")
         event = {
             "id": d.event.id,
             "ref": d.event.ref,
@@ -151,7 +238,7 @@ def deployment(deployment_id: int) -> ResponseReturnValue:
             "forge": d.event.forge,
             "received_at": iso(d.event.received_at),
         }
-    return render_template("deployment.html", d=data, event=event)
+    return render_template("deployment.html", d=data, event=event, timeline=drawn, chart=chart)
 
 
 @bp.get("/events/<int:event_id>")

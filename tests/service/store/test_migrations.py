@@ -88,6 +88,7 @@ def tables(engine: sa.Engine) -> set[str]:
 # columns the models gained through revisions after the baseline, which `create_all`
 # of those days did not make
 LATER_COLUMNS = {"leases": ["taken_at"]}
+LATER_INDEXES = {"deployments": ["ix_deployments_latest", "ix_deployments_latest_status"]}
 
 
 def create_all_before_migrations(url: str, metadatas: list[sa.MetaData]) -> sa.Engine:
@@ -99,6 +100,9 @@ def create_all_before_migrations(url: str, metadatas: list[sa.MetaData]) -> sa.E
             for table, columns in LATER_COLUMNS.items():
                 for column in columns if table in metadata.tables else ():
                     conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+            for table, indexes in LATER_INDEXES.items():
+                for index in indexes if table in metadata.tables else ():
+                    conn.exec_driver_sql(f"DROP INDEX {index}")
     return engine
 
 
