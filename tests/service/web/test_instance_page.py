@@ -37,6 +37,7 @@ from service.worker.backups import Backups
 from tests.deploy.backup.test_schedule import instance as backup_instance
 from tests.deploy.swap.test_engine_memory import Crash, Harness, first, h  # noqa: F401
 from tests.service.conftest import ROOT, TOKEN, ZERO, Served
+from tests.service.web import a11y
 from tests.service.web.test_pages_browser import page  # noqa: F401
 from tests.service.web.test_timeline import history
 from tests.service.worker.test_worker import finished
@@ -94,8 +95,9 @@ def log_in(page: Page, served: Served) -> None:  # noqa: F811
 
 
 def shot(page: Page, name: str) -> None:  # noqa: F811
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    """The accessibility pass on the page (tests/service/web/a11y.py), then its screenshot."""
+    a11y.check(page)
+    a11y.screenshot(page, name)
 
 
 def check_timeline(page: Page, steps: list[HistoryStep]) -> None:  # noqa: F811
@@ -156,7 +158,7 @@ def test_the_pages_draw_a_replace_a_failed_swap_and_a_recovery_from_their_journa
     expect(bars).to_have_count(3)  # each of the three swaps had the page on
     expect(page.locator("#swap-windows")).to_have_attribute("role", "img")
     row = page.locator("#deployments tr", has_text=f"{failed}")
-    expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^\d+\.\d\d$"))
+    expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^\d+\.\d s$"))
     shot(page, "instance")
 
     page.goto(f"{served.url}/deployments/{ok}")
