@@ -36,13 +36,12 @@ from service.worker.backups import KEY as BACKUPS_KEY
 from service.worker.backups import Backups
 from tests.deploy.backup.test_schedule import instance as backup_instance
 from tests.deploy.swap.test_engine_memory import Crash, Harness, first, h  # noqa: F401
-from tests.service.conftest import ROOT, TOKEN, ZERO, Served
+from tests.service.conftest import TOKEN, ZERO, Served
 from tests.service.web import a11y
 from tests.service.web.test_pages_browser import page  # noqa: F401
 from tests.service.web.test_timeline import history
 from tests.service.worker.test_worker import finished
 
-SHOTS = ROOT / "out" / "screenshots"
 KEY = ("production", "blog")
 
 
