@@ -186,6 +186,8 @@ class Deployer:
             except SwapInProgress as exc:
                 return Execution(DeploymentStatus.ERROR, "busy", str(exc), wait.steps(str(exc)))
             steps = wait.steps()
+        if result.swap_id is not None:  # the swap's own steps, as the journal timed them
+            steps += self._journaled(result.swap_id)
         noop = result.status == "noop"  # nothing to do is a success for the deployment
         status = DeploymentStatus.SUCCESS if noop else DeploymentStatus(result.status)
         if status == DeploymentStatus.SUCCESS:
@@ -218,11 +220,9 @@ class Deployer:
             log.warning("orphan instance %s: not referenced by any deployment", orphan)
         return recovered
 
-    def _recovery(self, result: SwapResult) -> Recovery:
-        assert result.swap_id is not None
-        journal = self.engine.journal
-        record = journal.get(result.swap_id)
-        steps = tuple(
+    def _journaled(self, swap_id: int) -> tuple[HistoryStep, ...]:
+        """The swap's journaled steps as history steps (a timeline draws them)."""
+        return tuple(
             HistoryStep(
                 s.step,
                 StepStatus(s.status),
@@ -230,8 +230,13 @@ class Deployer:
                 epoch(s.finished or s.started),
                 s.detail,
             )
-            for s in journal.steps(result.swap_id)
+            for s in self.engine.journal.steps(swap_id)
         )
+
+    def _recovery(self, result: SwapResult) -> Recovery:
+        assert result.swap_id is not None
+        record = self.engine.journal.get(result.swap_id)
+        steps = self._journaled(result.swap_id)
         return Recovery(record.project, record.name, record.commit, result, steps)
 
 
