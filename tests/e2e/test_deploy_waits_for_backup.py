@@ -99,8 +99,10 @@ def test_a_push_during_a_backup_waits_for_it_then_deploys(world: World) -> None:
     assert "v2" in world.get("site.test").text
     assert "before-the-backup" in world.get("notes.test", "/cgi-bin/list").text
     steps = api(world.url, TOKEN, f"/deployments/{second['id']}")["steps"]
-    assert [s["name"] for s in steps][-2:] == ["wait_lock", "deploy"]
-    wait_step = steps[-2]
+    names = [s["name"] for s in steps]
+    # the wait, then the swap's own journaled steps, then the deploy step that held them
+    assert names[-1] == "deploy" and names[names.index("wait_lock") + 1] == "create_new"
+    wait_step = steps[names.index("wait_lock")]
     assert wait_step["status"] == "done"
     assert wait_step["log"].startswith(f"waiting for backup {run.id} of {key} to end")
     assert f"{key}: the lock is free after " in wait_step["log"]

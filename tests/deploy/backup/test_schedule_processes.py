@@ -301,7 +301,7 @@ def test_web_and_two_workers_on_postgresql_run_the_schedule_once(
     browser = requests.Session()
     browser.post(f"http://127.0.0.1:{port}/login", data={"token": TOKEN}, timeout=10)
     page = browser.get(f"http://127.0.0.1:{port}/", timeout=10).text
-    assert f"Scheduled jobs run in <code>{held.owner}</code> since 20" in page
+    assert f'Scheduled jobs run in <code>{held.owner}</code> since <time datetime="20' in page
 
     # a clean stop of the holder hands the schedule to the other worker
     os.killpg(process_group_of(held), signal.SIGTERM)
