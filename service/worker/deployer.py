@@ -49,6 +49,7 @@ from deploy.providers.types import SwapInProgress
 from deploy.spec import DeploySpec, dns_spec
 from deploy.steps.sql import epoch
 from deploy.swap.engine import SwapEngine, SwapResult
+from deploy.swap.journal import Journal
 from deploy.swap.sqljournal import SqlJournal
 from handlers.gitops.pipeline import DeploymentStatus, Execution, HistoryStep, StepStatus
 from renderers import RenderOptions, render_instance
@@ -73,6 +74,20 @@ def open_provider(settings: Settings) -> Provider:
 def open_secrets(settings: Settings) -> DirectorySecretStore:
     """The secret store under SECRETS_DIR (default DATA_DIR/secrets)."""
     return DirectorySecretStore(settings.secrets_dir or settings.data_dir / "secrets")
+
+
+def journaled_steps(journal: Journal, swap_id: int) -> tuple[HistoryStep, ...]:
+    """A swap's journaled steps as a deployment's history keeps them (a timeline draws them)."""
+    return tuple(
+        HistoryStep(
+            s.step,
+            StepStatus(s.status),
+            epoch(s.started),
+            epoch(s.finished or s.started),
+            s.detail,
+        )
+        for s in journal.steps(swap_id)
+    )
 
 
 class _Wait:
@@ -187,7 +202,7 @@ class Deployer:
                 return Execution(DeploymentStatus.ERROR, "busy", str(exc), wait.steps(str(exc)))
             steps = wait.steps()
         if result.swap_id is not None:  # the swap's own steps, as the journal timed them
-            steps += self._journaled(result.swap_id)
+            steps += journaled_steps(self.engine.journal, result.swap_id)
         noop = result.status == "noop"  # nothing to do is a success for the deployment
         status = DeploymentStatus.SUCCESS if noop else DeploymentStatus(result.status)
         if status == DeploymentStatus.SUCCESS:
@@ -220,23 +235,10 @@ class Deployer:
             log.warning("orphan instance %s: not referenced by any deployment", orphan)
         return recovered
 
-    def _journaled(self, swap_id: int) -> tuple[HistoryStep, ...]:
-        """The swap's journaled steps as history steps (a timeline draws them)."""
-        return tuple(
-            HistoryStep(
-                s.step,
-                StepStatus(s.status),
-                epoch(s.started),
-                epoch(s.finished or s.started),
-                s.detail,
-            )
-            for s in self.engine.journal.steps(swap_id)
-        )
-
     def _recovery(self, result: SwapResult) -> Recovery:
         assert result.swap_id is not None
         record = self.engine.journal.get(result.swap_id)
-        steps = self._journaled(result.swap_id)
+        steps = journaled_steps(self.engine.journal, result.swap_id)
         return Recovery(record.project, record.name, record.commit, result, steps)
 
 

@@ -39,7 +39,7 @@ import pytest
 
 from deploy.dns.base import DnsDriver, ZoneAccess
 from deploy.dns.records import DnsSpec
-from deploy.dns.registry import open_zone
+from deploy.dns.registry import open_zone, zone_access
 
 ZONE = "swapyard.test"
 FOREIGN = "foreign"  # foreign.<zone>: a record that is not swapyard's
@@ -366,8 +366,7 @@ def start_pdns(workdir: Path, zone: str = ZONE) -> DnsTestServer:
 def open_test_dns(dns: DnsSpec) -> DnsDriver:
     """A swap engine's `open_dns` for tests: the spec's settings carry the key itself (there
     is no secret store), as `rfc2136_spec` writes them."""
-    fields = {k: v for k, v in dns.settings.items() if k in ZoneAccess.__dataclass_fields__}
-    return open_zone(ZoneAccess(**fields, timeout=5.0))
+    return open_zone(zone_access(dns.settings, lambda _name: None, timeout=5.0))
 
 
 def rfc2136_spec(

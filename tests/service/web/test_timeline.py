@@ -15,10 +15,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from deploy.steps.sql import epoch
 from handlers.gitops.pipeline import HistoryStep, StepStatus
 from service.store.models import RECOVERED_STEP
 from service.web import timeline
+from service.worker.deployer import journaled_steps
 from tests.deploy.swap.test_engine_memory import Crash, Harness, first, h  # noqa: F401
 
 NS = {"s": "http://www.w3.org/2000/svg"}
@@ -27,16 +27,7 @@ SCALE_TOLERANCE = 0.02  # px: the SVG's coordinates are rounded to 2 decimals
 
 def history(harness: Harness, swap_id: int) -> list[HistoryStep]:
     """The swap's journaled steps as a deployment's history stores them."""
-    return [
-        HistoryStep(
-            s.step,
-            StepStatus(s.status),
-            epoch(s.started),
-            epoch(s.finished or s.started),
-            s.detail,
-        )
-        for s in harness.journal.steps(swap_id)
-    ]
+    return list(journaled_steps(harness.journal, swap_id))
 
 
 def drawn(steps: list[HistoryStep]) -> tuple[timeline.Timeline, ET.Element]:
