@@ -94,14 +94,19 @@ def last_good_backups(engine: sa.Engine) -> dict[str, dt.datetime]:
         }
 
 
-def of_all(backups: Any, now: dt.datetime | None = None) -> dict[str, Freshness]:
+def of_all(
+    backups: Any, now: dt.datetime | None = None, only: str | None = None
+) -> dict[str, Freshness]:
     """The freshness of every instance with scheduled backups (`backups`: the service's
-    `service.worker.backups.Backups`), by `project/name`."""
+    `service.worker.backups.Backups`), by `project/name`; with `only`, of that one alone
+    (an instance's page judges no other schedule)."""
     now = now or dt.datetime.now(dt.UTC)
     scheduler = backups.scheduler
     last = last_good_backups(scheduler.history.engine)
     out = {}
     for key, job in scheduler.jobs().items():
+        if only is not None and key != only:
+            continue
         since = dt.datetime.fromisoformat(job.since) if job.since else None
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.UTC)

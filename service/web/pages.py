@@ -204,7 +204,7 @@ def instance(project: str, name: str) -> ResponseReturnValue:
             ),
             "backups_made": len(made),
             "drill": next((r for r in overview["runs"] if r["kind"] == "drill"), None),
-            "fresh": freshness.of_all(backups).get(key),
+            "fresh": freshness.of_all(backups, only=key).get(key),
         }
     return render_template(
         "instance.html",
